@@ -1,0 +1,199 @@
+"""The ``soundnet`` command line: a thin layer over the library.
+
+Each command parses its options, calls the library and prints. Results go to stdout
+or ``--output``; progress, warnings and errors to stderr. Heavy imports (TensorFlow,
+librosa) happen inside the commands so that ``soundnet --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from soundnet import __version__
+from soundnet.errors import SoundnetError
+
+log = logging.getLogger("soundnet")
+
+EXISTING = click.Path(exists=True, path_type=Path)
+OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+def library_errors(command):
+    """Turn library errors into one-line messages with exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except SoundnetError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+def _fail_batch(failures: list[tuple[Path, str]]) -> None:
+    if failures:
+        click.echo(f"soundnet: {len(failures)} file(s) failed:", err=True)
+        for _, reason in failures:
+            click.echo(f"  {reason}", err=True)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="soundnet")
+@click.option("-v", "--verbose", count=True, help="More messages on stderr (-vv for debugging).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+def main(verbose: int, quiet: bool) -> None:
+    """Train and run a detector of one target sound in audio (CNN-LSTM-Dense, per 10 ms frame)."""
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    _quiet_tensorflow()
+
+
+@main.command()
+@click.argument("audio", nargs=-1, required=True, type=EXISTING)
+@click.option("--annotations", "-a", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="DCASE table (filename onset offset label, TSV or CSV). Without it, Audacity labels beside the audio (x.wav + x.txt).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder to write.")
+@click.option("--target", "-t", help="Label of the target sound (implied when the annotations hold one label).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML config (its features section is used).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
+@library_errors
+def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
+    """Turn AUDIO files and folders and their annotations into a dataset of features and frame labels."""
+    from soundnet.config import load_config
+    from soundnet.dataset import extract as run_extract
+
+    config = load_config(config_path)
+    report = run_extract(audio, out=out, annotations=annotations, target=target, config=config.features,
+                         jobs=jobs, fail_fast=fail_fast, progress=True)
+    log.info("%s: %d file(s) extracted, %d unchanged, %d without annotation, %d failed (target %r)",
+             out, len(report.extracted), len(report.reused), len(report.skipped), len(report.failures), report.target)
+    _fail_batch(report.failures)
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder to write.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML config (see configs/default.yaml).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (overrides the config).")
+@click.option("--seed", type=int, help="Random seed (overrides the config).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Windows per batch (overrides the config).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted training of the same RUN from its last completed epoch.")
+@library_errors
+def train(dataset, out, config_path, epochs, seed, batch_size, resume):
+    """Train the CNN-LSTM-Dense detector on DATASET (written by soundnet extract)."""
+    from soundnet.config import load_config
+    from soundnet.train import train as run_train
+
+    config = load_config(config_path, epochs=epochs, seed=seed, batch_size=batch_size)
+    result = run_train(dataset, out=out, config=config, resume=resume)
+    scores = result.card.validation.get("event_onset", {})
+    click.echo(f"{result.run}: trained {result.epochs} epoch(s); validation event F1 "
+               f"{_fmt(scores.get('f_measure'))}, error rate {_fmt(scores.get('error_rate'))}; "
+               f"post-processing {result.card.postprocessing}")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def post_options(command):
+    """Options that override the model card's post-processing."""
+    options = [
+        click.option("--threshold", type=click.FloatRange(0, 1), help="Probability threshold (default: the model card's tuned value)."),
+        click.option("--median", "median_seconds", type=click.FloatRange(min=0), help="Median filter length in seconds."),
+        click.option("--min-duration", type=click.FloatRange(min=0), help="Drop events shorter than this (seconds)."),
+        click.option("--merge-gap", type=click.FloatRange(min=0), help="Merge events closer than this (seconds)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=EXISTING)
+@click.option("--model", "-m", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Run folder (default: the bundled detector).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the events to this file instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True, help="Event output format.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write one event file per audio file here (audacity: x.txt, raven: x.selections.txt).")
+@click.option("--frames", type=click.Path(path_type=Path), help="Write per-frame probabilities: F.csv (time,probability) or F.npy; a folder when several files.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
+@post_options
+@library_errors
+def detect(inputs, model, output, fmt, output_dir, frames, fail_fast, threshold, median_seconds, min_duration, merge_gap):
+    """Find the target sound in audio FILES and folders: events, and per-frame probabilities on request."""
+    from soundnet.audio import find_audio
+    from soundnet.detect import Detector, display_name
+    from soundnet.formats import render_events, write_frames, write_text_atomic
+
+    paths = find_audio(inputs)
+    detector = Detector(model)
+    post = detector.postprocessing(threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap)
+    if fmt == "audacity" and len(paths) > 1 and output_dir is None:
+        raise click.UsageError("--format audacity writes one label file per audio file: give --output-dir")
+    detections, failures = [], []
+    for path in paths:
+        name = display_name(path, inputs)
+        try:
+            detection = detector.detect_file(path, post=post, name=name)
+        except SoundnetError as error:
+            failures.append((path, str(error)))
+            log.error("%s", error)
+            if fail_fast:
+                break
+            continue
+        detections.append((name, detection))
+        log.info("%s: %d event(s) in %.1f s", name, len(detection.events), detection.duration)
+        if frames is not None:
+            target = frames
+            if len(paths) > 1:
+                suffix = ".npy" if frames.suffix == ".npy" else ".csv"
+                target = frames.with_suffix("") / (Path(name).with_suffix("").as_posix().replace("/", "__") + suffix)
+            write_frames(target, detection.times, detection.probabilities)
+        if output_dir is not None:
+            ext = {"audacity": ".txt", "raven": ".selections.txt", "json": ".json", "csv": ".csv"}.get(fmt, ".tsv")
+            single = "tsv" if fmt == "text" else fmt
+            text = render_events(detection.events, single, files=[name])
+            write_text_atomic(output_dir / (Path(name).with_suffix("").as_posix().replace("/", "__") + ext), text)
+    if output_dir is None:
+        events = [e for _, d in detections for e in d.events]
+        names = [n for n, _ in detections]
+        text = _render_text(detections) if fmt == "text" else render_events(events, fmt, files=names)
+        if output is not None:
+            write_text_atomic(output, text)
+        else:
+            click.echo(text, nl=False)
+    _fail_batch(failures)
+
+
+def _render_text(detections) -> str:
+    lines = []
+    for name, detection in detections:
+        lines.append(f"{name}: {len(detection.events)} event(s) in {detection.duration:.2f} s")
+        lines += [f"  {e.onset:9.3f} - {e.offset:9.3f} s  {e.label}  confidence {e.confidence:.2f}" for e in detection.events]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

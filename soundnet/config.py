@@ -1,0 +1,209 @@
+"""Typed, validated configuration: features, network, training, post-processing.
+
+``configs/default.yaml`` documents every value; the defaults below are the same
+(a test holds them equal). A YAML file only needs the keys it changes; unknown keys,
+wrong types and out-of-range values are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soundnet.errors import SoundnetError
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How audio becomes per-frame features (must match between training and use)."""
+
+    sample_rate: int = 16000
+    hop_length: int = 160
+    n_fft: int = 512
+    win_length: int = 400
+    n_mels: int = 64
+    n_mfcc: int = 64
+    fmin: float = 0.0
+    fmax: float | None = None
+    delta_width: int = 9
+
+    def __post_init__(self) -> None:
+        _positive(self, "sample_rate", "hop_length", "n_fft", "win_length", "n_mels", "n_mfcc")
+        if self.n_fft % 2:
+            _fail(f"n_fft must be even. Received: n_fft={self.n_fft}")
+        if self.win_length > self.n_fft:
+            _fail(f"win_length must be <= n_fft. Received: win_length={self.win_length}")
+        if self.n_mfcc > self.n_mels:
+            _fail(f"n_mfcc must be <= n_mels. Received: n_mfcc={self.n_mfcc}")
+        nyquist = self.sample_rate / 2
+        fmax = nyquist if self.fmax is None else self.fmax
+        if not 0 <= self.fmin < fmax <= nyquist:
+            _fail(f"need 0 <= fmin < fmax <= sample_rate/2. Received: fmin={self.fmin}, fmax={self.fmax}")
+        if self.delta_width < 3 or self.delta_width % 2 == 0:
+            _fail(f"delta_width must be an odd integer >= 3. Received: delta_width={self.delta_width}")
+
+    @property
+    def n_features(self) -> int:
+        """Columns of a feature matrix: MFCC, their deltas, and the zero-crossing rate."""
+        return 2 * self.n_mfcc + 1
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop_length / self.sample_rate
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the CNN-LSTM-Dense network (defaults: the seed's network)."""
+
+    window: int = 100
+    filters: int = 64
+    taps: int = 16
+    lstm_units: int = 64
+    aux_units: int = 65
+    dropout: float = 0.4
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 0.001
+
+    def __post_init__(self) -> None:
+        _positive(self, "window", "filters", "taps", "lstm_units", "aux_units", "bn_epsilon")
+        _unit_interval(self, "dropout", "bn_momentum")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the network is trained."""
+
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 0.001
+    stride: int = 50
+    validation_fraction: float = 0.2
+    patience: int = 8
+    max_positive_weight: float = 20.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive(self, "epochs", "batch_size", "learning_rate", "stride", "patience")
+        _unit_interval(self, "validation_fraction")
+        if self.max_positive_weight < 1:
+            _fail(f"max_positive_weight must be >= 1. Received: {self.max_positive_weight}")
+
+
+@dataclass(frozen=True)
+class PostConfig:
+    """How per-frame probabilities become events."""
+
+    threshold: float = 0.5
+    median_seconds: float = 0.0
+    min_duration: float = 0.0
+    merge_gap: float = 0.0
+
+    def __post_init__(self) -> None:
+        _unit_interval(self, "threshold")
+        for name in ("median_seconds", "min_duration", "merge_gap"):
+            if getattr(self, name) < 0:
+                _fail(f"{name} must be >= 0. Received: {name}={getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Config:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    postprocessing: PostConfig = field(default_factory=PostConfig)
+
+
+def _fail(message: str) -> typing.NoReturn:
+    raise SoundnetError(message)
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            _fail(f"{name} must be > 0. Received: {name}={getattr(obj, name)}")
+
+
+def _unit_interval(obj: Any, *names: str) -> None:
+    for name in names:
+        if not 0 <= getattr(obj, name) <= 1:
+            _fail(f"{name} must be in [0, 1]. Received: {name}={getattr(obj, name)}")
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check one YAML value against a dataclass field type (int, float, str, X | None)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (annotation,) = [a for a in args if a is not type(None)]
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation is str and isinstance(value, str):
+        return value
+    _fail(f"{where}: expected {annotation.__name__}, got {value!r}")
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        _fail(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        _fail(f"{where}: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(fields)})")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = from_dict(hint, value, f"{where}.{name}")
+        else:
+            values[name] = _coerce(value, hint, f"{where}.{name}")
+    try:
+        return cls(**values)
+    except SoundnetError as error:
+        _fail(f"{where}: {error}")
+
+
+def to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> Config:
+    """Read a YAML config (safe_load) over the defaults; ``overrides`` replace training keys.
+
+    Parameters
+    ----------
+    path : Path or None
+        A YAML file with any of the sections ``features``, ``model``, ``training``,
+        ``postprocessing``; None gives the defaults.
+    """
+    import yaml
+
+    data: dict = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            data = yaml.safe_load(text) or {}
+        except OSError as error:
+            _fail(f"{path}: cannot read config ({error.strerror or error})")
+        except yaml.YAMLError as error:
+            _fail(f"{path}: not valid YAML ({str(error).splitlines()[0]})")
+        if not isinstance(data, dict):
+            _fail(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    where = str(path) if path is not None else "config"
+    config = from_dict(Config, data, where)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        training = from_dict(TrainConfig, {**to_dict(config.training), **overrides}, f"{where}.training")
+        config = dataclasses.replace(config, training=training)
+    return config

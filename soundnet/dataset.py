@@ -1,0 +1,280 @@
+"""Datasets: ``soundnet extract`` writes them, ``soundnet train`` streams windows from them.
+
+A dataset folder holds ``manifest.json`` (feature config, target label, sources,
+counts) and, per audio file, ``files/<id>.features.npy`` (frames x 129 float32:
+MFCC, deltas, ZCR), ``files/<id>.labels.npy`` (frames, uint8) and
+``files/<id>.json``, the entry written last: an entry is trusted only when its JSON
+exists and names the same source size, mtime, feature config and events. Re-running
+extract on unchanged inputs therefore redoes nothing, and a run killed half-way
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing
+import re
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from soundnet import __version__
+from soundnet.annotations import (
+    Annotation,
+    check_within,
+    choose_target,
+    frame_labels,
+    match_files,
+    read_audacity_labels,
+    read_event_table,
+    sidecar_labels,
+)
+from soundnet.audio import audio_duration, find_audio, iter_audio
+from soundnet.config import FeatureConfig, from_dict, to_dict
+from soundnet.errors import SoundnetError
+from soundnet.features import iter_features
+from soundnet.storage import NpyRows, read_json, save_npy, save_npy_chunks, write_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One audio file of a dataset."""
+
+    id: str
+    source: str
+    frames: int
+    positive_frames: int
+    events: int
+
+    def features_path(self, root: Path) -> Path:
+        return Path(root) / "files" / f"{self.id}.features.npy"
+
+    def labels_path(self, root: Path) -> Path:
+        return Path(root) / "files" / f"{self.id}.labels.npy"
+
+
+@dataclass
+class ExtractReport:
+    dataset: Path
+    target: str
+    extracted: list[Path] = field(default_factory=list)
+    reused: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _entry_id(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem)[:40] or "audio"
+    digest = hashlib.sha1(str(path.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{stem}-{digest}"
+
+
+def _fingerprint(path: Path) -> dict:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _config_hash(config: FeatureConfig) -> str:
+    return hashlib.sha1(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _extract_one(path: Path, rows: list[Annotation], target: str, root: Path, config: FeatureConfig) -> tuple[Entry, bool]:
+    """Features and labels of one file; returns its entry and whether it was reused."""
+    entry_id = _entry_id(path)
+    meta_path = root / "files" / f"{entry_id}.json"
+    events = sorted(r.event for r in rows if r.event is not None and r.event.label == target)
+    spans = [[e.onset, e.offset] for e in events]
+    fingerprint = {"source": str(path.resolve()), **_fingerprint(path), "features": _config_hash(config)}
+    old = _read_entry_meta(meta_path)
+    entry = Entry(entry_id, str(path.resolve()), 0, 0, len(events))
+    if old is not None and old.get("fingerprint") == fingerprint:
+        if old.get("events") == spans:
+            return Entry(**old["entry"]), True
+        frames = old["entry"]["frames"]
+    else:
+        check_within(rows, audio_duration(path))
+        blocks = iter_audio(path, sample_rate=config.sample_rate)
+        frames = save_npy_chunks(entry.features_path(root), iter_features(blocks, config=config), columns=config.n_features, dtype=np.float32)
+    labels = frame_labels(events, frames, frame_seconds=config.frame_seconds)
+    save_npy(entry.labels_path(root), labels)
+    entry = dataclasses.replace(entry, frames=frames, positive_frames=int(labels.sum()))
+    write_json(meta_path, {"fingerprint": fingerprint, "events": spans, "entry": dataclasses.asdict(entry)})
+    return entry, False
+
+
+def _read_entry_meta(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        meta = read_json(path)
+        entry = Entry(**meta["entry"])
+        NpyRows(entry.features_path(path.parent.parent))
+        NpyRows(entry.labels_path(path.parent.parent))
+    except (SoundnetError, KeyError, TypeError):
+        return None
+    return meta
+
+
+def _job(args: tuple) -> tuple[Path, Entry | None, bool, str | None]:
+    path = args[0]
+    try:
+        entry, reused = _extract_one(*args)
+    except SoundnetError as error:
+        return path, None, False, str(error)
+    except OSError as error:
+        return path, None, False, f"{path}: {error.strerror or error}"
+    return path, entry, reused, None
+
+
+def collect_annotations(audio: Sequence[Path], roots: Sequence[Path], annotations: Path | None) -> dict[Path, list[Annotation]]:
+    """Annotation rows of each audio file: from the table if given, else Audacity sidecars."""
+    if annotations is not None:
+        return match_files(read_event_table(annotations), audio, roots)
+    matched = {}
+    for path in audio:
+        labels = sidecar_labels(path)
+        if labels is not None:
+            matched[path] = read_audacity_labels(labels, filename=path.name)
+    return matched
+
+
+def extract(
+    audio_paths: Sequence[Path],
+    *,
+    out: Path,
+    annotations: Path | None = None,
+    target: str | None = None,
+    config: FeatureConfig | None = None,
+    jobs: int = 1,
+    fail_fast: bool = False,
+    progress: bool = False,
+) -> ExtractReport:
+    """Turn audio files and their annotations into a dataset folder.
+
+    Parameters
+    ----------
+    audio_paths : sequence of Path
+        Audio files and folders (searched recursively).
+    out : Path
+        The dataset folder (created; an existing dataset is updated in place).
+    annotations : Path or None
+        A DCASE table; None reads Audacity label files beside the audio (``x.txt``).
+    target : str or None
+        The target label; None when the annotations hold a single label.
+    config : FeatureConfig or None
+        Feature settings; None for the defaults.
+    jobs : int > 0
+        Worker processes.
+    fail_fast : bool
+        Stop at the first file that fails instead of going on.
+
+    Returns
+    -------
+    ExtractReport
+        What was extracted, reused, skipped (no annotation) and what failed, with reasons.
+    """
+    config = config or FeatureConfig()
+    if jobs < 1:
+        raise SoundnetError(f"jobs must be >= 1. Received: jobs={jobs}")
+    out = Path(out)
+    roots = [Path(p) for p in audio_paths]
+    audio = find_audio(roots)
+    matched = collect_annotations(audio, roots, annotations)
+    target = choose_target([row for rows in matched.values() for row in rows], target)
+    report = ExtractReport(out, target, skipped=[p for p in audio if p not in matched])
+    for path in report.skipped:
+        log.warning("%s: no annotation, skipped", path)
+    manifest_path = out / MANIFEST
+    if manifest_path.exists():
+        old = read_json(manifest_path)
+        if old.get("target") not in (None, target):
+            raise SoundnetError(f"{out}: dataset was extracted for target {old.get('target')!r}, not {target!r}; use another --out")
+    (out / "files").mkdir(parents=True, exist_ok=True)
+
+    tasks = [(path, matched[path], target, out, config) for path in audio if path in matched]
+    entries: dict[Path, Entry] = {}
+    bar = _progress(len(tasks), progress)
+    if jobs == 1 or len(tasks) < 2:
+        results = map(_job, tasks)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_job, tasks)
+    try:
+        for path, entry, reused, error in results:
+            bar.update(1)
+            if error is not None:
+                report.failures.append((path, error))
+                log.error("%s", error)
+                if fail_fast:
+                    break
+                continue
+            entries[path] = entry
+            (report.reused if reused else report.extracted).append(path)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    ordered = [entries[p] for p in audio if p in entries]
+    write_json(manifest_path, {
+        "soundnet_version": __version__,
+        "features": to_dict(config),
+        "target": target,
+        "counts": {
+            "files": len(ordered),
+            "frames": sum(e.frames for e in ordered),
+            "positive_frames": sum(e.positive_frames for e in ordered),
+            "events": sum(e.events for e in ordered),
+        },
+        "files": [dataclasses.asdict(e) for e in ordered],
+    })
+    return report
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", file=sys.stderr, disable=not enabled, desc="extract")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset folder, read back."""
+
+    root: Path
+    feature_config: FeatureConfig
+    target: str
+    entries: tuple[Entry, ...]
+
+    @classmethod
+    def open(cls, root: Path) -> Dataset:
+        root = Path(root)
+        if not root.is_dir():
+            raise SoundnetError(f"{root}: no such dataset folder")
+        manifest = read_json(root / MANIFEST)
+        try:
+            features = from_dict(FeatureConfig, manifest["features"], f"{root / MANIFEST} features")
+            entries = tuple(Entry(**e) for e in manifest["files"])
+            target = manifest["target"]
+        except (KeyError, TypeError) as error:
+            raise SoundnetError(f"{root / MANIFEST}: not a soundnet manifest ({error})") from None
+        if not entries:
+            raise SoundnetError(f"{root}: the dataset holds no file")
+        return cls(root, features, target, entries)
+
+    def feature_rows(self, entry: Entry) -> NpyRows:
+        return NpyRows(entry.features_path(self.root))
+
+    def labels(self, entry: Entry) -> np.ndarray:
+        return NpyRows(entry.labels_path(self.root)).read(0, entry.frames)

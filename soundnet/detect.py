@@ -1,0 +1,123 @@
+"""Detection: per-frame probabilities and events for audio files, in bounded memory.
+
+Audio streams through blocks -> features -> normalised overlapping windows -> the
+network -> one probability per frame, so a 10-hour recording never holds more than
+a chunk of features.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from soundnet.audio import find_audio, iter_audio
+from soundnet.config import PostConfig
+from soundnet.errors import SoundnetError
+from soundnet.events import Event
+from soundnet.features import iter_features
+from soundnet.postprocess import to_events
+from soundnet.run import ModelCard, load_keras_model, read_card
+from soundnet.windows import stream_probabilities
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What detect found in one file."""
+
+    path: Path
+    duration: float
+    frame_seconds: float
+    probabilities: np.ndarray  # (frames,) float32 in [0, 1]
+    events: list[Event]
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.arange(len(self.probabilities)) * self.frame_seconds
+
+
+class Detector:
+    """A trained run, ready to score audio.
+
+    Parameters
+    ----------
+    run : Path or None
+        A run folder written by ``soundnet train``; None for the bundled default detector.
+    """
+
+    def __init__(self, run: Path | None = None):
+        self.run = Path(run) if run is not None else BUNDLED_MODEL
+        if run is None and not (self.run / "card.json").is_file():
+            raise SoundnetError("no bundled default model in this installation: pass --model RUN")
+        self.card: ModelCard = read_card(self.run)
+        self._predict = None
+
+    @property
+    def predict(self):
+        """Windows ``(b, window, features)`` (normalised) -> probabilities ``(b, window)``."""
+        if self._predict is None:
+            from soundnet.train import predict_fn
+
+            model = load_keras_model(self.run, self.card)
+            self._predict = predict_fn(model, n_mfcc=self.card.features.n_mfcc)
+        return self._predict
+
+    def probabilities_of_features(self, chunks: Iterable[np.ndarray]) -> np.ndarray:
+        """Per-frame probabilities of a file's (unnormalised) feature chunks."""
+        normalised = (self.card.normalise(chunk) for chunk in chunks)
+        return stream_probabilities(normalised, self.predict, window=self.card.model.window, hop=self.card.detection_hop)
+
+    def probabilities(self, path: Path) -> tuple[np.ndarray, float]:
+        """Per-frame probabilities of an audio file, and its duration in seconds."""
+        features = self.card.features
+        n_samples = 0
+
+        def counted(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+            nonlocal n_samples
+            for block in blocks:
+                n_samples += len(block)
+                yield block
+
+        blocks = counted(iter_audio(path, sample_rate=features.sample_rate))
+        probs = self.probabilities_of_features(iter_features(blocks, config=features))
+        return probs, n_samples / features.sample_rate
+
+    def detect_file(self, path: Path, *, post: PostConfig | None = None, name: str | None = None) -> Detection:
+        """Probabilities and events of one file (``post`` defaults to the card's tuned values)."""
+        post = post or self.card.postprocessing
+        probs, duration = self.probabilities(path)
+        events = to_events(probs, post=post, frame_seconds=self.card.features.frame_seconds, duration=duration,
+                           filename=name or Path(path).name, label=self.card.target)
+        return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events)
+
+    def postprocessing(self, **overrides: float | None) -> PostConfig:
+        """The card's post-processing with the given values replaced (None keeps the card's)."""
+        return replace(self.card.postprocessing, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def detect(paths: Iterable[Path], *, model: Path | None = None, post: PostConfig | None = None) -> list[Detection]:
+    """Detect the target sound in audio files and folders (the notebook entry point).
+
+    Returns one :class:`Detection` per audio file; a file that cannot be read raises.
+    """
+    detector = Detector(model)
+    return [detector.detect_file(path, post=post) for path in find_audio(paths)]
+
+
+def display_name(path: Path, roots: Iterable[Path]) -> str:
+    """A file's name relative to the folder it was found in (its base name if given directly)."""
+    for root in roots:
+        root = Path(root)
+        if root.is_dir():
+            try:
+                return Path(path).relative_to(root).as_posix()
+            except ValueError:
+                continue
+    return Path(path).name

@@ -1,0 +1,132 @@
+"""Per-frame features: 64 MFCC, their 64 deltas and the zero-crossing rate.
+
+Pure functions over arrays (no files). All three features sit on one frame grid:
+frame ``i`` is centred at ``i * hop_length / sample_rate`` seconds and spans
+``n_fft`` samples of the signal padded with ``n_fft // 2`` zeros at each end, so a
+signal of ``n`` samples always gives ``1 + n // hop_length`` frames.
+
+Features are computed chunk by chunk (:func:`iter_features`) with exact context at
+chunk boundaries, so a 10-hour recording streams through in bounded memory and gives
+the same numbers as :func:`compute_features` on the whole signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import librosa
+import numpy as np
+
+from soundnet.config import FeatureConfig
+
+CHUNK_FRAMES = 6000
+
+
+def n_frames(n_samples: int, *, hop_length: int) -> int:
+    """Frames of a signal of ``n_samples`` samples: ``1 + n_samples // hop_length``."""
+    return 1 + n_samples // hop_length
+
+
+def frame_times(n: int, *, config: FeatureConfig) -> np.ndarray:
+    """Centre time in seconds of each of ``n`` frames."""
+    return np.arange(n) * config.frame_seconds
+
+
+def split_features(x: np.ndarray, *, n_mfcc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the MFCC, delta and ZCR columns of a feature matrix ``(..., 2*n_mfcc+1)``."""
+    return x[..., :n_mfcc], x[..., n_mfcc : 2 * n_mfcc], x[..., 2 * n_mfcc :]
+
+
+def _frame_block(padded: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """MFCC ``(n, n_mfcc)`` and ZCR ``(n, 1)`` of every full frame of an already padded signal."""
+    c = config
+    power = np.abs(librosa.stft(padded, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, center=False)) ** 2
+    mel = librosa.feature.melspectrogram(S=power, sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
+    # top_db=None: the default clips relative to the block's maximum, which would make a
+    # frame's value depend on where the chunk boundaries fall.
+    log_mel = librosa.power_to_db(mel, top_db=None)
+    mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=c.n_mfcc)
+    zcr = librosa.feature.zero_crossing_rate(padded, frame_length=c.n_fft, hop_length=c.hop_length, center=False)
+    return mfcc.T.astype(np.float32), zcr.T.astype(np.float32)
+
+
+def _iter_frames(blocks: Iterable[np.ndarray], *, config: FeatureConfig, chunk_frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """MFCC and ZCR frames of a signal given in blocks, in chunks of about ``chunk_frames``."""
+    hop, n_fft, pad = config.hop_length, config.n_fft, config.n_fft // 2
+    buffer = np.zeros(pad, np.float32)  # padded signal from frame `next_frame` on
+    n_samples = 0
+    for block in blocks:
+        n_samples += len(block)
+        buffer = np.concatenate([buffer, np.asarray(block, np.float32)])
+        ready = (len(buffer) - n_fft) // hop + 1 if len(buffer) >= n_fft else 0
+        if ready >= chunk_frames:
+            yield _frame_block(buffer[: (ready - 1) * hop + n_fft], config=config)
+            buffer = buffer[ready * hop :]
+    if n_samples == 0:
+        return
+    buffer = np.concatenate([buffer, np.zeros(pad, np.float32)])
+    if len(buffer) >= n_fft:
+        yield _frame_block(buffer, config=config)
+
+
+def _delta(mfcc: np.ndarray, *, width: int) -> np.ndarray:
+    return librosa.feature.delta(mfcc, width=width, axis=0, mode="nearest").astype(np.float32)
+
+
+def iter_features(blocks: Iterable[np.ndarray], *, config: FeatureConfig, chunk_frames: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
+    """Feature matrices of consecutive frames of a signal given as consecutive blocks.
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray [shape=(n,)]
+        The mono signal at ``config.sample_rate``, in any split.
+    config : FeatureConfig
+    chunk_frames : int > 0
+        About how many frames each yielded chunk holds.
+
+    Yields
+    ------
+    features : np.ndarray [shape=(frames, 2*n_mfcc+1), dtype=float32]
+        Columns: MFCC, deltas (``librosa.feature.delta``, edge frames repeated), ZCR.
+        All chunks together hold ``1 + n // hop_length`` frames.
+    """
+    half = config.delta_width // 2
+    left = pending_mfcc = pending_zcr = None
+    for mfcc, zcr in _iter_frames(blocks, config=config, chunk_frames=chunk_frames):
+        if left is None:  # the true start: repeat the first frame, as mode="nearest" does
+            left = np.repeat(mfcc[:1], half, axis=0)
+            pending_mfcc, pending_zcr = mfcc[:0], zcr[:0]
+        pending_mfcc = np.concatenate([pending_mfcc, mfcc])
+        pending_zcr = np.concatenate([pending_zcr, zcr])
+        ready = len(pending_mfcc) - half  # frames that have `half` frames of future context
+        if ready <= 0:
+            continue
+        context = np.concatenate([left, pending_mfcc])
+        delta = _delta(context, width=config.delta_width)[half : half + ready]
+        yield np.hstack([pending_mfcc[:ready], delta, pending_zcr[:ready]])
+        left = context[ready : ready + half]
+        pending_mfcc, pending_zcr = pending_mfcc[ready:], pending_zcr[ready:]
+    if left is None or len(pending_mfcc) == 0:
+        return
+    right = np.repeat(pending_mfcc[-1:], half, axis=0)
+    context = np.concatenate([left, pending_mfcc, right])
+    delta = _delta(context, width=config.delta_width)[half:-half]
+    yield np.hstack([pending_mfcc, delta, pending_zcr])
+
+
+def compute_features(y: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
+    """Features of a whole signal.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal at ``config.sample_rate``, n >= 1.
+
+    Returns
+    -------
+    features : np.ndarray [shape=(1 + n // hop_length, 2*n_mfcc+1), dtype=float32]
+    """
+    chunks = list(iter_features([np.asarray(y, np.float32)], config=config))
+    if not chunks:
+        return np.zeros((0, config.n_features), np.float32)
+    return np.concatenate(chunks)

@@ -1,0 +1,584 @@
+"""Detection outputs: event tables in five formats, and per-frame probabilities.
+
+Rendering is pure (events in, text out); the writers put the text in a temporary file
+beside the target and ``os.replace`` it, so a reader never sees half a file.
+
+Formats
+-------
+tsv
+    DCASE event list as read by sed_eval / dcase_util: header
+    ``filename onset offset event_label`` (tab separated), times with 3 decimals. A
+    processed file without events gets a row holding only its filename.
+csv
+    ``filename,onset,offset,label,confidence`` with the csv module's quoting, times
+    with 3 decimals, confidence with 4 (empty when unknown). A processed file without
+    events gets a row holding only its filename, as in tsv.
+json
+    An array with one object per file:
+    ``{"filename", "events": [{"onset", "offset", "label", "confidence"}], "frames"}``,
+    ``"frames": {"time": [...], "probability": [...]}`` only when frames were given.
+audacity
+    Audacity label track of one audio file: ``onset<TAB>offset<TAB>label``, 6 decimals,
+    no header.
+raven
+    Raven Pro selection table (tab separated, one row per event, ``Begin File`` holds
+    the file name).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from soundnet.errors import SoundnetError
+from soundnet.events import Event
+
+FORMATS = ("tsv", "csv", "json", "audacity", "raven")
+
+#: File name extension each format is usually saved with.
+EXTENSIONS = {"tsv": ".tsv", "csv": ".csv", "json": ".json", "audacity": ".txt", "raven": ".selections.txt"}
+
+TSV_HEADER = ("filename", "onset", "offset", "event_label")
+CSV_HEADER = ("filename", "onset", "offset", "label", "confidence")
+RAVEN_HEADER = (
+    "Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
+    "Low Freq (Hz)", "High Freq (Hz)", "Begin File", "Label", "Confidence",
+)  # fmt: skip
+FRAMES_HEADER = "time,probability"
+
+
+# ---------------------------------------------------------------------------------
+# Rendering
+
+
+def render_events(
+    events: Sequence[Event],
+    fmt: str,
+    *,
+    files: Sequence[str] | None = None,
+    frames: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    high_freq: float = 8000.0,
+) -> str:
+    """Render detected events as the text of one output file.
+
+    Parameters
+    ----------
+    events : sequence of Event
+        The events; they are grouped by file and sorted by onset within a file.
+    fmt : {"tsv", "csv", "json", "audacity", "raven"}
+        Output format (see the module docstring).
+    files : sequence of str, optional
+        All processed files, in output order. Files without events still appear in
+        tsv, csv and json output; files only named by events follow, in order of
+        first appearance. Ignored by audacity and raven.
+    frames : mapping of str to (times, probabilities), optional
+        Per-frame probabilities of some files, written into json output only.
+    high_freq : float
+        ``High Freq (Hz)`` of raven selections (usually the Nyquist frequency).
+
+    Returns
+    -------
+    str
+        The file's text, ``\\n`` line ends, ending with a newline unless empty.
+
+    Raises
+    ------
+    SoundnetError
+        Unknown format; audacity output asked for events of several files; a name or
+        label with a tab or line break in a format that cannot quote it (audacity,
+        raven); non-finite frame values in json output.
+    """
+    if fmt == "tsv":
+        return _render_tsv(events, files)
+    if fmt == "csv":
+        return _render_csv(events, files)
+    if fmt == "json":
+        return _render_json(events, files, frames or {})
+    if fmt == "audacity":
+        return _render_audacity(events)
+    if fmt == "raven":
+        return _render_raven(events, high_freq)
+    raise SoundnetError(_unknown_format(fmt))
+
+
+def _unknown_format(fmt: str) -> str:
+    return f"unknown output format {fmt!r} (choose one of {', '.join(FORMATS)})"
+
+
+def _by_file(events: Iterable[Event], files: Iterable[str] | None) -> dict[str, list[Event]]:
+    """Events grouped by file: ``files`` first, in order, then any other file; sorted by onset."""
+    groups: dict[str, list[Event]] = {name: [] for name in files or ()}
+    for event in events:
+        groups.setdefault(event.filename, []).append(event)
+    for group in groups.values():
+        group.sort(key=lambda e: (e.onset, e.offset, e.label))
+    return groups
+
+
+def _csv_text(rows: Iterable[Sequence[str]], *, delimiter: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _render_tsv(events: Sequence[Event], files: Sequence[str] | None) -> str:
+    rows: list[Sequence[str]] = [TSV_HEADER]
+    for name, group in _by_file(events, files).items():
+        if not group:
+            rows.append([name])
+        rows += [[e.filename, f"{e.onset:.3f}", f"{e.offset:.3f}", e.label] for e in group]
+    return _csv_text(rows, delimiter="\t")
+
+
+def _render_csv(events: Sequence[Event], files: Sequence[str] | None) -> str:
+    rows: list[Sequence[str]] = [CSV_HEADER]
+    for name, group in _by_file(events, files).items():
+        if not group:
+            rows.append([name, "", "", "", ""])
+        rows += [[e.filename, f"{e.onset:.3f}", f"{e.offset:.3f}", e.label, _confidence(e)] for e in group]
+    return _csv_text(rows, delimiter=",")
+
+
+def _confidence(event: Event) -> str:
+    return "" if event.confidence is None else f"{event.confidence:.4f}"
+
+
+def _render_json(
+    events: Sequence[Event], files: Sequence[str] | None, frames: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> str:
+    groups = _by_file(events, files)
+    for name in frames:
+        groups.setdefault(name, [])
+    objects = []
+    for name, group in groups.items():
+        listed = [
+            {
+                "onset": round(float(e.onset), 3),
+                "offset": round(float(e.offset), 3),
+                "label": e.label,
+                "confidence": None if e.confidence is None else round(float(e.confidence), 4),
+            }
+            for e in group
+        ]
+        lines = [
+            "{",
+            f"  \"filename\": {_dumps(name)},",
+            "  \"events\": " + _dumps(listed, indent=2).replace("\n", "\n  ") + ("," if name in frames else ""),
+        ]
+        if name in frames:
+            # Number arrays stay on one line each: a 10-hour file has millions of frames.
+            times, probabilities = _frame_arrays(*frames[name], what=name)
+            lines += [
+                "  \"frames\": {",
+                f"    \"time\": [{_numbers(times, 3)}],",
+                f"    \"probability\": [{_numbers(probabilities, 4)}]",
+                "  }",
+            ]
+        lines.append("}")
+        objects.append("\n".join(lines))
+    if not objects:
+        return "[]\n"
+    return "[\n" + ",\n".join("  " + o.replace("\n", "\n  ") for o in objects) + "\n]\n"
+
+
+def _dumps(value: object, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def _numbers(values: np.ndarray, decimals: int) -> str:
+    return _printf(f"%.{decimals}f, ", values[:, None]).removesuffix(", ")
+
+
+def _printf(row_format: str, table: np.ndarray, *, chunk: int = 65536) -> str:
+    """``row_format % tuple(row)`` for each row of ``table``, joined; one C loop per chunk."""
+    parts = []
+    for start in range(0, len(table), chunk):
+        block = table[start : start + chunk]
+        parts.append((row_format * len(block)) % tuple(block.ravel().tolist()))
+    return "".join(parts)
+
+
+def _frame_arrays(times: np.ndarray, probabilities: np.ndarray, *, what: str) -> tuple[np.ndarray, np.ndarray]:
+    times = np.asarray(times, dtype=np.float64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if times.ndim != 1 or times.shape != probabilities.shape:
+        raise ValueError(
+            f"{what}: frame times {times.shape} and probabilities {probabilities.shape} must be 1-D and of equal length"
+        )
+    if not (np.isfinite(times).all() and np.isfinite(probabilities).all()):
+        raise SoundnetError(f"{what}: frame times or probabilities are not all finite numbers")
+    return times, probabilities
+
+
+def _plain(text: str, what: str, fmt: str) -> str:
+    """``text`` unchanged, if a tab separated format without quoting can hold it."""
+    if any(c in text for c in "\t\r\n"):
+        raise SoundnetError(f"{what}: {fmt} output cannot hold a tab or line break in {text!r}")
+    return text
+
+
+def _render_audacity(events: Sequence[Event]) -> str:
+    names = list(dict.fromkeys(e.filename for e in events))
+    if len(names) > 1:
+        raise SoundnetError(
+            f"an Audacity label track holds the events of one audio file, not of {len(names)}: "
+            + ", ".join(map(repr, names))
+        )
+    lines = [
+        f"{e.onset:.6f}\t{e.offset:.6f}\t{_plain(e.label, e.filename, 'audacity')}\n"
+        for e in sorted(events, key=lambda e: (e.onset, e.offset, e.label))
+    ]
+    return "".join(lines)
+
+
+def _render_raven(events: Sequence[Event], high_freq: float) -> str:
+    lines = ["\t".join(RAVEN_HEADER) + "\n"]
+    selection = 0
+    for name, group in _by_file(events, None).items():
+        _plain(name, name, "raven")
+        for e in group:
+            selection += 1
+            row = [
+                str(selection), "Spectrogram 1", "1", f"{e.onset:.6f}", f"{e.offset:.6f}",
+                "0", _hz(high_freq), name, _plain(e.label, name, "raven"), _confidence(e),
+            ]  # fmt: skip
+            lines.append("\t".join(row) + "\n")
+    return "".join(lines)
+
+
+def _hz(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+# ---------------------------------------------------------------------------------
+# Writing
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on a new file beside ``path``, then move it over ``path``.
+
+    The temporary file is created with ``os.open(..., 0o666)`` so the result gets the
+    usual umask permissions (``tempfile.mkstemp`` would make it private to the owner).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+                break
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise SoundnetError(f"{path}: cannot write ({error.strerror or error})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(error, OSError):
+            raise SoundnetError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8, all or nothing.
+
+    Parent folders are created. Line ends are written as given (no translation).
+
+    Raises
+    ------
+    SoundnetError
+        The file or its folder cannot be written.
+    """
+    data = text.encode("utf-8")
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def render_frames(times: np.ndarray, probabilities: np.ndarray) -> str:
+    """Per-frame probabilities as CSV text: header ``time,probability``, 3 and 4 decimals."""
+    times, probabilities = _frame_arrays(times, probabilities, what="frames")
+    body = _printf("%.3f,%.4f\n", np.stack([times, probabilities], axis=1))
+    return FRAMES_HEADER + "\n" + body
+
+
+def write_frames(path: Path, times: np.ndarray, probabilities: np.ndarray) -> None:
+    """Write per-frame probabilities, all or nothing.
+
+    Parameters
+    ----------
+    path : Path
+        ``.npy``: an array of shape (n, 2), float32, columns [time, probability].
+        Anything else: CSV text from :func:`render_frames`.
+    times, probabilities : np.ndarray [shape=(n,)]
+        Frame times in seconds and the detector's probabilities.
+
+    Raises
+    ------
+    SoundnetError
+        The file cannot be written, or a value is not finite.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        times, probabilities = _frame_arrays(times, probabilities, what=str(path))
+        table = np.stack([times, probabilities], axis=1).astype(np.float32)
+        _atomic_write(path, lambda f: np.save(f, table, allow_pickle=False))
+    else:
+        write_text_atomic(path, render_frames(times, probabilities))
+
+
+# ---------------------------------------------------------------------------------
+# Reading
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise SoundnetError(f"{path}: not a UTF-8 text file") from None
+    except OSError as error:
+        raise SoundnetError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def _number(text: str, what: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SoundnetError(f"{where}: {what} is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise SoundnetError(f"{where}: {what} is not a finite number: {text!r}")
+    return value
+
+
+def _event(filename: str, onset: str, offset: str, label: str, confidence: str, where: str) -> Event:
+    start, end = _number(onset, "onset", where), _number(offset, "offset", where)
+    if start < 0:
+        raise SoundnetError(f"{where}: negative onset {start}")
+    if end < start:
+        raise SoundnetError(f"{where}: offset {end} is before onset {start}")
+    score = None if not confidence.strip() else _number(confidence, "confidence", where)
+    return Event(filename, start, end, label, score)
+
+
+def read_events(path: Path, fmt: str, *, filename: str = "") -> list[Event]:
+    """Read back a file written with :func:`render_events`.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    fmt : {"tsv", "csv", "json", "audacity", "raven"}
+        Its format.
+    filename : str
+        File name given to the events of an Audacity label track (which does not name
+        its audio file), and of a Raven table without a ``Begin File`` column.
+
+    Returns
+    -------
+    list of Event
+        In file order. Rows of files without events give no event. tsv and audacity
+        carry no confidence (None).
+
+    Raises
+    ------
+    SoundnetError
+        Unreadable file, missing header column, or a malformed row (the message names
+        the file and line).
+    """
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise SoundnetError(f"{path}: " + _unknown_format(fmt))
+    text = _read_text(path)
+    if fmt == "json":
+        return _read_json(path, text)
+    if fmt == "audacity":
+        return _read_audacity(path, text, filename)
+    if fmt == "raven":
+        return _read_raven(path, text, filename)
+    return _read_table(path, text, fmt)
+
+
+def _rows(text: str, delimiter: str, *, quoting: int = csv.QUOTE_MINIMAL) -> Iterable[tuple[int, list[str]]]:
+    """(line number, fields) of the non-blank rows of ``text``."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise SoundnetError(f"line {reader.line_num}: {error}") from None
+        if any(field.strip() for field in row):
+            yield reader.line_num, row
+
+
+def _header_columns(path: Path, rows: Iterable[tuple[int, list[str]]], required: Sequence[str]) -> dict[str, int]:
+    first = next(iter(rows), None)
+    if first is None:
+        raise SoundnetError(f"{path}: empty file, expected a header line")
+    line, names = first
+    columns = {name.strip(): i for i, name in reversed(list(enumerate(names)))}
+    missing = [name for name in required if name not in columns]
+    if missing:
+        raise SoundnetError(f"{path} line {line}: header lacks column(s) {', '.join(missing)}: {names!r}")
+    return columns
+
+
+def _located(path: Path, rows: Iterable[tuple[int, list[str]]]) -> Iterable[tuple[int, list[str]]]:
+    """``rows`` with csv errors reported against ``path``."""
+    try:
+        yield from rows
+    except SoundnetError as error:
+        raise SoundnetError(f"{path} {error}") from None
+
+
+def _read_table(path: Path, text: str, fmt: str) -> list[Event]:
+    delimiter, label_column = ("\t", "event_label") if fmt == "tsv" else (",", "label")
+    rows = iter(_located(path, _rows(text, delimiter)))
+    columns = _header_columns(path, rows, ("filename", "onset", "offset", label_column))
+    width = max(columns.values()) + 1
+    events = []
+    for line, row in rows:
+        where = f"{path} line {line}"
+        if not any(field.strip() for field in row[1:]):
+            continue  # a processed file without events
+        if len(row) < width:
+            raise SoundnetError(f"{where}: expected {width} fields, found {len(row)}")
+        get = {name: row[i] for name, i in columns.items()}
+        events.append(
+            _event(get["filename"], get["onset"], get["offset"], get[label_column], get.get("confidence", ""), where)
+        )
+    return events
+
+
+def _read_audacity(path: Path, text: str, filename: str) -> list[Event]:
+    events = []
+    for line, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
+        if not raw.strip() or raw.startswith("\\"):
+            continue  # blank, or the frequency range line of a spectral selection
+        fields = raw.split("\t")
+        if len(fields) not in (2, 3):
+            raise SoundnetError(f"{path} line {line}: expected onset<TAB>offset<TAB>label, found {len(fields)} fields")
+        label = fields[2] if len(fields) == 3 else ""
+        events.append(_event(filename, fields[0], fields[1], label, "", f"{path} line {line}"))
+    return events
+
+
+def _read_raven(path: Path, text: str, filename: str) -> list[Event]:
+    rows = iter(_located(path, _rows(text, "\t", quoting=csv.QUOTE_NONE)))
+    columns = _header_columns(path, rows, ("Begin Time (s)", "End Time (s)", "Label"))
+    width = max(columns.values()) + 1
+    events = []
+    for line, row in rows:
+        where = f"{path} line {line}"
+        if len(row) < width:
+            raise SoundnetError(f"{where}: expected {width} fields, found {len(row)}")
+        get = {name: row[i] for name, i in columns.items()}
+        if get.get("View", "").startswith("Waveform"):
+            continue  # Raven repeats each selection once per view
+        events.append(
+            _event(
+                get.get("Begin File", filename),
+                get["Begin Time (s)"],
+                get["End Time (s)"],
+                get["Label"],
+                get.get("Confidence", ""),
+                where,
+            )
+        )
+    return events
+
+
+def _read_json(path: Path, text: str) -> list[Event]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SoundnetError(f"{path} line {error.lineno}: not valid JSON ({error.msg})") from None
+    if not isinstance(data, list):
+        raise SoundnetError(f"{path}: expected a JSON array of file objects")
+    events = []
+    for i, entry in enumerate(data):
+        where = f"{path} file entry {i + 1}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
+            raise SoundnetError(f"{where}: expected an object with a string \"filename\"")
+        listed = entry.get("events", [])
+        if not isinstance(listed, list):
+            raise SoundnetError(f"{where}: \"events\" is not an array")
+        for j, item in enumerate(listed):
+            at = f"{where} event {j + 1}"
+            if not isinstance(item, dict) or not isinstance(item.get("label"), str):
+                raise SoundnetError(f"{at}: expected an object with onset, offset and a string label")
+            onset, offset, confidence = (item.get(k) for k in ("onset", "offset", "confidence"))
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (onset, offset)):
+                raise SoundnetError(f"{at}: onset and offset must be numbers")
+            if confidence is not None and (isinstance(confidence, bool) or not isinstance(confidence, (int, float))):
+                raise SoundnetError(f"{at}: confidence must be a number or null")
+            text_conf = "" if confidence is None else repr(float(confidence))
+            events.append(_event(entry["filename"], repr(float(onset)), repr(float(offset)), item["label"], text_conf, at))
+    return events
+
+
+def read_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read per-frame probabilities written by :func:`write_frames`.
+
+    Returns
+    -------
+    times, probabilities : np.ndarray [shape=(n,), dtype=float64]
+
+    Raises
+    ------
+    SoundnetError
+        Unreadable file, wrong header or shape, or a malformed line.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            table = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise SoundnetError(f"{path}: not a readable .npy file ({error})") from None
+        if table.ndim != 2 or table.shape[1] != 2 or not np.issubdtype(table.dtype, np.floating):
+            raise SoundnetError(f"{path}: expected a float array of shape (n, 2), found {table.dtype} {table.shape}")
+        return table[:, 0].astype(np.float64), table[:, 1].astype(np.float64)
+    lines = _read_text(path).split("\n")
+    if lines[0].strip() != FRAMES_HEADER:
+        raise SoundnetError(f"{path} line 1: expected the header {FRAMES_HEADER!r}, found {lines[0].strip()!r}")
+    if not any(line.strip() for line in lines[1:]):
+        return np.zeros(0), np.zeros(0)
+    try:  # fast path; the loop below finds the line to blame
+        table = np.loadtxt(lines[1:], delimiter=",", comments=None, dtype=np.float64, ndmin=2)
+        if table.shape[1] == 2 and np.isfinite(table).all():
+            return table[:, 0].copy(), table[:, 1].copy()
+    except ValueError:
+        pass
+    times = np.empty(len(lines), dtype=np.float64)
+    probabilities = np.empty(len(lines), dtype=np.float64)
+    n = 0
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        if len(fields) != 2:
+            raise SoundnetError(f"{path} line {number}: expected time,probability, found {len(fields)} fields")
+        where = f"{path} line {number}"
+        times[n] = _number(fields[0], "time", where)
+        probabilities[n] = _number(fields[1], "probability", where)
+        n += 1
+    return times[:n].copy(), probabilities[:n].copy()

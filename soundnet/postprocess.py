@@ -1,0 +1,70 @@
+"""From per-frame probabilities to events: median filter, threshold, gap merging,
+minimum duration. Pure functions."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from soundnet.config import PostConfig
+from soundnet.events import Event
+
+
+def median_frames(seconds: float, *, frame_seconds: float) -> int:
+    """Odd median-filter length in frames for a length in seconds (1 = no filtering)."""
+    frames = int(round(seconds / frame_seconds))
+    return max(1, frames + (frames % 2 == 0))
+
+
+def smooth(probabilities: np.ndarray, *, frames: int) -> np.ndarray:
+    """Median-filtered probabilities (edges repeat the end values)."""
+    if frames <= 1 or len(probabilities) == 0:
+        return probabilities
+    return median_filter(probabilities, size=frames, mode="nearest")
+
+
+def active_runs(active: np.ndarray) -> np.ndarray:
+    """``(k, 2)`` array of [start, stop) frame ranges where ``active`` is True."""
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1)
+
+
+def to_events(
+    probabilities: np.ndarray,
+    *,
+    post: PostConfig,
+    frame_seconds: float,
+    duration: float,
+    filename: str,
+    label: str,
+) -> list[Event]:
+    """Events of one file from its per-frame probabilities.
+
+    Frame ``i`` (centred at ``i * frame_seconds``) stands for the interval
+    ``[(i - 1/2) * frame_seconds, (i + 1/2) * frame_seconds)``, cut to ``[0, duration]``.
+    Runs of frames at or above the threshold (after the median filter) closer than
+    ``merge_gap`` are merged, then runs shorter than ``min_duration`` dropped. An
+    event's confidence is its highest unfiltered frame probability.
+
+    Returns
+    -------
+    events : list of Event, sorted, non-overlapping, inside [0, duration]
+    """
+    probabilities = np.asarray(probabilities, np.float32)
+    smoothed = smooth(probabilities, frames=median_frames(post.median_seconds, frame_seconds=frame_seconds))
+    runs = active_runs(smoothed >= post.threshold)
+    merged: list[list[int]] = []
+    for start, stop in runs:
+        if merged and (start - merged[-1][1]) * frame_seconds <= post.merge_gap:
+            merged[-1][1] = stop
+        else:
+            merged.append([int(start), int(stop)])
+    events = []
+    for start, stop in merged:
+        onset = max(0.0, (start - 0.5) * frame_seconds)
+        offset = min(duration, (stop - 0.5) * frame_seconds)
+        if offset - onset < post.min_duration or offset <= onset:
+            continue
+        confidence = float(probabilities[start:stop].max())
+        events.append(Event(filename, round(onset, 6), round(offset, 6), label, round(confidence, 6)))
+    return events

@@ -1,0 +1,115 @@
+"""Small file helpers: atomic writes and row-range reads of .npy arrays.
+
+Every output of soundnet is written to a temporary name in its final folder and
+renamed when complete, so an interrupted run never leaves a file that looks whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from soundnet.errors import SoundnetError
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it once the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, data: object) -> None:
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SoundnetError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SoundnetError(f"{path}: not a readable JSON file ({error})") from None
+    if not isinstance(data, dict):
+        raise SoundnetError(f"{path}: expected a JSON object")
+    return data
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def save_npy_chunks(path: Path, chunks: Iterable[np.ndarray], *, columns: int, dtype: np.dtype) -> int:
+    """Write row chunks of unknown total length as one .npy file; return the row count.
+
+    The rows go to a raw temporary file first and are copied behind the header once
+    the count is known, so memory stays at one chunk whatever the file's length.
+    """
+    path = Path(path)
+    rows = 0
+    with atomic_path(path.with_name(path.name + ".raw")) as raw:
+        with open(raw, "wb") as f:
+            for chunk in chunks:
+                chunk = np.ascontiguousarray(chunk, dtype=dtype).reshape(-1, columns)
+                f.write(chunk.tobytes())
+                rows += len(chunk)
+        with atomic_path(path) as tmp, open(tmp, "wb") as out, open(raw, "rb") as f:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (rows, columns)}
+            np.lib.format.write_array_header_1_0(out, header)
+            while block := f.read(1 << 22):
+                out.write(block)
+    os.unlink(path.with_name(path.name + ".raw"))
+    return rows
+
+
+class NpyRows:
+    """Random access to row ranges of a 2-D .npy file without mapping it into memory."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(f)
+                self.offset = f.tell()
+        except (OSError, ValueError) as error:
+            raise SoundnetError(f"{self.path}: not a readable .npy array ({error})") from None
+        if fortran or len(shape) not in (1, 2):
+            raise SoundnetError(f"{self.path}: expected a C-ordered 1-D or 2-D array, got shape {shape}")
+        self.shape, self.dtype = shape, dtype
+        self.row_bytes = dtype.itemsize * (shape[1] if len(shape) == 2 else 1)
+        expected = self.offset + self.row_bytes * shape[0]
+        if self.path.stat().st_size != expected:
+            raise SoundnetError(f"{self.path}: truncated or damaged ({self.path.stat().st_size} bytes, expected {expected})")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        start, stop = max(start, 0), min(stop, self.shape[0])
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start * self.row_bytes)
+            data = f.read(max(stop - start, 0) * self.row_bytes)
+        return np.frombuffer(data, self.dtype).reshape((-1, *self.shape[1:]))

@@ -1,0 +1,365 @@
+"""Synthetic training data: target events mixed into backgrounds at chosen EBRs.
+
+Mixtures are made the DCASE 2017 task 2 way. Each mixture is an excerpt of a
+background recording; with probability ``presence`` one target event is placed in it,
+scaled so that its event-to-background ratio (EBR)
+
+    20 * log10(rms(event) / rms(background under the event))
+
+equals a value picked from a short list (DCASE used -6, 0 and +6 dB). Distractor
+sounds (other labels) can be added the same way so that a detector learns what the
+target is *not*. The mixtures are written as 16-bit WAV files with a DCASE TSV of
+their annotations, and the same arguments and seed always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from soundnet.errors import SoundnetError
+from soundnet.events import Event
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = frozenset("." + ext.lower() for ext in sf.available_formats()) | {
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+}
+
+# An EBR is undefined over digital silence; events placed there are scaled as if the
+# background were at -60 dBFS, loud enough to survive 16-bit quantisation even at
+# a negative EBR.
+RMS_FLOOR = 1e-3
+PEAK_LIMIT = 0.99
+DISTRACTOR_SLOTS = 2
+DISTRACTOR_PROBABILITY = 0.5
+ANNOTATIONS_NAME = "annotations.tsv"
+ANNOTATIONS_HEADER = "filename\tonset\toffset\tevent_label"
+
+
+def synthesize(
+    events_dir: Path,
+    backgrounds_dir: Path,
+    out_dir: Path,
+    *,
+    n: int = 100,
+    duration: float = 10.0,
+    ebrs: Sequence[float] = (-6.0, 0.0, 6.0),
+    presence: float = 0.5,
+    distractor_dirs: Sequence[Path] = (),
+    sr: int = 16000,
+    seed: int = 0,
+    target_label: str | None = None,
+) -> list[Event]:
+    """Write ``n`` mixtures of target events over backgrounds, with their annotations.
+
+    Parameters
+    ----------
+    events_dir : Path
+        Folder (searched recursively) of clips of the target sound, each at most
+        ``duration`` seconds long, in any format soundfile reads.
+    backgrounds_dir : Path
+        Folder (searched recursively) of background recordings of any length; one
+        shorter than ``duration`` is looped.
+    out_dir : Path
+        Output folder, created if needed. Receives ``mixture_0000.wav``, ... (mono,
+        16-bit PCM at ``sr``) and ``annotations.tsv``.
+    n : int >= 1
+        Number of mixtures.
+    duration : float > 0
+        Length of each mixture in seconds.
+    ebrs : sequence of float, non-empty
+        Event-to-background ratios in dB; each event gets one of them, uniformly.
+    presence : float in [0, 1]
+        Probability that a mixture holds a target event (at most one per mixture).
+    distractor_dirs : sequence of Path
+        Folders of other sounds, each labelled with its folder's name. Each mixture
+        gets 0, 1 or 2 of them (each of two slots filled with probability 0.5).
+    sr : int > 0
+        Sample rate of the mixtures; clips at other rates are resampled (soxr HQ).
+    seed : int >= 0
+        Seed of the random choices. Mixture ``i`` depends only on the inputs, the
+        seed and ``i``, so a smaller ``n`` gives a prefix of a larger one.
+    target_label : str or None
+        Label of the target events; defaults to the name of ``events_dir``.
+
+    Returns
+    -------
+    events : list of Event
+        Every event placed (targets and distractors), by mixture then onset, with the
+        times written to the annotations (seconds, rounded to 1 ms). ``filename`` is
+        relative to ``out_dir``.
+
+    Raises
+    ------
+    SoundnetError
+        A bad argument, a missing folder or one without audio, an unreadable or
+        silent clip, or an event clip longer than ``duration``.
+    """
+    _check_arguments(n=n, duration=duration, ebrs=ebrs, presence=presence, sr=sr, seed=seed)
+    n_samples = round(duration * sr)
+    if n_samples < 1:
+        raise SoundnetError(f"duration must be at least one sample at sr={sr}. Received: duration={duration}")
+    events_dir, backgrounds_dir, out_dir = Path(events_dir), Path(backgrounds_dir), Path(out_dir)
+    label = target_label if target_label is not None else _folder_label(events_dir)
+    _check_label(label, events_dir)
+
+    targets = _ClipPool(events_dir, label=label, sr=sr, max_samples=n_samples)
+    backgrounds = [_Source.open(path) for path in _find_audio(backgrounds_dir)]
+    distractors = []
+    for folder in map(Path, distractor_dirs):
+        distractor_label = _folder_label(folder)
+        _check_label(distractor_label, folder)
+        if distractor_label == label:
+            raise SoundnetError(f"{folder}: distractor folder has the target label {label!r}")
+        distractors.append(_ClipPool(folder, label=distractor_label, sr=sr, max_samples=n_samples))
+    ebr_choices = [float(ebr) for ebr in ebrs]
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SoundnetError(f"{out_dir}: cannot create folder ({_reason(error)})") from None
+    width = max(4, len(str(n - 1)))
+    log.info(
+        "synthesizing %d mixtures of %.3g s from %d %r clips over %d backgrounds into %s",
+        n, duration, len(targets.sources), label, len(backgrounds), out_dir,
+    )  # fmt: skip
+
+    all_events: list[Event] = []
+    rows: list[str] = [ANNOTATIONS_HEADER]
+    last_ms = n_samples * 1000 // sr / 1000  # an offset rounded up must not pass the end of the file
+    for i, child_seed in enumerate(np.random.SeedSequence(seed).spawn(n)):
+        rng = np.random.default_rng(child_seed)
+        name = f"mixture_{i:0{width}d}.wav"
+        background = backgrounds[rng.integers(len(backgrounds))]
+        mixture = _background_excerpt(background, n_samples=n_samples, sr=sr, rng=rng)
+        placements: list[tuple[_ClipPool, _Source, int, float]] = []
+        if rng.random() < presence:
+            placements.append(_place(targets, n_samples=n_samples, ebrs=ebr_choices, rng=rng))
+        for _ in range(DISTRACTOR_SLOTS if distractors else 0):
+            if rng.random() < DISTRACTOR_PROBABILITY:
+                pool = distractors[rng.integers(len(distractors))]
+                placements.append(_place(pool, n_samples=n_samples, ebrs=ebr_choices, rng=rng))
+
+        events = []
+        bed = mixture.copy()  # EBRs are measured against the background alone
+        for pool, source, start, ebr in placements:
+            clip = pool.load(source)
+            stop = start + len(clip)
+            gain = 10.0 ** (ebr / 20.0) * _background_rms(bed[start:stop], name=name) / _rms(clip)
+            mixture[start:stop] += gain * clip
+            onset = round(start / sr, 3)
+            offset = min(round(stop / sr, 3), last_ms)
+            events.append(Event(name, onset, offset, pool.label))
+            log.debug(
+                "%s: %s at %.3f-%.3f s, EBR %+.1f dB (%s)", name, pool.label, onset, offset, ebr, source.path
+            )
+
+        peak = float(np.max(np.abs(mixture)))
+        if peak > PEAK_LIMIT:
+            # One gain for everything keeps every EBR and every annotation as it was.
+            mixture *= PEAK_LIMIT / peak
+            log.debug("%s: scaled by %.3f to avoid clipping", name, PEAK_LIMIT / peak)
+        _write_atomic(
+            out_dir / name,
+            lambda tmp, y=mixture: sf.write(str(tmp), y, sr, subtype="PCM_16", format="WAV"),
+        )
+
+        events.sort()
+        all_events += events
+        rows += [f"{e.filename}\t{e.onset:.3f}\t{e.offset:.3f}\t{e.label}" for e in events] or [name]
+
+    text = "\n".join(rows) + "\n"
+    _write_atomic(out_dir / ANNOTATIONS_NAME, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
+    log.info("wrote %d mixtures with %d events to %s", n, len(all_events), out_dir)
+    return all_events
+
+
+def _check_arguments(
+    *, n: int, duration: float, ebrs: Sequence[float], presence: float, sr: int, seed: int
+) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise SoundnetError(f"n must be an integer >= 1. Received: n={n!r}")
+    if not (math.isfinite(duration) and duration > 0):
+        raise SoundnetError(f"duration must be a positive number of seconds. Received: duration={duration!r}")
+    if len(ebrs) == 0:
+        raise SoundnetError(f"ebrs must hold at least one value in dB. Received: ebrs={list(ebrs)!r}")
+    if not all(math.isfinite(float(ebr)) for ebr in ebrs):
+        raise SoundnetError(f"ebrs must be finite numbers of dB. Received: ebrs={list(ebrs)!r}")
+    if not (0.0 <= presence <= 1.0):
+        raise SoundnetError(f"presence must be a probability in [0, 1]. Received: presence={presence!r}")
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr < 1:
+        raise SoundnetError(f"sr must be a positive integer. Received: sr={sr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SoundnetError(f"seed must be an integer >= 0. Received: seed={seed!r}")
+
+
+def _folder_label(folder: Path) -> str:
+    # resolve() so that "." or "sub/.." still name a folder
+    return folder.resolve().name or str(folder)
+
+
+def _check_label(label: str, folder: Path) -> None:
+    if not label or label != label.strip() or any(c in label for c in "\t\r\n"):
+        raise SoundnetError(
+            f"{folder}: label {label!r} cannot go in a TSV (empty, or with tabs, newlines, edge spaces)"
+        )
+
+
+def _find_audio(folder: Path) -> list[Path]:
+    """Audio files under ``folder``, recursively, sorted; hidden files (``._x.wav``) skipped."""
+    if not folder.exists():
+        raise SoundnetError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise SoundnetError(f"{folder}: not a folder")
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [
+            Path(root) / f
+            for f in sorted(files)
+            if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS
+        ]
+    if not found:
+        raise SoundnetError(f"{folder}: no audio files in this folder")
+    return found
+
+
+@dataclass(frozen=True)
+class _Source:
+    """An audio file as its header describes it."""
+
+    path: Path
+    frames: int
+    samplerate: int
+
+    @classmethod
+    def open(cls, path: Path) -> _Source:
+        try:
+            info = sf.info(str(path))
+        except (sf.SoundFileError, RuntimeError, OSError) as error:
+            raise SoundnetError(f"{path}: cannot read audio ({_reason(error)})") from None
+        if info.frames <= 0:
+            raise SoundnetError(f"{path}: no audio samples")
+        return cls(path, int(info.frames), int(info.samplerate))
+
+    def read(self, *, sr: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames ``start:stop`` (at the file's rate) as mono float64 at ``sr``."""
+        try:
+            data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float64", always_2d=True)
+        except (sf.SoundFileError, RuntimeError, OSError) as error:
+            raise SoundnetError(f"{self.path}: cannot read audio ({_reason(error)})") from None
+        if not np.isfinite(data).all():
+            raise SoundnetError(f"{self.path}: contains NaN or infinite samples")
+        mono = data.mean(axis=1)
+        if self.samplerate != sr and len(mono):
+            import librosa
+
+            mono = librosa.resample(mono, orig_sr=self.samplerate, target_sr=sr, res_type="soxr_hq")
+        return mono
+
+
+class _ClipPool:
+    """The clips of one label, checked from their headers and read when first used."""
+
+    def __init__(self, folder: Path, *, label: str, sr: int, max_samples: int) -> None:
+        self.label = label
+        self.sr = sr
+        self.sources = [_Source.open(path) for path in _find_audio(folder)]
+        for source in self.sources:
+            # exact in integers: frames / rate > max_samples / sr
+            if source.frames * sr > max_samples * source.samplerate:
+                raise SoundnetError(
+                    f"{source.path}: clip of {source.frames / source.samplerate:.3f} s is longer than "
+                    f"the mixture duration of {max_samples / sr:.3f} s"
+                )
+        self._cache: dict[Path, np.ndarray] = {}
+
+    def load(self, source: _Source) -> np.ndarray:
+        clip = self._cache.get(source.path)
+        if clip is None:
+            clip = source.read(sr=self.sr)
+            if _rms(clip) == 0.0:
+                raise SoundnetError(f"{source.path}: clip is silent, so it has no level to set an EBR with")
+            self._cache[source.path] = clip
+        return clip
+
+
+def _place(
+    pool: _ClipPool, *, n_samples: int, ebrs: list[float], rng: np.random.Generator
+) -> tuple[_ClipPool, _Source, int, float]:
+    """Draw a clip of ``pool``, a start where it fits whole, and an EBR."""
+    source = pool.sources[rng.integers(len(pool.sources))]
+    length = len(pool.load(source))
+    start = int(rng.integers(n_samples - length + 1))
+    ebr = ebrs[rng.integers(len(ebrs))]
+    return pool, source, start, ebr
+
+
+def _background_excerpt(source: _Source, *, n_samples: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_samples`` at ``sr`` from a random offset of ``source``, looped if it is too short.
+
+    Returns
+    -------
+    excerpt : np.ndarray [shape=(n_samples,), dtype=float64]
+    """
+    needed = math.ceil(n_samples * source.samplerate / sr)  # frames at the file's rate
+    if source.frames >= needed:
+        start = int(rng.integers(source.frames - needed + 1))
+        excerpt = source.read(sr=sr, start=start, stop=start + needed)
+        if len(excerpt) < n_samples:  # resampling can round one sample short
+            excerpt = np.pad(excerpt, (0, n_samples - len(excerpt)))
+        return excerpt[:n_samples].copy()
+    whole = source.read(sr=sr)
+    if len(whole) == 0:
+        raise SoundnetError(f"{source.path}: no audio samples")
+    whole = np.roll(whole, -int(rng.integers(len(whole))))
+    return np.tile(whole, math.ceil(n_samples / len(whole)))[:n_samples].copy()
+
+
+def _rms(y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if len(y) else 0.0
+
+
+def _background_rms(segment: np.ndarray, *, name: str) -> float:
+    rms = _rms(segment)
+    if rms < RMS_FLOOR:
+        log.warning(
+            "%s: background under an event is below %.0f dBFS; its EBR is set against that level",
+            name, 20 * math.log10(RMS_FLOOR),
+        )  # fmt: skip
+        return RMS_FLOOR
+    return rms
+
+
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through a temporary file in its folder, so it is whole or absent."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except (sf.SoundFileError, RuntimeError, OSError) as error:
+        tmp.unlink(missing_ok=True)
+        raise SoundnetError(f"{path}: cannot write ({_reason(error)})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _reason(error: Exception) -> str:
+    text = str(getattr(error, "error_string", "") or error).strip()
+    return " ".join(text.split()) or type(error).__name__

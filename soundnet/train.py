@@ -1,0 +1,317 @@
+"""Training: stream windows from a dataset, fit the network, write a run folder.
+
+The work happens in ``RUN.partial/`` (checkpoints, history, log); when training and
+tuning are done the folder is renamed to ``RUN``, so a run folder is always whole.
+``resume=True`` continues an interrupted ``RUN.partial/`` from its last completed
+epoch (weights, optimizer state, epoch counter; the data order is a function of the
+seed and the epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from soundnet import __version__
+from soundnet.config import Config, to_dict
+from soundnet.dataset import Dataset, Entry
+from soundnet.errors import SoundnetError
+from soundnet.evaluate import frame_scores, tune
+from soundnet.events import Event
+from soundnet.model import as_inputs, build_model, recalibrate_batchnorm
+from soundnet.run import (
+    CARD_FILE,
+    HISTORY_FILE,
+    LOG_FILE,
+    MODEL_FILE,
+    ModelCard,
+    write_card,
+)
+from soundnet.storage import read_json, write_json
+from soundnet.windows import pad_window, stream_probabilities, window_starts
+
+log = logging.getLogger(__name__)
+
+RECALIBRATION_WINDOWS = 2048
+
+
+def split_files(entries: tuple[Entry, ...], *, fraction: float, seed: int) -> tuple[list[Entry], list[Entry]]:
+    """Training and validation files: a seeded shuffle, at least one file each when
+    there are two or more files (validation is by file, never by window)."""
+    order = np.random.default_rng(seed).permutation(len(entries))
+    n_val = int(round(fraction * len(entries)))
+    if len(entries) >= 2 and fraction > 0:
+        n_val = min(max(n_val, 1), len(entries) - 1)
+    else:
+        n_val = 0
+    val = sorted(int(i) for i in order[:n_val])
+    train = sorted(int(i) for i in order[n_val:])
+    return [entries[i] for i in train], [entries[i] for i in val]
+
+
+def feature_statistics(dataset: Dataset, entries: list[Entry], *, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation over the frames of ``entries``, streamed."""
+    total = total_sq = 0.0
+    count = 0
+    for entry in entries:
+        rows = dataset.feature_rows(entry)
+        for start in range(0, len(rows), chunk):
+            block = rows.read(start, start + chunk).astype(np.float64)
+            total = total + block.sum(0)
+            total_sq = total_sq + (block**2).sum(0)
+            count += len(block)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
+
+
+class WindowBatches(keras.utils.PyDataset):
+    """Batches of normalised windows, labels and per-frame weights, read from disk.
+
+    Only the window index lives in memory; each batch reads its windows' rows from the
+    feature files. Positive frames weigh ``positive_weight``, padding frames 0.
+    """
+
+    def __init__(self, dataset: Dataset, entries: list[Entry], card: ModelCard, *, stride: int, batch_size: int,
+                 positive_weight: float, shuffle: bool, seed: int):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.dataset, self.entries, self.card = dataset, entries, card
+        self.window = card.model.window
+        self.batch_size, self.positive_weight, self.shuffle, self.seed = batch_size, positive_weight, shuffle, seed
+        self.rows = [dataset.feature_rows(e) for e in entries]
+        self.labels = [dataset.labels(e) for e in entries]
+        self.index = np.array(
+            [(i, s) for i, e in enumerate(entries) for s in window_starts(e.frames, window=self.window, stride=stride)],
+            dtype=np.int64,
+        ).reshape(-1, 2)
+        self.order = np.arange(len(self.index))
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle:
+            self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.index))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.index) / self.batch_size))
+
+    def windows(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        picks = self.index[self.order[batch * self.batch_size : (batch + 1) * self.batch_size]]
+        x = np.zeros((len(picks), self.window, self.card.features.n_features), np.float32)
+        y = np.zeros((len(picks), self.window), np.float32)
+        w = np.zeros((len(picks), self.window), np.float32)
+        for k, (i, start) in enumerate(picks):
+            rows = self.card.normalise(self.rows[i].read(start, start + self.window))
+            labels = self.labels[i][start : start + self.window]
+            x[k] = pad_window(rows, window=self.window)
+            y[k, : len(labels)] = labels
+            w[k, : len(labels)] = np.where(labels > 0, self.positive_weight, 1.0)
+        return x, y, w
+
+    def __getitem__(self, batch: int):
+        x, y, w = self.windows(batch)
+        return as_inputs(x, n_mfcc=self.card.features.n_mfcc), y[..., None], w
+
+    def on_epoch_end(self) -> None:
+        pass  # the epoch's order is set by EpochOrder, which knows the epoch number
+
+
+class EpochOrder(keras.callbacks.Callback):
+    def __init__(self, batches: WindowBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)
+
+
+def predict_fn(model: keras.Model, *, n_mfcc: int):
+    """Windows ``(b, window, features)`` -> probabilities ``(b, window)`` in inference mode."""
+    def predict(windows: np.ndarray) -> np.ndarray:
+        return np.asarray(model(as_inputs(windows, n_mfcc=n_mfcc), training=False))[..., 0]
+
+    return predict
+
+
+def file_probabilities(dataset: Dataset, entry: Entry, card: ModelCard, predict) -> np.ndarray:
+    rows = dataset.feature_rows(entry)
+    chunks = (card.normalise(rows.read(s, s + 20_000)) for s in range(0, len(rows), 20_000))
+    return stream_probabilities(chunks, predict, window=card.model.window, hop=card.detection_hop)
+
+
+class Validation(keras.callbacks.Callback):
+    """At each epoch end: re-estimate the BatchNorm statistics on training windows, then
+    score the validation files exactly as detect would see them (overlapping windows,
+    inference mode): weighted per-frame cross-entropy ``val_loss`` and frame ``val_ap``."""
+
+    def __init__(self, train: WindowBatches, dataset: Dataset, val: list[Entry], card: ModelCard, positive_weight: float):
+        super().__init__()
+        self.train, self.dataset, self.val, self.card = train, dataset, val, card
+        self.positive_weight = positive_weight
+        self.labels = [dataset.labels(e) for e in val]
+
+    def recalibrate(self) -> None:
+        n = min(len(self.train), max(1, RECALIBRATION_WINDOWS // self.train.batch_size))
+        recalibrate_batchnorm(self.model, (self.train[b][0] for b in range(n)))
+
+    def probabilities(self) -> list[np.ndarray]:
+        predict = predict_fn(self.model, n_mfcc=self.card.features.n_mfcc)
+        return [file_probabilities(self.dataset, e, self.card, predict) for e in self.val]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.recalibrate()
+        probs = self.probabilities()
+        y = np.concatenate(self.labels).astype(np.float64)
+        p = np.clip(np.concatenate(probs).astype(np.float64), 1e-7, 1 - 1e-7)
+        w = np.where(y > 0, self.positive_weight, 1.0)
+        logs["val_loss"] = float(np.mean(-w * (y * np.log(p) + (1 - y) * np.log(1 - p))))
+        ap = frame_scores(self.labels, probs)["average_precision"]
+        logs["val_ap"] = float("nan") if ap is None else ap
+
+
+class ProgressLog(keras.callbacks.Callback):
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs, self.started = epochs, time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        log.info(
+            "epoch %d/%d: loss %.4f  val_loss %.4f  val_ap %.3f  (%.1f s)",
+            epoch + 1, self.epochs, logs.get("loss", float("nan")), logs.get("val_loss", float("nan")),
+            logs.get("val_ap", float("nan")), time.monotonic() - self.started,
+        )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run: Path
+    card: ModelCard
+    epochs: int
+
+
+def _positive_weight(entries: list[Entry], cap: float) -> float:
+    positives = sum(e.positive_frames for e in entries)
+    frames = sum(e.frames for e in entries)
+    if positives == 0:
+        raise SoundnetError("the training files hold no frame of the target sound: nothing to learn")
+    return float(min(max((frames - positives) / positives, 1.0), cap))
+
+
+def _events(dataset: Dataset, entry: Entry) -> list[Event]:
+    meta = read_json(dataset.root / "files" / f"{entry.id}.json")
+    return [Event(entry.id, on, off, dataset.target) for on, off in meta["events"]]
+
+
+def train(dataset_dir: Path, *, out: Path, config: Config | None = None, resume: bool = False) -> TrainResult:
+    """Train the network on a dataset and write the run folder ``out``.
+
+    Parameters
+    ----------
+    dataset_dir : Path
+        A folder written by :func:`soundnet.dataset.extract`.
+    out : Path
+        The run folder to write (an existing one is replaced when training succeeds).
+    config : Config or None
+        Model, training and post-processing settings. The feature settings come from
+        the dataset; a config whose feature settings differ is refused.
+    resume : bool
+        Continue ``out``.partial from its last completed epoch.
+    """
+    config = config or Config()
+    dataset = Dataset.open(dataset_dir)
+    if config.features != dataset.feature_config and config.features != type(config.features)():
+        raise SoundnetError(f"{dataset_dir}: the dataset's feature config differs from the config given; re-extract it")
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    state_file = partial / "state.json"
+    if resume:
+        if not state_file.is_file():
+            raise SoundnetError(f"{partial}: nothing to resume (no interrupted training there)")
+        if read_json(state_file).get("config") != to_dict(config):
+            raise SoundnetError(f"{partial}: was started with another config; resume with the same options")
+    elif partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(partial / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("soundnet").addHandler(handler)
+    try:
+        return _train(dataset, out, partial, config, resume)
+    finally:
+        logging.getLogger("soundnet").removeHandler(handler)
+        handler.close()
+
+
+def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: bool) -> TrainResult:
+    t = config.training
+    keras.utils.set_random_seed(t.seed)
+    train_entries, val_entries = split_files(dataset.entries, fraction=t.validation_fraction, seed=t.seed)
+    if not val_entries:
+        log.warning("only one file: validating on the training file itself (add files for an honest validation)")
+        val_entries = train_entries
+    log.info("%d training files, %d validation files, target %r", len(train_entries), len(val_entries), dataset.target)
+    mean, std = feature_statistics(dataset, train_entries)
+    card = ModelCard(dataset.target, dataset.feature_config, config.model, mean, std, config.postprocessing)
+    positive_weight = _positive_weight(train_entries, t.max_positive_weight)
+    write_json(partial / "state.json", {"config": to_dict(config)})
+
+    batches = WindowBatches(dataset, train_entries, card, stride=t.stride, batch_size=t.batch_size,
+                            positive_weight=positive_weight, shuffle=True, seed=t.seed)
+    log.info("%d training windows a epoch, positive frames weigh %.2f", len(batches.index), positive_weight)
+    model = build_model(config.model, n_mfcc=dataset.feature_config.n_mfcc)
+    model.compile(optimizer=keras.optimizers.RMSprop(t.learning_rate), loss="binary_crossentropy")
+    validation = Validation(batches, dataset, val_entries, card, positive_weight)
+    callbacks = [
+        EpochOrder(batches),
+        validation,
+        ProgressLog(t.epochs),
+        keras.callbacks.CSVLogger(str(partial / HISTORY_FILE), append=resume),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True),
+        keras.callbacks.BackupAndRestore(str(partial / "backup")),
+    ]
+    history = model.fit(batches, epochs=t.epochs, callbacks=callbacks, verbose=0)
+    epochs = len(history.history.get("loss", []))
+
+    # Tune post-processing on the validation files, as detect will see them.
+    probs = validation.probabilities()
+    names = [e.id for e in val_entries]
+    reference = {e.id: _events(dataset, e) for e in val_entries}
+    durations = {e.id: e.frames * dataset.feature_config.frame_seconds for e in val_entries}
+    tuned = tune(dict(zip(names, probs, strict=True)), reference, label=dataset.target,
+                 frame_seconds=dataset.feature_config.frame_seconds, durations=durations)
+    frames = frame_scores(validation.labels, probs)
+    log.info("validation: event F1 %.3f (ER %.3f) with %s; plain threshold 0.5: F1 %.3f; frame AP %s",
+             tuned.scores["event_onset"]["f_measure"] or 0.0, tuned.scores["event_onset"]["error_rate"],
+             tuned.post, tuned.baseline["event_onset"]["f_measure"] or 0.0, frames["average_precision"])
+    card = ModelCard(
+        dataset.target, dataset.feature_config, config.model, mean, std, tuned.post,
+        validation={"files": [e.source for e in val_entries], **tuned.scores, "untuned_event_onset": tuned.baseline["event_onset"], "frame": frames},
+        training={"config": to_dict(config.training), "epochs_run": epochs, "positive_weight": positive_weight,
+                  "files": [e.source for e in train_entries], "dataset": str(dataset.root.resolve()),
+                  "soundnet_version": __version__},
+    )
+    final = build_model(config.model, n_mfcc=dataset.feature_config.n_mfcc)  # uncompiled: no optimizer state in the file
+    final.set_weights(model.get_weights())
+    final.save(partial / MODEL_FILE)
+    write_card(partial, card)
+    shutil.rmtree(partial / "backup", ignore_errors=True)
+    (partial / "state.json").unlink(missing_ok=True)
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        partial.rename(out)
+        shutil.rmtree(old)
+    else:
+        partial.rename(out)
+    assert (out / CARD_FILE).is_file()
+    return TrainResult(out, card, epochs)
