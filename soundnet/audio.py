@@ -19,9 +19,16 @@ from soundnet.errors import SoundnetError
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset(
-    "." + ext.lower() for ext in sf.available_formats()
-) | {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
+AUDIO_EXTENSIONS = frozenset("." + ext.lower() for ext in sf.available_formats()) | {
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+}
 
 BLOCK_SECONDS = 30.0
 

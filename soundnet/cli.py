@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -22,15 +21,6 @@ log = logging.getLogger("soundnet")
 
 EXISTING = click.Path(exists=True, path_type=Path)
 OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")
-
-
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import absl.logging
-
-    absl.logging.set_verbosity(absl.logging.ERROR)
 
 
 def library_errors(command):
@@ -66,17 +56,25 @@ def main(verbose: int, quiet: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
-    _quiet_tensorflow()
 
 
 @main.command()
 @click.argument("audio", nargs=-1, required=True, type=EXISTING)
-@click.option("--annotations", "-a", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="DCASE table (filename onset offset label, TSV or CSV). Without it, Audacity labels beside the audio (x.wav + x.txt).")
+@click.option(
+    "--annotations",
+    "-a",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="DCASE table (filename onset offset label, TSV or CSV). Without it, Audacity labels beside the audio (x.wav + x.txt).",
+)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder to write.")
 @click.option("--target", "-t", help="Label of the target sound (implied when the annotations hold one label).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML config (its features section is used).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML config (its features section is used).",
+)
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @library_errors
 def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
@@ -85,17 +83,37 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
     from soundnet.dataset import extract as run_extract
 
     config = load_config(config_path)
-    report = run_extract(audio, out=out, annotations=annotations, target=target, config=config.features,
-                         jobs=jobs, fail_fast=fail_fast, progress=True)
-    log.info("%s: %d file(s) extracted, %d unchanged, %d without annotation, %d failed (target %r)",
-             out, len(report.extracted), len(report.reused), len(report.skipped), len(report.failures), report.target)
+    report = run_extract(
+        audio,
+        out=out,
+        annotations=annotations,
+        target=target,
+        config=config.features,
+        jobs=jobs,
+        fail_fast=fail_fast,
+        progress=True,
+    )
+    log.info(
+        "%s: %d file(s) extracted, %d unchanged, %d without annotation, %d failed (target %r)",
+        out,
+        len(report.extracted),
+        len(report.reused),
+        len(report.skipped),
+        len(report.failures),
+        report.target,
+    )
     _fail_batch(report.failures)
 
 
 @main.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder to write.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML config (see configs/default.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML config (see configs/default.yaml).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (overrides the config).")
 @click.option("--seed", type=int, help="Random seed (overrides the config).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Windows per batch (overrides the config).")
@@ -103,15 +121,20 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
 @library_errors
 def train(dataset, out, config_path, epochs, seed, batch_size, resume):
     """Train the CNN-LSTM-Dense detector on DATASET (written by soundnet extract)."""
+    from soundnet.backend import quiet_import_keras
     from soundnet.config import load_config
+
+    quiet_import_keras()
     from soundnet.train import train as run_train
 
     config = load_config(config_path, epochs=epochs, seed=seed, batch_size=batch_size)
     result = run_train(dataset, out=out, config=config, resume=resume)
     scores = result.card.validation.get("event_onset", {})
-    click.echo(f"{result.run}: trained {result.epochs} epoch(s); validation event F1 "
-               f"{_fmt(scores.get('f_measure'))}, error rate {_fmt(scores.get('error_rate'))}; "
-               f"post-processing {result.card.postprocessing}")
+    click.echo(
+        f"{result.run}: trained {result.epochs} epoch(s); validation event F1 "
+        f"{_fmt(scores.get('f_measure'))}, error rate {_fmt(scores.get('error_rate'))}; "
+        f"post-processing {result.card.postprocessing}"
+    )
 
 
 def _fmt(value) -> str:
@@ -121,7 +144,9 @@ def _fmt(value) -> str:
 def post_options(command):
     """Options that override the model card's post-processing."""
     options = [
-        click.option("--threshold", type=click.FloatRange(0, 1), help="Probability threshold (default: the model card's tuned value)."),
+        click.option(
+            "--threshold", type=click.FloatRange(0, 1), help="Probability threshold (default: the model card's tuned value)."
+        ),
         click.option("--median", "median_seconds", type=click.FloatRange(min=0), help="Median filter length in seconds."),
         click.option("--min-duration", type=click.FloatRange(min=0), help="Drop events shorter than this (seconds)."),
         click.option("--merge-gap", type=click.FloatRange(min=0), help="Merge events closer than this (seconds)."),
@@ -133,23 +158,50 @@ def post_options(command):
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=EXISTING)
-@click.option("--model", "-m", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Run folder (default: the bundled detector).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the events to this file instead of stdout.")
-@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True, help="Event output format.")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write one event file per audio file here (audacity: x.txt, raven: x.selections.txt).")
-@click.option("--frames", type=click.Path(path_type=Path), help="Write per-frame probabilities: F.csv (time,probability) or F.npy; a folder when several files.")
+@click.option(
+    "--model",
+    "-m",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Run folder (default: the bundled detector).",
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the events to this file instead of stdout."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True, help="Event output format."
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one event file per audio file here (audacity: x.txt, raven: x.selections.txt).",
+)
+@click.option(
+    "--frames",
+    type=click.Path(path_type=Path),
+    help="Write per-frame probabilities: F.csv (time,probability) or F.npy; a folder when several files.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Draw the file's spectrogram, probability, threshold and events to this PNG.",
+)
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @post_options
 @library_errors
-def detect(inputs, model, output, fmt, output_dir, frames, fail_fast, threshold, median_seconds, min_duration, merge_gap):
+def detect(inputs, model, output, fmt, output_dir, frames, plot, fail_fast, threshold, median_seconds, min_duration, merge_gap):
     """Find the target sound in audio FILES and folders: events, and per-frame probabilities on request."""
     from soundnet.audio import find_audio
     from soundnet.detect import Detector, display_name
     from soundnet.formats import render_events, write_frames, write_text_atomic
 
     paths = find_audio(inputs)
+    if plot is not None and len(paths) != 1:
+        raise click.UsageError(f"--plot draws one file, but {len(paths)} were given")
     detector = Detector(model)
-    post = detector.postprocessing(threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap)
+    detector.load()
+    post = detector.postprocessing(
+        threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap
+    )
     if fmt == "audacity" and len(paths) > 1 and output_dir is None:
         raise click.UsageError("--format audacity writes one label file per audio file: give --output-dir")
     detections, failures = [], []
@@ -165,6 +217,19 @@ def detect(inputs, model, output, fmt, output_dir, frames, fail_fast, threshold,
             continue
         detections.append((name, detection))
         log.info("%s: %d event(s) in %.1f s", name, len(detection.events), detection.duration)
+        if plot is not None:
+            from soundnet.plot import plot_detection
+
+            plot_detection(
+                plot,
+                audio=path,
+                sample_rate=detector.card.features.sample_rate,
+                probabilities=detection.probabilities,
+                frame_seconds=detection.frame_seconds,
+                threshold=post.threshold,
+                events=detection.events,
+                title=name,
+            )
         if frames is not None:
             target = frames
             if len(paths) > 1:
@@ -193,6 +258,198 @@ def _render_text(detections) -> str:
         lines.append(f"{name}: {len(detection.events)} event(s) in {detection.duration:.2f} s")
         lines += [f"  {e.onset:9.3f} - {e.offset:9.3f} s  {e.label}  confidence {e.confidence:.2f}" for e in detection.events]
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=EXISTING)
+@click.option(
+    "--annotations",
+    "-a",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Reference events: a DCASE table (default: Audacity labels beside the audio).",
+)
+@click.option(
+    "--model",
+    "-m",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Run folder (default: the bundled detector).",
+)
+@click.option(
+    "--estimated",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Score this ready event table (DCASE TSV, any detector's) instead of running a model.",
+)
+@click.option("--target", "-t", help="Label to score (default: the model's target).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure and per-file counts as JSON."
+)
+@click.option(
+    "--plot-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Draw one picture per file here (spectrogram, probability, detected and reference events).",
+)
+@click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
+@post_options
+@library_errors
+def evaluate(
+    inputs, annotations, model, estimated, target, output, plot_dir, fail_fast, threshold, median_seconds, min_duration, merge_gap
+):
+    """Score detection on annotated audio with the DCASE metrics of sed_eval."""
+    from soundnet.evaluate import evaluate as run_evaluate
+    from soundnet.evaluate import render_report
+    from soundnet.storage import write_json
+
+    if estimated is not None and model is not None:
+        raise click.UsageError("give either --model or --estimated, not both")
+    post = None
+    on_detection = None
+    if estimated is None:
+        from soundnet.detect import Detector
+
+        detector = Detector(model)
+        post = detector.postprocessing(
+            threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap
+        )
+        if plot_dir is not None:
+            on_detection = _plotter(plot_dir, post.threshold, detector.card.features.sample_rate)
+    evaluation = run_evaluate(
+        inputs,
+        annotations=annotations,
+        model=model,
+        estimated=estimated,
+        target=target,
+        post=post,
+        on_detection=on_detection,
+        fail_fast=fail_fast,
+    )
+    click.echo(render_report(evaluation), nl=False)
+    if output is not None:
+        write_json(output, evaluation.to_json())
+    _fail_batch([(Path(name), reason) for name, reason in evaluation.failures])
+
+
+def _plotter(plot_dir: Path, threshold: float, sample_rate: int):
+    from soundnet.plot import plot_detection
+
+    def draw(name, detection, reference):
+        out = plot_dir / (Path(name).with_suffix("").as_posix().replace("/", "__") + ".png")
+        plot_detection(
+            out,
+            audio=detection.path,
+            sample_rate=sample_rate,
+            probabilities=detection.probabilities,
+            frame_seconds=detection.frame_seconds,
+            threshold=threshold,
+            events=detection.events,
+            reference=reference,
+            title=name,
+        )
+
+    return draw
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=EXISTING)
+@click.option(
+    "--annotations",
+    "-a",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Reference events: a DCASE table (default: Audacity labels beside the audio).",
+)
+@library_errors
+def tune(run, inputs, annotations):
+    """Search RUN's post-processing (threshold, median, minimum duration, gap) on labelled audio; update its card."""
+    from soundnet.detect import Detector
+    from soundnet.evaluate import reference_events
+    from soundnet.evaluate import tune as run_tune
+    from soundnet.run import write_card
+
+    detector = Detector(run)
+    card = detector.card
+    target, names, reference = reference_events(inputs, annotations, target=card.target)
+    probabilities, durations = {}, {}
+    for name, path in names.items():
+        probabilities[name], durations[name] = detector.probabilities(path)
+    result = run_tune(probabilities, reference, label=target, frame_seconds=card.features.frame_seconds, durations=durations)
+    validation = {
+        **card.validation,
+        "tuned_on": [str(p) for p in names.values()],
+        **{k: v for k, v in result.scores.items() if k != "files"},
+    }
+    from dataclasses import replace
+
+    write_card(run, replace(card, postprocessing=result.post, validation=validation))
+    before = result.baseline["event_onset"]["f_measure"]
+    after = result.scores["event_onset"]["f_measure"]
+    click.echo(f"{run}: {result.post}; event F1 {_fmt(after)} (threshold 0.5 without filtering: {_fmt(before)})")
+
+
+@main.command()
+@click.option(
+    "--events",
+    "events_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of isolated clips of the target sound (its name is the label).",
+)
+@click.option(
+    "--backgrounds",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of background recordings.",
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the mixtures and annotations.tsv.",
+)
+@click.option("-n", "count", type=click.IntRange(min=1), default=100, show_default=True, help="Number of mixtures.")
+@click.option(
+    "--duration", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Seconds per mixture."
+)
+@click.option(
+    "--ebr", default="-6,0,6", show_default=True, help="Event-to-background ratios in dB to draw from, comma separated."
+)
+@click.option(
+    "--presence",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Probability that a mixture holds a target event.",
+)
+@click.option(
+    "--distractors",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of other sounds to add (annotated with the folder's name); repeatable.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same files.")
+@click.option("--sample-rate", type=click.IntRange(min=1), default=16000, show_default=True, help="Sample rate of the mixtures.")
+@library_errors
+def synth(events_dir, backgrounds, out, count, duration, ebr, presence, distractors, seed, sample_rate):
+    """Mix isolated target clips into backgrounds: an annotated training set (DCASE 2017 task 2 style)."""
+    from soundnet.synth import synthesize
+
+    try:
+        ebrs = [float(v) for v in ebr.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {ebr!r}", param_hint="--ebr") from None
+    events = synthesize(
+        events_dir,
+        backgrounds,
+        out,
+        n=count,
+        duration=duration,
+        ebrs=ebrs,
+        presence=presence,
+        distractor_dirs=distractors,
+        sr=sample_rate,
+        seed=seed,
+    )
+    click.echo(f"{out}: {count} mixture(s), {len(events)} event(s), annotations in {out / 'annotations.tsv'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -105,7 +105,9 @@ def _extract_one(path: Path, rows: list[Annotation], target: str, root: Path, co
     else:
         check_within(rows, audio_duration(path))
         blocks = iter_audio(path, sample_rate=config.sample_rate)
-        frames = save_npy_chunks(entry.features_path(root), iter_features(blocks, config=config), columns=config.n_features, dtype=np.float32)
+        frames = save_npy_chunks(
+            entry.features_path(root), iter_features(blocks, config=config), columns=config.n_features, dtype=np.float32
+        )
     labels = frame_labels(events, frames, frame_seconds=config.frame_seconds)
     save_npy(entry.labels_path(root), labels)
     entry = dataclasses.replace(entry, frames=frames, positive_frames=int(labels.sum()))
@@ -199,7 +201,9 @@ def extract(
     if manifest_path.exists():
         old = read_json(manifest_path)
         if old.get("target") not in (None, target):
-            raise SoundnetError(f"{out}: dataset was extracted for target {old.get('target')!r}, not {target!r}; use another --out")
+            raise SoundnetError(
+                f"{out}: dataset was extracted for target {old.get('target')!r}, not {target!r}; use another --out"
+            )
     (out / "files").mkdir(parents=True, exist_ok=True)
 
     tasks = [(path, matched[path], target, out, config) for path in audio if path in matched]
@@ -227,18 +231,21 @@ def extract(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     ordered = [entries[p] for p in audio if p in entries]
-    write_json(manifest_path, {
-        "soundnet_version": __version__,
-        "features": to_dict(config),
-        "target": target,
-        "counts": {
-            "files": len(ordered),
-            "frames": sum(e.frames for e in ordered),
-            "positive_frames": sum(e.positive_frames for e in ordered),
-            "events": sum(e.events for e in ordered),
+    write_json(
+        manifest_path,
+        {
+            "soundnet_version": __version__,
+            "features": to_dict(config),
+            "target": target,
+            "counts": {
+                "files": len(ordered),
+                "frames": sum(e.frames for e in ordered),
+                "positive_frames": sum(e.positive_frames for e in ordered),
+                "events": sum(e.events for e in ordered),
+            },
+            "files": [dataclasses.asdict(e) for e in ordered],
         },
-        "files": [dataclasses.asdict(e) for e in ordered],
-    })
+    )
     return report
 
 

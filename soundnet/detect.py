@@ -59,14 +59,21 @@ class Detector:
         self.card: ModelCard = read_card(self.run)
         self._predict = None
 
-    @property
-    def predict(self):
-        """Windows ``(b, window, features)`` (normalised) -> probabilities ``(b, window)``."""
+    def load(self) -> None:
+        """Load the network now (otherwise it loads on first use)."""
         if self._predict is None:
-            from soundnet.train import predict_fn
+            from soundnet.backend import quiet_import_keras
+
+            quiet_import_keras()
+            from soundnet.model import predict_fn
 
             model = load_keras_model(self.run, self.card)
             self._predict = predict_fn(model, n_mfcc=self.card.features.n_mfcc)
+
+    @property
+    def predict(self):
+        """Windows ``(b, window, features)`` (normalised) -> probabilities ``(b, window)``."""
+        self.load()
         return self._predict
 
     def probabilities_of_features(self, chunks: Iterable[np.ndarray]) -> np.ndarray:
@@ -93,8 +100,14 @@ class Detector:
         """Probabilities and events of one file (``post`` defaults to the card's tuned values)."""
         post = post or self.card.postprocessing
         probs, duration = self.probabilities(path)
-        events = to_events(probs, post=post, frame_seconds=self.card.features.frame_seconds, duration=duration,
-                           filename=name or Path(path).name, label=self.card.target)
+        events = to_events(
+            probs,
+            post=post,
+            frame_seconds=self.card.features.frame_seconds,
+            duration=duration,
+            filename=name or Path(path).name,
+            label=self.card.target,
+        )
         return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events)
 
     def postprocessing(self, **overrides: float | None) -> PostConfig:

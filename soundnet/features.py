@@ -50,7 +50,9 @@ def _frame_block(padded: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarr
     return mfcc.T.astype(np.float32), zcr.T.astype(np.float32)
 
 
-def _iter_frames(blocks: Iterable[np.ndarray], *, config: FeatureConfig, chunk_frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _iter_frames(
+    blocks: Iterable[np.ndarray], *, config: FeatureConfig, chunk_frames: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """MFCC and ZCR frames of a signal given in blocks, in chunks of about ``chunk_frames``."""
     hop, n_fft, pad = config.hop_length, config.n_fft, config.n_fft // 2
     buffer = np.zeros(pad, np.float32)  # padded signal from frame `next_frame` on
@@ -73,7 +75,9 @@ def _delta(mfcc: np.ndarray, *, width: int) -> np.ndarray:
     return librosa.feature.delta(mfcc, width=width, axis=0, mode="nearest").astype(np.float32)
 
 
-def iter_features(blocks: Iterable[np.ndarray], *, config: FeatureConfig, chunk_frames: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
+def iter_features(
+    blocks: Iterable[np.ndarray], *, config: FeatureConfig, chunk_frames: int = CHUNK_FRAMES
+) -> Iterator[np.ndarray]:
     """Feature matrices of consecutive frames of a signal given as consecutive blocks.
 
     Parameters

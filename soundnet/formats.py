@@ -172,16 +172,16 @@ def _render_json(
         ]
         lines = [
             "{",
-            f"  \"filename\": {_dumps(name)},",
-            "  \"events\": " + _dumps(listed, indent=2).replace("\n", "\n  ") + ("," if name in frames else ""),
+            f'  "filename": {_dumps(name)},',
+            '  "events": ' + _dumps(listed, indent=2).replace("\n", "\n  ") + ("," if name in frames else ""),
         ]
         if name in frames:
             # Number arrays stay on one line each: a 10-hour file has millions of frames.
             times, probabilities = _frame_arrays(*frames[name], what=name)
             lines += [
-                "  \"frames\": {",
-                f"    \"time\": [{_numbers(times, 3)}],",
-                f"    \"probability\": [{_numbers(probabilities, 4)}]",
+                '  "frames": {',
+                f'    "time": [{_numbers(times, 3)}],',
+                f'    "probability": [{_numbers(probabilities, 4)}]',
                 "  }",
             ]
         lines.append("}")
@@ -231,8 +231,7 @@ def _render_audacity(events: Sequence[Event]) -> str:
     names = list(dict.fromkeys(e.filename for e in events))
     if len(names) > 1:
         raise SoundnetError(
-            f"an Audacity label track holds the events of one audio file, not of {len(names)}: "
-            + ", ".join(map(repr, names))
+            f"an Audacity label track holds the events of one audio file, not of {len(names)}: " + ", ".join(map(repr, names))
         )
     lines = [
         f"{e.onset:.6f}\t{e.offset:.6f}\t{_plain(e.label, e.filename, 'audacity')}\n"
@@ -462,9 +461,7 @@ def _read_table(path: Path, text: str, fmt: str) -> list[Event]:
         if len(row) < width:
             raise SoundnetError(f"{where}: expected {width} fields, found {len(row)}")
         get = {name: row[i] for name, i in columns.items()}
-        events.append(
-            _event(get["filename"], get["onset"], get["offset"], get[label_column], get.get("confidence", ""), where)
-        )
+        events.append(_event(get["filename"], get["onset"], get["offset"], get[label_column], get.get("confidence", ""), where))
     return events
 
 
@@ -518,10 +515,10 @@ def _read_json(path: Path, text: str) -> list[Event]:
     for i, entry in enumerate(data):
         where = f"{path} file entry {i + 1}"
         if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
-            raise SoundnetError(f"{where}: expected an object with a string \"filename\"")
+            raise SoundnetError(f'{where}: expected an object with a string "filename"')
         listed = entry.get("events", [])
         if not isinstance(listed, list):
-            raise SoundnetError(f"{where}: \"events\" is not an array")
+            raise SoundnetError(f'{where}: "events" is not an array')
         for j, item in enumerate(listed):
             at = f"{where} event {j + 1}"
             if not isinstance(item, dict) or not isinstance(item.get("label"), str):

@@ -139,3 +139,12 @@ def recalibrate_batchnorm(model: keras.Model, batches: Iterable[dict[str, np.nda
     gamma, beta, _, _ = bn.get_weights()
     bn.set_weights([gamma, beta, mean.astype(np.float32), var.astype(np.float32)])
     return windows
+
+
+def predict_fn(model: keras.Model, *, n_mfcc: int):
+    """Windows ``(b, window, 2*n_mfcc+1)`` -> probabilities ``(b, window)`` in inference mode."""
+
+    def predict(windows: np.ndarray) -> np.ndarray:
+        return np.asarray(model(as_inputs(windows, n_mfcc=n_mfcc), training=False))[..., 0]
+
+    return predict

@@ -66,7 +66,9 @@ class ModelCard:
     def from_json(cls, data: dict, where: str) -> ModelCard:
         version = str(data.get("soundnet_version", "0"))
         if _version_tuple(version)[:2] > _version_tuple(__version__)[:2]:
-            raise SoundnetError(f"{where}: written by soundnet {version}, newer than this soundnet {__version__}; upgrade soundnet")
+            raise SoundnetError(
+                f"{where}: written by soundnet {version}, newer than this soundnet {__version__}; upgrade soundnet"
+            )
         try:
             features = from_dict(FeatureConfig, data["features"], f"{where} features")
             card = cls(
@@ -84,7 +86,9 @@ class ModelCard:
         except (KeyError, TypeError, ValueError) as error:
             raise SoundnetError(f"{where}: not a soundnet model card ({error!r})") from None
         if card.mean.shape != (features.n_features,) or card.std.shape != (features.n_features,):
-            raise SoundnetError(f"{where}: normalisation statistics do not match the feature config ({features.n_features} features)")
+            raise SoundnetError(
+                f"{where}: normalisation statistics do not match the feature config ({features.n_features} features)"
+            )
         if not (np.all(np.isfinite(card.mean)) and np.all(card.std > 0)):
             raise SoundnetError(f"{where}: normalisation statistics are not finite and positive")
         return card

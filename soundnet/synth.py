@@ -165,9 +165,7 @@ def synthesize(
             onset = round(start / sr, 3)
             offset = min(round(stop / sr, 3), last_ms)
             events.append(Event(name, onset, offset, pool.label))
-            log.debug(
-                "%s: %s at %.3f-%.3f s, EBR %+.1f dB (%s)", name, pool.label, onset, offset, ebr, source.path
-            )
+            log.debug("%s: %s at %.3f-%.3f s, EBR %+.1f dB (%s)", name, pool.label, onset, offset, ebr, source.path)
 
         peak = float(np.max(np.abs(mixture)))
         if peak > PEAK_LIMIT:
@@ -189,9 +187,7 @@ def synthesize(
     return all_events
 
 
-def _check_arguments(
-    *, n: int, duration: float, ebrs: Sequence[float], presence: float, sr: int, seed: int
-) -> None:
+def _check_arguments(*, n: int, duration: float, ebrs: Sequence[float], presence: float, sr: int, seed: int) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise SoundnetError(f"n must be an integer >= 1. Received: n={n!r}")
     if not (math.isfinite(duration) and duration > 0):
@@ -215,9 +211,7 @@ def _folder_label(folder: Path) -> str:
 
 def _check_label(label: str, folder: Path) -> None:
     if not label or label != label.strip() or any(c in label for c in "\t\r\n"):
-        raise SoundnetError(
-            f"{folder}: label {label!r} cannot go in a TSV (empty, or with tabs, newlines, edge spaces)"
-        )
+        raise SoundnetError(f"{folder}: label {label!r} cannot go in a TSV (empty, or with tabs, newlines, edge spaces)")
 
 
 def _find_audio(folder: Path) -> list[Path]:
@@ -229,11 +223,7 @@ def _find_audio(folder: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [
-            Path(root) / f
-            for f in sorted(files)
-            if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS
-        ]
+        found += [Path(root) / f for f in sorted(files) if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS]
     if not found:
         raise SoundnetError(f"{folder}: no audio files in this folder")
     return found

@@ -24,7 +24,7 @@ from soundnet.dataset import Dataset, Entry
 from soundnet.errors import SoundnetError
 from soundnet.evaluate import frame_scores, tune
 from soundnet.events import Event
-from soundnet.model import as_inputs, build_model, recalibrate_batchnorm
+from soundnet.model import as_inputs, build_model, predict_fn, recalibrate_batchnorm
 from soundnet.run import (
     CARD_FILE,
     HISTORY_FILE,
@@ -78,8 +78,18 @@ class WindowBatches(keras.utils.PyDataset):
     feature files. Positive frames weigh ``positive_weight``, padding frames 0.
     """
 
-    def __init__(self, dataset: Dataset, entries: list[Entry], card: ModelCard, *, stride: int, batch_size: int,
-                 positive_weight: float, shuffle: bool, seed: int):
+    def __init__(
+        self,
+        dataset: Dataset,
+        entries: list[Entry],
+        card: ModelCard,
+        *,
+        stride: int,
+        batch_size: int,
+        positive_weight: float,
+        shuffle: bool,
+        seed: int,
+    ):
         super().__init__(workers=1, use_multiprocessing=False)
         self.dataset, self.entries, self.card = dataset, entries, card
         self.window = card.model.window
@@ -130,14 +140,6 @@ class EpochOrder(keras.callbacks.Callback):
         self.batches.set_epoch(epoch)
 
 
-def predict_fn(model: keras.Model, *, n_mfcc: int):
-    """Windows ``(b, window, features)`` -> probabilities ``(b, window)`` in inference mode."""
-    def predict(windows: np.ndarray) -> np.ndarray:
-        return np.asarray(model(as_inputs(windows, n_mfcc=n_mfcc), training=False))[..., 0]
-
-    return predict
-
-
 def file_probabilities(dataset: Dataset, entry: Entry, card: ModelCard, predict) -> np.ndarray:
     rows = dataset.feature_rows(entry)
     chunks = (card.normalise(rows.read(s, s + 20_000)) for s in range(0, len(rows), 20_000))
@@ -186,8 +188,12 @@ class ProgressLog(keras.callbacks.Callback):
         logs = logs or {}
         log.info(
             "epoch %d/%d: loss %.4f  val_loss %.4f  val_ap %.3f  (%.1f s)",
-            epoch + 1, self.epochs, logs.get("loss", float("nan")), logs.get("val_loss", float("nan")),
-            logs.get("val_ap", float("nan")), time.monotonic() - self.started,
+            epoch + 1,
+            self.epochs,
+            logs.get("loss", float("nan")),
+            logs.get("val_loss", float("nan")),
+            logs.get("val_ap", float("nan")),
+            time.monotonic() - self.started,
         )
 
 
@@ -264,8 +270,16 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
     positive_weight = _positive_weight(train_entries, t.max_positive_weight)
     write_json(partial / "state.json", {"config": to_dict(config)})
 
-    batches = WindowBatches(dataset, train_entries, card, stride=t.stride, batch_size=t.batch_size,
-                            positive_weight=positive_weight, shuffle=True, seed=t.seed)
+    batches = WindowBatches(
+        dataset,
+        train_entries,
+        card,
+        stride=t.stride,
+        batch_size=t.batch_size,
+        positive_weight=positive_weight,
+        shuffle=True,
+        seed=t.seed,
+    )
     log.info("%d training windows a epoch, positive frames weigh %.2f", len(batches.index), positive_weight)
     model = build_model(config.model, n_mfcc=dataset.feature_config.n_mfcc)
     model.compile(optimizer=keras.optimizers.RMSprop(t.learning_rate), loss="binary_crossentropy")
@@ -286,18 +300,43 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
     names = [e.id for e in val_entries]
     reference = {e.id: _events(dataset, e) for e in val_entries}
     durations = {e.id: e.frames * dataset.feature_config.frame_seconds for e in val_entries}
-    tuned = tune(dict(zip(names, probs, strict=True)), reference, label=dataset.target,
-                 frame_seconds=dataset.feature_config.frame_seconds, durations=durations)
+    tuned = tune(
+        dict(zip(names, probs, strict=True)),
+        reference,
+        label=dataset.target,
+        frame_seconds=dataset.feature_config.frame_seconds,
+        durations=durations,
+    )
     frames = frame_scores(validation.labels, probs)
-    log.info("validation: event F1 %.3f (ER %.3f) with %s; plain threshold 0.5: F1 %.3f; frame AP %s",
-             tuned.scores["event_onset"]["f_measure"] or 0.0, tuned.scores["event_onset"]["error_rate"],
-             tuned.post, tuned.baseline["event_onset"]["f_measure"] or 0.0, frames["average_precision"])
+    log.info(
+        "validation: event F1 %.3f (ER %.3f) with %s; plain threshold 0.5: F1 %.3f; frame AP %s",
+        tuned.scores["event_onset"]["f_measure"] or 0.0,
+        tuned.scores["event_onset"]["error_rate"],
+        tuned.post,
+        tuned.baseline["event_onset"]["f_measure"] or 0.0,
+        frames["average_precision"],
+    )
     card = ModelCard(
-        dataset.target, dataset.feature_config, config.model, mean, std, tuned.post,
-        validation={"files": [e.source for e in val_entries], **tuned.scores, "untuned_event_onset": tuned.baseline["event_onset"], "frame": frames},
-        training={"config": to_dict(config.training), "epochs_run": epochs, "positive_weight": positive_weight,
-                  "files": [e.source for e in train_entries], "dataset": str(dataset.root.resolve()),
-                  "soundnet_version": __version__},
+        dataset.target,
+        dataset.feature_config,
+        config.model,
+        mean,
+        std,
+        tuned.post,
+        validation={
+            "files": [e.source for e in val_entries],
+            **tuned.scores,
+            "untuned_event_onset": tuned.baseline["event_onset"],
+            "frame": frames,
+        },
+        training={
+            "config": to_dict(config.training),
+            "epochs_run": epochs,
+            "positive_weight": positive_weight,
+            "files": [e.source for e in train_entries],
+            "dataset": str(dataset.root.resolve()),
+            "soundnet_version": __version__,
+        },
     )
     final = build_model(config.model, n_mfcc=dataset.feature_config.n_mfcc)  # uncompiled: no optimizer state in the file
     final.set_weights(model.get_weights())

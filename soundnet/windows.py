@@ -51,8 +51,10 @@ def stream_probabilities(
     """Per-frame probabilities of a long feature sequence given in chunks.
 
     Overlapping windows (every ``hop`` frames, plus one ending at the last frame) are
-    predicted in batches and averaged where they overlap, so every frame gets exactly
-    one probability. Only about one chunk plus one window of features is held at once.
+    predicted in batches and combined where they overlap, so every frame gets exactly
+    one probability. The combination is a weighted mean whose weights ramp up over
+    the first ``window - hop`` positions of a window: the LSTM starts each window
+    from a blank state, so a window's first frames are its least informed ones. Only about one chunk plus one window of features is held at once.
     A sequence shorter than a window is padded, and only its own frames are kept.
 
     Parameters
@@ -66,6 +68,7 @@ def stream_probabilities(
     -------
     probabilities : np.ndarray [shape=(n_frames,), dtype=float32]
     """
+    weights = np.minimum(1.0, (np.arange(window) + 1.0) / max(1, window - hop))
     sums: list[np.ndarray] = []
     counts: list[np.ndarray] = []
     totals = np.zeros(0, np.float64)
@@ -79,12 +82,14 @@ def stream_probabilities(
         nonlocal totals, hits
         for i in range(0, len(starts), batch_windows):
             batch_starts = starts[i : i + batch_windows]
-            windows = np.stack([pad_window(buffer[s - buffer_start : s - buffer_start + window], window=window) for s in batch_starts])
+            windows = np.stack(
+                [pad_window(buffer[s - buffer_start : s - buffer_start + window], window=window) for s in batch_starts]
+            )
             probs = np.asarray(predict(windows), np.float64).reshape(len(batch_starts), window)
             for s, p in zip(batch_starts, probs, strict=True):
                 end = min(s + window, n)
-                totals[s - done : end - done] += p[: end - s]
-                hits[s - done : end - done] += 1
+                totals[s - done : end - done] += weights[: end - s] * p[: end - s]
+                hits[s - done : end - done] += weights[: end - s]
 
     done = 0  # frames already moved to `sums`
     for chunk in chunks:
@@ -117,4 +122,4 @@ def stream_probabilities(
     sums.append(totals)
     counts.append(hits)
     total, count = np.concatenate(sums), np.concatenate(counts)
-    return (total / np.maximum(count, 1)).astype(np.float32)
+    return (total / count).astype(np.float32)

@@ -16,8 +16,16 @@ def tone(freq: float, seconds: float, *, sr: int = SR, amplitude: float = 0.3) -
     return (amplitude * ramp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def planted_file(path: Path, *, seconds: float, events: list[tuple[float, float]], rng: np.random.Generator,
-                 freq: float = 2000.0, distractors: int = 1, sr: int = SR) -> None:
+def planted_file(
+    path: Path,
+    *,
+    seconds: float,
+    events: list[tuple[float, float]],
+    rng: np.random.Generator,
+    freq: float = 2000.0,
+    distractors: int = 1,
+    sr: int = SR,
+) -> None:
     """Write a WAV of noise with `target` tone bursts at `events` and 500 Hz distractor bursts."""
     y = (0.03 * rng.standard_normal(int(seconds * sr))).astype(np.float32)
     for onset, offset in events:
@@ -32,8 +40,9 @@ def planted_file(path: Path, *, seconds: float, events: list[tuple[float, float]
     sf.write(path, y, sr, subtype="PCM_16")
 
 
-def planted_set(folder: Path, *, files: int, seconds: float = 8.0, seed: int = 0, label: str = "beep",
-                empty_every: int = 4) -> tuple[Path, dict[str, list[tuple[float, float]]]]:
+def planted_set(
+    folder: Path, *, files: int, seconds: float = 8.0, seed: int = 0, label: str = "beep", empty_every: int = 4
+) -> tuple[Path, dict[str, list[tuple[float, float]]]]:
     """A folder of planted files and its DCASE annotation table; returns (table, truth)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

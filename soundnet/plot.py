@@ -1,0 +1,282 @@
+"""Pictures of a detection: spectrogram, per-frame probability and events on one time axis.
+
+The picture is drawn with matplotlib's Agg canvas on a private ``Figure`` (no pyplot,
+no global state, no display needed). Long recordings are summarised so that drawing
+stays cheap: the spectrogram is computed block by block and pooled to at most
+``MAX_COLUMNS`` columns, and a long probability curve is drawn as its per-bucket
+minimum and maximum so that short peaks stay visible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from soundnet.audio import audio_duration, iter_audio
+from soundnet.errors import SoundnetError
+from soundnet.events import Event
+from soundnet.storage import atomic_path
+
+FIGURE_HEIGHT = 7.0
+"""Height of the figure in inches (the width is a parameter of plot_detection)."""
+
+MAX_COLUMNS = 4000
+"""Most columns of the spectrogram image, whatever the length of the window (and at
+most one per pixel of the figure's width: longer windows are pooled, not subsampled)."""
+
+MAX_POINTS = 20000
+"""Longer probability curves are drawn as per-bucket minimum and maximum."""
+
+N_MELS = 64
+
+DETECTED_COLOR = "tab:orange"
+REFERENCE_COLOR = "tab:blue"
+CURVE_COLOR = "tab:green"
+LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.005, 1.0), "borderaxespad": 0.0, "fontsize": "small", "frameon": False}
+
+
+def plot_detection(
+    out: Path,
+    *,
+    audio: Path,
+    sample_rate: int,
+    probabilities: np.ndarray,
+    frame_seconds: float,
+    threshold: float,
+    events: Sequence[Event],
+    reference: Sequence[Event] | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    title: str | None = None,
+    width: float = 12.0,
+    dpi: int = 100,
+) -> Path:
+    """Draw one audio file's detection to an image file and return ``out``.
+
+    Three panels share the time axis (seconds): the log-mel spectrogram of the audio,
+    the per-frame probability with the threshold as a dashed line, and the events
+    (detected, and reference when given) as spans in lanes.
+
+    Parameters
+    ----------
+    out : Path
+        The image to write (PNG unless the suffix names another format matplotlib
+        writes, e.g. ``.svg`` or ``.pdf``); written atomically, folders created.
+    audio : Path
+        The audio file; only the drawn window is read, block by block.
+    sample_rate : int > 0
+        Rate the audio is read at (as for detection).
+    probabilities : np.ndarray [shape=(n_frames,)]
+        Per-frame probability of the target sound; frame ``i`` covers
+        ``[i * frame_seconds, (i + 1) * frame_seconds)``.
+    frame_seconds : float > 0
+        Duration of one frame.
+    threshold : float in [0, 1]
+        The decision threshold, drawn as a dashed line.
+    events, reference : sequences of Event
+        Detected events, and reference (annotated) events or None.
+    start, end : float or None
+        The window to draw in seconds, ``0 <= start < end``; default the whole file.
+        An ``end`` past the end of the file is cut to the file's duration.
+    title : str or None
+        Title of the picture; default the audio file's name.
+    width : float > 0
+        Width in inches; the height is ``FIGURE_HEIGHT`` inches.
+    dpi : int > 0
+        Pixels per inch: the image is ``round(width * dpi)`` by
+        ``round(FIGURE_HEIGHT * dpi)`` pixels.
+
+    Raises
+    ------
+    SoundnetError
+        A bad window or argument, or unreadable audio.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out, audio = Path(out), Path(audio)
+    if not sample_rate > 0:
+        raise SoundnetError(f"sample_rate must be > 0. Received: {sample_rate}")
+    if not (math.isfinite(frame_seconds) and frame_seconds > 0):
+        raise SoundnetError(f"frame_seconds must be > 0. Received: {frame_seconds}")
+    if not 0 <= threshold <= 1:
+        raise SoundnetError(f"threshold must be in [0, 1]. Received: {threshold}")
+    if not (width > 0 and dpi > 0):
+        raise SoundnetError(f"width and dpi must be > 0. Received: width={width}, dpi={dpi}")
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if probabilities.ndim != 1:
+        raise SoundnetError(f"probabilities must be one value per frame, got shape {probabilities.shape}")
+
+    duration = audio_duration(audio)
+    lo = 0.0 if start is None else float(start)
+    hi = duration if end is None else float(end)
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+        raise SoundnetError(f"{audio}: bad window: need 0 <= start < end. Received: start={start}, end={end}")
+    if lo >= duration:
+        raise SoundnetError(f"{audio}: bad window: start={lo:g} s is past the end of the file ({duration:g} s)")
+    hi = min(hi, duration)
+
+    fmt = out.suffix[1:].lower() or "png"
+    fig = Figure(figsize=(width, FIGURE_HEIGHT), dpi=dpi, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    if fmt not in canvas.get_supported_filetypes():
+        raise SoundnetError(f"{out}: cannot draw a .{fmt} picture (use .png, .svg or .pdf)")
+    ax_spec, ax_prob, ax_events = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.2]})
+
+    _draw_spectrogram(ax_spec, audio, sample_rate, lo, hi, max_columns=min(MAX_COLUMNS, max(1, round(width * dpi))))
+    _draw_probabilities(ax_prob, probabilities, frame_seconds, threshold, lo, hi)
+    _draw_events(ax_events, events, reference, lo, hi)
+
+    ax_spec.set_title(audio.name if title is None else title, loc="left")
+    ax_events.set_xlim(lo, hi)
+    ax_events.set_xlabel("time (s)")
+
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+    return out
+
+
+# -- spectrogram ---------------------------------------------------------------------
+
+
+def _stft_sizes(sample_rate: int) -> tuple[int, int, int]:
+    """hop, n_fft, win_length: 10 ms, 32 ms (a power of two), 25 ms (FeatureConfig at 16 kHz)."""
+    hop = max(1, round(0.010 * sample_rate))
+    n_fft = max(16, 2 ** math.ceil(math.log2(0.032 * sample_rate)))
+    win = min(n_fft, max(1, round(0.025 * sample_rate)))
+    return hop, n_fft, win
+
+
+def _window_samples(audio: Path, sample_rate: int, first: int, stop: int) -> Iterator[np.ndarray]:
+    """Samples ``[first, stop)`` of the audio at ``sample_rate``, in blocks; blocks before are skipped."""
+    position = 0
+    for block in iter_audio(audio, sample_rate=sample_rate):
+        a, b = max(first - position, 0), min(stop - position, len(block))
+        position += len(block)
+        if a < b:
+            yield block[a:b]
+        if position >= stop:
+            return
+
+
+def _pooled_power(samples: Iterator[np.ndarray], *, hop: int, n_fft: int, win: int, pool: int) -> tuple[np.ndarray, int]:
+    """Power spectrogram of centred frames every ``hop`` samples, averaged over ``pool`` frames.
+
+    Computed block by block (the frames straddling blocks are exact); only one block
+    and the pooled columns are held. Returns (power [freq, columns], n_frames).
+    """
+    import librosa
+
+    pad = n_fft // 2
+    buffer = np.zeros(pad, np.float32)  # zeros before the start, so frame i is centred on sample i * hop
+    columns: list[np.ndarray] = []
+    carry = np.zeros((n_fft // 2 + 1, 0), np.float32)  # frames waiting for a full pool
+    n_samples = n_frames = 0
+
+    def frames(y: np.ndarray) -> int:
+        nonlocal carry, n_frames
+        m = (len(y) - n_fft) // hop + 1 if len(y) >= n_fft else 0
+        if m > 0:
+            spec = librosa.stft(y[: n_fft + (m - 1) * hop], n_fft=n_fft, hop_length=hop, win_length=win, center=False)
+            carry = np.concatenate([carry, (np.abs(spec) ** 2).astype(np.float32)], axis=1)
+            n_frames += m
+            full = carry.shape[1] // pool * pool
+            if full:
+                columns.append(carry[:, :full].reshape(len(carry), -1, pool).mean(axis=2))
+                carry = carry[:, full:]
+        return m
+
+    for block in samples:
+        n_samples += len(block)
+        buffer = np.concatenate([buffer, block])
+        buffer = buffer[frames(buffer) * hop :]
+    wanted = -(-n_samples // hop)  # frames centred inside the window
+    tail = np.concatenate([buffer, np.zeros(pad, np.float32)])
+    m = (len(tail) - n_fft) // hop + 1 if len(tail) >= n_fft else 0
+    keep = min(max(wanted - n_frames, 0), m)
+    frames(tail[: n_fft + (keep - 1) * hop] if keep else tail[:0])
+    if carry.shape[1]:
+        columns.append(carry.mean(axis=1, keepdims=True))
+    power = np.concatenate(columns, axis=1) if columns else np.zeros((n_fft // 2 + 1, 0), np.float32)
+    return power, n_frames
+
+
+def _draw_spectrogram(ax, audio: Path, sample_rate: int, lo: float, hi: float, *, max_columns: int) -> None:
+    import librosa
+
+    hop, n_fft, win = _stft_sizes(sample_rate)
+    first, stop = round(lo * sample_rate), max(round(hi * sample_rate), round(lo * sample_rate) + 1)
+    pool = max(1, math.ceil(-(-(stop - first) // hop) / max_columns))
+    power, _ = _pooled_power(_window_samples(audio, sample_rate, first, stop), hop=hop, n_fft=n_fft, win=win, pool=pool)
+    n_mels = N_MELS
+    if power.shape[1]:
+        mel = librosa.feature.melspectrogram(S=power, sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+        db = librosa.power_to_db(mel, ref=max(float(mel.max()), 1e-10), top_db=80.0)
+        # column j pools frames centred on samples (j*pool .. j*pool+pool-1) * hop after `first`
+        left = (first - hop / 2) / sample_rate
+        right = left + db.shape[1] * pool * hop / sample_rate
+        image = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+                          extent=(left, right, 0, n_mels), vmin=-80, vmax=0)
+        # the colour bar sits in the right margin, beside the legends of the other panels
+        colorbar = ax.figure.colorbar(image, cax=ax.inset_axes((1.01, 0.0, 0.012, 1.0)))
+        colorbar.set_label("power (dB)")
+    # label the mel bins with frequencies in Hz
+    centres = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=0.0, fmax=sample_rate / 2)[1:-1]
+    ticks = [f for f in (0, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000) if f <= sample_rate / 2]
+    ax.set_yticks(np.interp(ticks, centres, np.arange(n_mels) + 0.5), [f"{f / 1000:g}k" if f >= 1000 else f"{f}" for f in ticks])
+    ax.set_ylim(0, n_mels)
+    ax.set_ylabel("frequency (Hz)")
+
+
+# -- probability ---------------------------------------------------------------------
+
+
+def _draw_probabilities(ax, probabilities: np.ndarray, frame_seconds: float, threshold: float, lo: float, hi: float) -> None:
+    i0 = max(0, math.floor(lo / frame_seconds))
+    i1 = min(len(probabilities), math.ceil(hi / frame_seconds))
+    curve = probabilities[i0:i1]
+    if len(curve) > MAX_POINTS:
+        buckets = MAX_POINTS // 2
+        size = -(-len(curve) // buckets)
+        n = len(curve) // size * size
+        rows = curve[:n].reshape(-1, size)
+        lows, highs = rows.min(axis=1), rows.max(axis=1)
+        if n < len(curve):
+            lows, highs = np.append(lows, curve[n:].min()), np.append(highs, curve[n:].max())
+        centres = (i0 + np.arange(len(lows)) * size + size / 2) * frame_seconds
+        times = np.repeat(centres, 2)
+        values = np.column_stack([lows, highs]).ravel()
+        ax.plot(times, values, color=CURVE_COLOR, linewidth=0.8, label="probability\n(min-max)")
+    elif len(curve):
+        times = (i0 + np.arange(len(curve)) + 0.5) * frame_seconds
+        ax.plot(times, curve, color=CURVE_COLOR, linewidth=1.0, label="probability")
+    ax.axhline(threshold, color="black", linestyle="--", linewidth=1.0, label=f"threshold {threshold:g}")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability")
+    ax.grid(True, alpha=0.3)
+    ax.legend(**LEGEND)
+
+
+# -- events --------------------------------------------------------------------------
+
+
+def _draw_events(ax, events: Sequence[Event], reference: Sequence[Event] | None, lo: float, hi: float) -> None:
+    from matplotlib.patches import Patch
+
+    lanes = [("detected", events, DETECTED_COLOR)]
+    if reference is not None:
+        lanes.append(("reference", reference, REFERENCE_COLOR))
+    handles = []
+    for row, (name, spans, color) in enumerate(reversed(lanes)):
+        inside = [(e.onset, e.duration) for e in spans if e.offset >= lo and e.onset <= hi]
+        # an edge of the same colour keeps events narrower than a pixel visible
+        ax.broken_barh(inside, (row + 0.15, 0.7), facecolors=color, edgecolors=color, linewidth=0.6)
+        handles.append(Patch(facecolor=color, label=f"{name} ({len(inside)})"))
+    ax.set_yticks([row + 0.5 for row in range(len(lanes))], [name for name, _, _ in reversed(lanes)])
+    ax.set_ylim(0, len(lanes))
+    ax.tick_params(axis="y", length=0)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(handles=list(reversed(handles)), **LEGEND)

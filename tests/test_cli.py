@@ -1,0 +1,154 @@
+"""End to end through the command line: extract, train, detect, evaluate, tune on
+planted-event audio, and the one-line errors a user sees."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import sed_eval
+from click.testing import CliRunner
+from planted import planted_set
+
+from soundnet.cli import main
+from soundnet.formats import read_events
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output + result.stderr
+    return result
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A detector trained on planted beeps (never seen by the detection tests)."""
+    root = tmp_path_factory.mktemp("e2e")
+    table, _ = planted_set(root / "train", files=10, seconds=8.0, seed=1)
+    config = root / "fast.yaml"
+    config.write_text("training:\n  epochs: 12\n  patience: 4\n  batch_size: 16\n")
+    run("extract", root / "train", "--annotations", table, "--out", root / "data")
+    run("train", root / "data", "--out", root / "run", "--config", config, "--seed", 3)
+    test_table, truth = planted_set(root / "test", files=4, seconds=8.0, seed=7)
+    return root, test_table, truth
+
+
+def onset_f1(reference: dict, estimated: list) -> float:
+    metric = sed_eval.sound_event.EventBasedMetrics(event_label_list=["beep"], t_collar=0.5, evaluate_onset=True, evaluate_offset=False)
+    for name, spans in reference.items():
+        ref = [{"filename": name, "onset": a, "offset": b, "event_label": "beep"} for a, b in spans]
+        est = [{"filename": e.filename, "onset": e.onset, "offset": e.offset, "event_label": e.label} for e in estimated if e.filename == name]
+        metric.evaluate(reference_event_list=ref, estimated_event_list=est)
+    return metric.results_overall_metrics()["f_measure"]["f_measure"]
+
+
+def test_run_folder_holds_what_detect_needs(trained):
+    root, _, _ = trained
+    run_dir = root / "run"
+    assert {"model.keras", "card.json", "history.csv", "train.log"} <= {p.name for p in run_dir.iterdir()}
+    card = json.loads((run_dir / "card.json").read_text())
+    assert card["target"] == "beep"
+    assert len(card["normalisation"]["mean"]) == 129
+    assert card["features"]["hop_length"] == 160
+    assert card["validation"]["event_onset"]["f_measure"] is not None
+    assert "val_loss" in (run_dir / "history.csv").read_text().splitlines()[0]
+    assert not (root / "run.partial").exists()
+
+
+def test_detect_finds_planted_events_in_unseen_files(trained, tmp_path):
+    root, _, truth = trained
+    out = tmp_path / "events.tsv"
+    run("detect", root / "test", "--model", root / "run", "--format", "tsv", "--output", out)
+    events = read_events(out, "tsv")
+    assert onset_f1(truth, events) >= 0.9
+    assert {e.label for e in events} <= {"beep"}
+
+
+def test_inference_mode_is_not_collapsed(trained, tmp_path):
+    """The seed's BatchNorm hazard: inference-mode outputs must separate the classes."""
+    root, _, truth = trained
+    frames = tmp_path / "frames.csv"
+    run("detect", root / "test" / "clip_00.wav", "--model", root / "run", "--frames", frames)
+    data = np.loadtxt(frames, delimiter=",", skiprows=1)
+    times, probs = data[:, 0], data[:, 1]
+    assert len(times) == 1 + 8 * 16000 // 160
+    inside = np.zeros(len(times), bool)
+    for a, b in truth["clip_00.wav"]:
+        inside |= (times >= a + 0.05) & (times < b - 0.05)
+    assert probs[inside].mean() > 0.7
+    assert probs[~inside].mean() < 0.2
+
+
+def test_evaluate_reports_sed_eval_figures(trained, tmp_path):
+    root, table, truth = trained
+    report = tmp_path / "report.json"
+    est = tmp_path / "est.tsv"
+    result = run("evaluate", root / "test", "--annotations", table, "--model", root / "run", "--output", report)
+    assert "event-based, onset collar 0.5 s" in result.stdout
+    run("detect", root / "test", "--model", root / "run", "--format", "tsv", "--output", est)
+    scores = json.loads(report.read_text())
+    assert scores["event_onset"]["f_measure"] == pytest.approx(onset_f1(truth, read_events(est, "tsv")))
+    assert scores["frame"]["average_precision"] > 0.9
+    # a ready event list scores the same as the model that produced it
+    again = tmp_path / "again.json"
+    run("evaluate", root / "test", "--annotations", table, "--estimated", est, "--output", again)
+    assert json.loads(again.read_text())["event_onset"] == scores["event_onset"]
+
+
+def test_detect_a_clip_shorter_than_one_window(trained, tmp_path):
+    root, _, _ = trained
+    import soundfile as sf
+    from planted import tone
+
+    clip = tmp_path / "short.wav"
+    sf.write(clip, tone(2000.0, 0.3), 16000)
+    frames = tmp_path / "short.csv"
+    result = run("detect", clip, "--model", root / "run", "--frames", frames)
+    assert len(np.loadtxt(frames, delimiter=",", skiprows=1)) == 1 + 4800 // 160
+    assert "short.wav" in result.stdout
+
+
+def test_detect_errors_are_one_line(trained, tmp_path):
+    root, _, _ = trained
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    good = root / "test" / "clip_00.wav"
+    result = run("detect", bad, good, "--model", root / "run", ok=False)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert f"{bad}: cannot read audio" in result.stderr
+    assert "clip_00.wav" in result.stdout  # the good file was still processed
+
+
+def test_missing_model_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    clip = tmp_path / "x.wav"
+    import soundfile as sf
+
+    sf.write(clip, np.zeros(1600, np.float32), 16000)
+    result = run("detect", clip, "--model", tmp_path / "empty", ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'empty'}: not a soundnet model folder (no card.json)"
+
+
+def test_unknown_target_label(tmp_path):
+    table, _ = planted_set(tmp_path / "a", files=2, seconds=3.0, seed=0)
+    result = run("extract", tmp_path / "a", "--annotations", table, "--out", tmp_path / "d", "--target", "dog", ok=False)
+    assert result.exit_code == 1
+    assert "unknown target label 'dog' (labels in the annotations: beep)" in result.stderr
+
+
+def test_bad_annotation_row_names_file_and_line(tmp_path):
+    table, _ = planted_set(tmp_path / "a", files=2, seconds=3.0, seed=0)
+    table.write_text(table.read_text() + "clip_00.wav\t2.0\t1.0\tbeep\n")
+    line = len(table.read_text().splitlines())
+    result = run("extract", tmp_path / "a", "--annotations", table, "--out", tmp_path / "d", ok=False)
+    assert result.exit_code == 1
+    assert f"{table} line {line}: offset 1.0 is before onset 2.0" in result.stderr
+
+
+def test_usage_error_exits_2():
+    result = CliRunner().invoke(main, ["detect"])
+    assert result.exit_code == 2

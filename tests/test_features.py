@@ -1,0 +1,187 @@
+"""Tests of soundnet.features: frame grid, known-answer signals, streaming, librosa reference."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+import scipy.fft
+from numpy.testing import assert_allclose
+
+from soundnet.config import FeatureConfig
+from soundnet.features import compute_features, frame_times, iter_features, n_frames, split_features
+
+SR = 16000
+CONFIG = FeatureConfig()
+
+
+def noise(n: int, seed: int = 0, amplitude: float = 0.1) -> np.ndarray:
+    return (amplitude * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+def step_tone(*, on: bool, at: float = 0.5, seconds: float = 1.0, freq: float = 1000.0) -> np.ndarray:
+    """A 1 kHz tone switched on (or off) abruptly at ``at`` seconds, over a faint noise floor."""
+    t = np.arange(int(seconds * SR)) / SR
+    y = 0.5 * np.sin(2 * np.pi * freq * t)
+    y[(t < at) if on else (t >= at)] = 0.0
+    return (y + 1e-4 * np.random.default_rng(0).standard_normal(len(y))).astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [1, 159, 160, 161, 16000, 48077])
+def test_shape_dtype_and_finite(n):
+    x = compute_features(noise(n, seed=n), config=CONFIG)
+    assert x.shape == (1 + n // 160, 129)
+    assert x.dtype == np.float32
+    assert np.isfinite(x).all()
+    assert n_frames(n, hop_length=160) == 1 + n // 160
+
+
+@pytest.mark.parametrize("n", [1, 160, 16000])
+def test_silence_is_finite(n):
+    x = compute_features(np.zeros(n, np.float32), config=CONFIG)
+    assert x.shape == (1 + n // 160, 129)
+    assert np.isfinite(x).all()
+
+
+def test_n_features_and_split():
+    assert CONFIG.n_features == 129
+    x = compute_features(noise(1600), config=CONFIG)
+    mfcc, delta, zcr = split_features(x, n_mfcc=64)
+    assert mfcc.shape == (11, 64) and delta.shape == (11, 64) and zcr.shape == (11, 1)
+
+
+def test_frame_times_are_centres():
+    assert_allclose(frame_times(4, config=CONFIG), [0.0, 0.01, 0.02, 0.03])
+
+
+def _band_power(x: np.ndarray, freq: float) -> np.ndarray:
+    """Linear mel power of the band nearest ``freq``, from the MFCC (64 of 64 bands: an invertible DCT)."""
+    log_mel = scipy.fft.idct(x[:, : CONFIG.n_mfcc], type=2, norm="ortho", axis=1)
+    centres = librosa.mel_frequencies(n_mels=CONFIG.n_mels + 2, fmin=CONFIG.fmin, fmax=SR / 2)[1:-1]
+    power = 10.0 ** (log_mel[:, int(np.argmin(np.abs(centres - freq)))] / 10)
+    return power / power.max()
+
+
+def _half_crossing(power: np.ndarray, *, rising: bool) -> int:
+    """First frame at or past half the power (rising) or below it (falling), edges aside."""
+    above = power[5:] >= 0.5  # frame 0 sees the abrupt start of the signal itself
+    return 5 + int(np.argmax(above if rising else ~above))
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_tone_switch_shows_at_frame_centred_on_it(on):
+    power = _band_power(compute_features(step_tone(on=on), config=CONFIG), 1000.0)
+    assert abs(_half_crossing(power, rising=on) - 50) <= 1
+    quiet, loud = (48, 52) if on else (52, 48)
+    assert power[quiet] < 0.01 and power[loud] > 0.99
+    assert 0.05 < power[50] < 0.95  # the frame centred on the switch sees part of the tone
+
+
+def test_tone_onset_other_time():
+    power = _band_power(compute_features(step_tone(on=True, at=1.23, seconds=2.0), config=CONFIG), 1000.0)
+    assert abs(_half_crossing(power, rising=True) - 123) <= 1
+    assert 0.05 < power[123] < 0.95
+
+
+def test_zcr_alternating_is_one():
+    y = np.tile(np.array([1.0, -1.0], np.float32), 4000)
+    zcr = compute_features(y, config=CONFIG)[:, -1]
+    interior = zcr[2:-2]  # frames lying wholly inside the signal (no zero padding)
+    assert len(interior) > 0
+    assert_allclose(interior, 1.0, atol=1 / CONFIG.n_fft + 1e-6)
+
+
+def test_zcr_constant_is_zero():
+    zcr = compute_features(np.full(8000, 0.5, np.float32), config=CONFIG)[:, -1]
+    assert_allclose(zcr, 0.0, atol=1e-7)
+
+
+def test_zcr_silence_is_zero():
+    zcr = compute_features(np.zeros(8000, np.float32), config=CONFIG)[:, -1]
+    assert_allclose(zcr, 0.0, atol=1e-7)
+
+
+def _random_split(y: np.ndarray, rng: np.random.Generator, max_cuts: int) -> list[np.ndarray]:
+    cuts = np.sort(rng.integers(0, len(y) + 1, size=rng.integers(0, max_cuts + 1)))
+    return np.split(y, cuts)  # may hold empty blocks
+
+
+@pytest.mark.parametrize("chunk_frames", [1, 7, 100, 6000])
+def test_iter_features_equals_compute_features(chunk_frames):
+    rng = np.random.default_rng(chunk_frames)
+    t = np.arange(3 * SR + 77) / SR
+    y = (noise(len(t), seed=3) + 0.3 * np.sin(2 * np.pi * 700 * t) * (t > 1.0)).astype(np.float32)
+    whole = compute_features(y, config=CONFIG)
+    for _ in range(6):
+        blocks = _random_split(y, rng, max_cuts=30)
+        chunks = list(iter_features(iter(blocks), config=CONFIG, chunk_frames=chunk_frames))
+        assert all(c.shape[1] == 129 and c.dtype == np.float32 for c in chunks)
+        got = np.concatenate(chunks)
+        assert got.shape == whole.shape
+        assert_allclose(got, whole, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 100, 159, 160, 161, 700, 1601])
+def test_iter_features_tiny_blocks(n):
+    """Blocks of a few samples, and signals shorter than the delta context."""
+    y = noise(n, seed=n)
+    whole = compute_features(y, config=CONFIG)
+    for size in (1, 3, 160, 161):
+        blocks = [y[i : i + size] for i in range(0, n, size)]
+        got = np.concatenate(list(iter_features(blocks, config=CONFIG, chunk_frames=2)))
+        assert got.shape == whole.shape == (1 + n // 160, 129)
+        assert_allclose(got, whole, atol=1e-4, rtol=1e-5)
+
+
+def test_iter_features_empty_signal_yields_nothing():
+    assert list(iter_features([], config=CONFIG)) == []
+    assert list(iter_features([np.zeros(0, np.float32)], config=CONFIG)) == []
+
+
+def test_chunks_follow_chunk_frames_when_blocks_are_small():
+    y = noise(10 * SR)
+    blocks = [y[i : i + 1600] for i in range(0, len(y), 1600)]
+    sizes = [len(c) for c in iter_features(blocks, config=CONFIG, chunk_frames=100)]
+    assert sum(sizes) == 1001
+    assert len(sizes) >= 9
+    assert max(sizes) <= 100 + 10 + CONFIG.delta_width
+
+
+def _librosa_reference(y: np.ndarray, c: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
+        center=True, pad_mode="constant", n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax,
+    )
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=c.n_mfcc)
+    delta = librosa.feature.delta(mfcc, width=c.delta_width, mode="nearest")
+    pad = c.n_fft // 2
+    zcr = librosa.feature.zero_crossing_rate(np.pad(y, pad), frame_length=c.n_fft, hop_length=c.hop_length, center=False)
+    return mfcc.T, delta.T, zcr.T
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=.*is too large:UserWarning")
+@pytest.mark.parametrize("n", [1, 161, 2000, 16000, 48077])
+def test_matches_librosa_reference(n):
+    t = np.arange(n) / SR
+    y = (noise(n, seed=7) + 0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    mfcc, delta, zcr = split_features(compute_features(y, config=CONFIG), n_mfcc=CONFIG.n_mfcc)
+    ref_mfcc, ref_delta, ref_zcr = _librosa_reference(y, CONFIG)
+    assert mfcc.shape == ref_mfcc.shape and zcr.shape == ref_zcr.shape
+    assert_allclose(mfcc, ref_mfcc, atol=1e-3, rtol=1e-5)
+    assert_allclose(delta, ref_delta, atol=1e-3, rtol=1e-5)
+    assert_allclose(zcr, ref_zcr, atol=1e-6)
+
+
+def test_matches_librosa_reference_other_config():
+    c = FeatureConfig(sample_rate=8000, hop_length=80, n_fft=256, win_length=200, n_mels=40, n_mfcc=20,
+                      fmin=50.0, fmax=3500.0, delta_width=5)
+    y = noise(8000 * 2 + 33, seed=11)
+    x = compute_features(y, config=c)
+    assert x.shape == (1 + len(y) // 80, 41)
+    mfcc, delta, zcr = split_features(x, n_mfcc=20)
+    ref_mfcc, ref_delta, ref_zcr = _librosa_reference(y, c)
+    assert_allclose(mfcc, ref_mfcc, atol=1e-3, rtol=1e-5)
+    assert_allclose(delta, ref_delta, atol=1e-3, rtol=1e-5)
+    assert_allclose(zcr, ref_zcr, atol=1e-6)
+    streamed = np.concatenate(list(iter_features(_random_split(y, np.random.default_rng(0), 10), config=c, chunk_frames=3)))
+    assert_allclose(streamed, x, atol=1e-4, rtol=1e-5)
