@@ -70,8 +70,8 @@ def _read_rows(path: Path) -> list[list[str]]:
         raise SoundnetError(f"{path}: not a UTF-8 text file") from None
     except OSError as error:
         raise SoundnetError(f"{path}: cannot read annotations ({error.strerror or error})") from None
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    delimiter = "\t" if "\t" in first or "," not in first else ","
+    # tab-separated if any line has a tab (DCASE), else comma-separated if any has a comma
+    delimiter = "\t" if "\t" in text or "," not in text else ","
     return list(csv.reader(text.splitlines(), delimiter=delimiter))
 
 

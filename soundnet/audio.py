@@ -19,16 +19,10 @@ from soundnet.errors import SoundnetError
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset("." + ext.lower() for ext in sf.available_formats()) | {
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".mp3",
-    ".aif",
-    ".aiff",
-}
+# Audio containers soundfile reads that hold recordings in practice (not .raw, .mat4...)
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64", ".caf", ".rf64"}
+)
 
 BLOCK_SECONDS = 30.0
 
@@ -58,7 +52,7 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
                 inside += [Path(root) / f for f in sorted(files) if is_audio(Path(f))]
             if not inside:
                 raise SoundnetError(f"{path}: no audio files in this folder")
-            found.update(dict.fromkeys(inside))
+            found.update(dict.fromkeys(sorted(inside)))
         elif path.exists():
             found[path] = None
         else:

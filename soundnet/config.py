@@ -90,7 +90,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "stride", "patience")
         _unit_interval(self, "validation_fraction")
-        if self.max_positive_weight < 1:
+        if not self.max_positive_weight >= 1:
             _fail(f"max_positive_weight must be >= 1. Received: {self.max_positive_weight}")
 
 
@@ -106,7 +106,7 @@ class PostConfig:
     def __post_init__(self) -> None:
         _unit_interval(self, "threshold")
         for name in ("median_seconds", "min_duration", "merge_gap"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # also refuses NaN
                 _fail(f"{name} must be >= 0. Received: {name}={getattr(self, name)}")
 
 
@@ -124,7 +124,7 @@ def _fail(message: str) -> typing.NoReturn:
 
 def _positive(obj: Any, *names: str) -> None:
     for name in names:
-        if getattr(obj, name) <= 0:
+        if not getattr(obj, name) > 0:  # also refuses NaN
             _fail(f"{name} must be > 0. Received: {name}={getattr(obj, name)}")
 
 
@@ -158,7 +158,7 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
         _fail(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(map(str, set(data) - set(fields)))
     if unknown:
         _fail(f"{where}: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(fields)})")
     values = {}

@@ -101,9 +101,10 @@ def _extract_one(path: Path, rows: list[Annotation], target: str, root: Path, co
     if old is not None and old.get("fingerprint") == fingerprint:
         if old.get("events") == spans:
             return Entry(**old["entry"]), True
-        frames = old["entry"]["frames"]
+    check_within(rows, audio_duration(path))
+    if old is not None and old.get("fingerprint") == fingerprint:
+        frames = old["entry"]["frames"]  # only the labels changed
     else:
-        check_within(rows, audio_duration(path))
         blocks = iter_audio(path, sample_rate=config.sample_rate)
         frames = save_npy_chunks(
             entry.features_path(root), iter_features(blocks, config=config), columns=config.n_features, dtype=np.float32

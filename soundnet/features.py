@@ -86,7 +86,8 @@ def iter_features(
         The mono signal at ``config.sample_rate``, in any split.
     config : FeatureConfig
     chunk_frames : int > 0
-        About how many frames each yielded chunk holds.
+        Frames are computed once at least this many are ready; a chunk holds the
+        frames of at most one input block more (memory follows the block size).
 
     Yields
     ------

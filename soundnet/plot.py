@@ -32,6 +32,9 @@ MAX_POINTS = 20000
 
 N_MELS = 64
 
+BLOCK_SECONDS = 5.0
+"""Audio is read in blocks of this length (memory stays small whatever the file's length)."""
+
 DETECTED_COLOR = "tab:orange"
 REFERENCE_COLOR = "tab:blue"
 CURVE_COLOR = "tab:green"
@@ -153,7 +156,7 @@ def _stft_sizes(sample_rate: int) -> tuple[int, int, int]:
 def _window_samples(audio: Path, sample_rate: int, first: int, stop: int) -> Iterator[np.ndarray]:
     """Samples ``[first, stop)`` of the audio at ``sample_rate``, in blocks; blocks before are skipped."""
     position = 0
-    for block in iter_audio(audio, sample_rate=sample_rate):
+    for block in iter_audio(audio, sample_rate=sample_rate, block_seconds=BLOCK_SECONDS):
         a, b = max(first - position, 0), min(stop - position, len(block))
         position += len(block)
         if a < b:
@@ -162,46 +165,66 @@ def _window_samples(audio: Path, sample_rate: int, first: int, stop: int) -> Ite
             return
 
 
-def _pooled_power(samples: Iterator[np.ndarray], *, hop: int, n_fft: int, win: int, pool: int) -> tuple[np.ndarray, int]:
+def _pooled_power(samples: Iterator[np.ndarray], *, hop: int, n_fft: int, win: int, pool: int,
+                  chunk_frames: int = 500) -> tuple[np.ndarray, int]:
     """Power spectrogram of centred frames every ``hop`` samples, averaged over ``pool`` frames.
 
-    Computed block by block (the frames straddling blocks are exact); only one block
-    and the pooled columns are held. Returns (power [freq, columns], n_frames).
+    The same frames as ``librosa.stft(y, center=True, pad_mode="constant")`` of the
+    whole window, computed ``chunk_frames`` at a time as the blocks come (frames that
+    straddle blocks are exact); only one block, one chunk and the pooled columns are
+    held. The last column averages the frames left over. Returns (power [freq, columns],
+    n_frames).
     """
     import librosa
 
-    pad = n_fft // 2
-    buffer = np.zeros(pad, np.float32)  # zeros before the start, so frame i is centred on sample i * hop
+    n_freq = n_fft // 2 + 1
     columns: list[np.ndarray] = []
-    carry = np.zeros((n_fft // 2 + 1, 0), np.float32)  # frames waiting for a full pool
-    n_samples = n_frames = 0
+    partial = np.zeros(n_freq)  # sum of the frames of the column being filled
+    count = n_frames = n_samples = 0
 
-    def frames(y: np.ndarray) -> int:
-        nonlocal carry, n_frames
-        m = (len(y) - n_fft) // hop + 1 if len(y) >= n_fft else 0
-        if m > 0:
-            spec = librosa.stft(y[: n_fft + (m - 1) * hop], n_fft=n_fft, hop_length=hop, win_length=win, center=False)
-            carry = np.concatenate([carry, (np.abs(spec) ** 2).astype(np.float32)], axis=1)
-            n_frames += m
-            full = carry.shape[1] // pool * pool
-            if full:
-                columns.append(carry[:, :full].reshape(len(carry), -1, pool).mean(axis=2))
-                carry = carry[:, full:]
-        return m
+    def add(power: np.ndarray) -> None:
+        nonlocal partial, count
+        i = 0
+        if count:
+            take = min(pool - count, power.shape[1])
+            partial += power[:, :take].sum(axis=1)
+            count, i = count + take, take
+            if count == pool:
+                columns.append((partial / pool)[:, None])
+                partial, count = np.zeros(n_freq), 0
+        full = (power.shape[1] - i) // pool * pool
+        if full:
+            columns.append(power[:, i : i + full].reshape(n_freq, -1, pool).mean(axis=2))
+            i += full
+        if i < power.shape[1]:
+            partial, count = power[:, i:].sum(axis=1), power.shape[1] - i
 
+    def frames(y: np.ndarray, m: int) -> None:
+        """The first ``m`` frames of ``y`` (frame k starts at sample k * hop)."""
+        nonlocal n_frames
+        for k in range(0, m, chunk_frames):
+            segment = y[k * hop : (min(m, k + chunk_frames) - 1) * hop + n_fft]
+            spec = librosa.stft(segment, n_fft=n_fft, hop_length=hop, win_length=win, center=False)
+            add(np.abs(spec) ** 2)
+        n_frames += m
+
+    def available(n: int) -> int:
+        return (n - n_fft) // hop + 1 if n >= n_fft else 0
+
+    buffer = np.zeros(n_fft // 2, np.float32)  # zeros before the start: frame i is centred on sample i * hop
     for block in samples:
         n_samples += len(block)
         buffer = np.concatenate([buffer, block])
-        buffer = buffer[frames(buffer) * hop :]
-    wanted = -(-n_samples // hop)  # frames centred inside the window
-    tail = np.concatenate([buffer, np.zeros(pad, np.float32)])
-    m = (len(tail) - n_fft) // hop + 1 if len(tail) >= n_fft else 0
-    keep = min(max(wanted - n_frames, 0), m)
-    frames(tail[: n_fft + (keep - 1) * hop] if keep else tail[:0])
-    if carry.shape[1]:
-        columns.append(carry.mean(axis=1, keepdims=True))
-    power = np.concatenate(columns, axis=1) if columns else np.zeros((n_fft // 2 + 1, 0), np.float32)
-    return power, n_frames
+        m = available(len(buffer))
+        frames(buffer, m)
+        buffer = buffer[m * hop :]
+    tail = np.concatenate([buffer, np.zeros(n_fft // 2, np.float32)])
+    wanted = -(-n_samples // hop)  # the frames centred inside the window
+    frames(tail, min(max(wanted - n_frames, 0), available(len(tail))))
+    if count:
+        columns.append((partial / count)[:, None])
+    power = np.concatenate(columns, axis=1) if columns else np.zeros((n_freq, 0))
+    return power.astype(np.float32), n_frames
 
 
 def _draw_spectrogram(ax, audio: Path, sample_rate: int, lo: float, hi: float, *, max_columns: int) -> None:
@@ -214,7 +237,8 @@ def _draw_spectrogram(ax, audio: Path, sample_rate: int, lo: float, hi: float, *
     n_mels = N_MELS
     if power.shape[1]:
         mel = librosa.feature.melspectrogram(S=power, sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
-        db = librosa.power_to_db(mel, ref=max(float(mel.max()), 1e-10), top_db=80.0)
+        top = float(mel.max())
+        db = librosa.power_to_db(mel, ref=top, top_db=80.0) if top > 1e-10 else np.full_like(mel, -80.0)  # silence: dark
         # column j pools frames centred on samples (j*pool .. j*pool+pool-1) * hop after `first`
         left = (first - hop / 2) / sample_rate
         right = left + db.shape[1] * pool * hop / sample_rate
@@ -225,7 +249,7 @@ def _draw_spectrogram(ax, audio: Path, sample_rate: int, lo: float, hi: float, *
         colorbar.set_label("power (dB)")
     # label the mel bins with frequencies in Hz
     centres = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=0.0, fmax=sample_rate / 2)[1:-1]
-    ticks = [f for f in (0, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000) if f <= sample_rate / 2]
+    ticks = [f for f in (0, 500, 1000, 2000, 4000, 8000, 16000, 32000) if f <= sample_rate / 2]
     ax.set_yticks(np.interp(ticks, centres, np.arange(n_mels) + 0.5), [f"{f / 1000:g}k" if f >= 1000 else f"{f}" for f in ticks])
     ax.set_ylim(0, n_mels)
     ax.set_ylabel("frequency (Hz)")

@@ -41,10 +41,14 @@ class ModelCard:
     mean: np.ndarray
     std: np.ndarray
     postprocessing: PostConfig
-    detection_hop: int = 50
+    detection_hop: int = 0  # 0: half a window
     validation: dict = dataclasses.field(default_factory=dict)
     training: dict = dataclasses.field(default_factory=dict)
     soundnet_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if self.detection_hop <= 0 or self.detection_hop > self.model.window:
+            object.__setattr__(self, "detection_hop", max(1, self.model.window // 2))
 
     def normalise(self, features: np.ndarray) -> np.ndarray:
         return ((features - self.mean) / self.std).astype(np.float32)
@@ -78,7 +82,7 @@ class ModelCard:
                 mean=np.asarray(data["normalisation"]["mean"], np.float32),
                 std=np.asarray(data["normalisation"]["std"], np.float32),
                 postprocessing=from_dict(PostConfig, data["postprocessing"], f"{where} postprocessing"),
-                detection_hop=int(data.get("detection_hop", 50)),
+                detection_hop=int(data.get("detection_hop", 0)),
                 validation=dict(data.get("validation", {})),
                 training=dict(data.get("training", {})),
                 soundnet_version=version,

@@ -69,6 +69,8 @@ def stream_probabilities(
     probabilities : np.ndarray [shape=(n_frames,), dtype=float32]
     """
     weights = np.minimum(1.0, (np.arange(window) + 1.0) / max(1, window - hop))
+    if not 0 < hop <= window:
+        raise ValueError(f"hop must be in [1, window]. Received: hop={hop}, window={window}")
     sums: list[np.ndarray] = []
     counts: list[np.ndarray] = []
     totals = np.zeros(0, np.float64)

@@ -152,8 +152,6 @@ def test_find_audio_is_deterministic_whatever_the_creation_order(tmp_path):
     assert orders[0] == orders[1]
 
 
-@pytest.mark.xfail(reason="BUG: find_audio docstring says 'sorted' but returns os.walk order (a folder's files before its "
-                          "subfolders' files), e.g. [root/b.wav, root/a/z.wav] instead of sorted order", strict=True)
 def test_find_audio_result_is_sorted(tmp_path):
     for rel in ["b.wav", "a/z.wav"]:
         write(tmp_path / rel, np.zeros(10))

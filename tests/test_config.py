@@ -131,8 +131,6 @@ def test_out_of_range(tmp_path, text, key):
     _refused(tmp_path, text, key)
 
 
-@pytest.mark.xfail(reason="BUG: config._positive / PostConfig checks use `x <= 0` / `x < 0`, which NaN passes: "
-                          "learning_rate, median_seconds, max_positive_weight, merge_gap... accept .nan", strict=True)
 @pytest.mark.parametrize(("text", "key"), [
     ("training:\n  learning_rate: .nan\n", "learning_rate"),
     ("training:\n  max_positive_weight: .nan\n", "max_positive_weight"),
@@ -152,8 +150,6 @@ def test_nan_refused_by_interval_checks(tmp_path, text, key):
     _refused(tmp_path, text, key)
 
 
-@pytest.mark.xfail(raises=TypeError, reason="BUG: config.from_dict sorts unknown keys of mixed types (`sorted({1, 'foo'})`) and raises "
-                          "TypeError instead of SoundnetError", strict=True)
 def test_unknown_keys_of_mixed_types(tmp_path):
     _refused(tmp_path, "features:\n  1: 2\n  foo: 3\n", "foo")
 

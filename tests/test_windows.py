@@ -138,12 +138,16 @@ def test_weighted_overlap_favours_later_positions():
     assert np.all(p[50:350] <= 0.5) and p[50:350].mean() < 0.35
 
 
-@pytest.mark.xfail(reason="BUG: stream_probabilities with hop > window leaves frames between windows with weight 0 and "
-                          "returns NaN for them (0/0); reachable since train.py writes detection_hop=50 whatever "
-                          "model.window is, and ModelConfig accepts window < 50", strict=True)
-def test_stream_hop_larger_than_window_still_gives_finite_values():
+def test_stream_refuses_a_hop_longer_than_the_window():
+    """Frames between windows would get no prediction at all."""
     x = np.random.default_rng(0).standard_normal((100, 2)).astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        p = stream_probabilities([x], sigmoid_of_first_feature, window=20, hop=50)
-    assert p.shape == (100,)
-    assert np.isfinite(p).all()
+    with pytest.raises(ValueError, match="hop must be in"):
+        stream_probabilities([x], sigmoid_of_first_feature, window=20, hop=50)
+
+
+def test_card_detection_hop_follows_a_small_window():
+    from soundnet.config import FeatureConfig, ModelConfig, PostConfig
+    from soundnet.run import ModelCard
+
+    card = ModelCard("x", FeatureConfig(), ModelConfig(window=20), np.zeros(129, np.float32), np.ones(129, np.float32), PostConfig())
+    assert card.detection_hop == 10
