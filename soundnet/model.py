@@ -1,16 +1,25 @@
 """The seed's CNN-LSTM-Dense network, made to work.
 
-:func:`build_model` is the network soundnet trains and ships. Its per-frame
-Conv1D over each frame's MFCC is written as a ``Conv2D`` with a ``(1, taps)``
-kernel and the per-frame max-pool as a ``MaxPooling2D((1, positions))``: the same
-function, with the same weights reshaped, as the seed's
-``TimeDistributed(Conv1D)`` / ``TimeDistributed(MaxPooling1D)`` (kept in
-:func:`build_literal_model` for tests and benchmarks), several times faster to train.
-
-What the seed got wrong and is fixed here: each frame's MFCC vector is reshaped into a
-1-channel signal before the convolution (the seed's ``IndexError``); the pooled
+:func:`build_literal_model` is the seed's network as written in the question, with
+its defects fixed: each frame's MFCC vector is reshaped into a 1-channel signal before
+the ``TimeDistributed(Conv1D)`` (the seed's ``IndexError``); the pooled
 ``(frames, 1, filters)`` output is flattened to ``(frames, filters)`` before the LSTM;
 the output layer has a sigmoid; there is one loss for the one output.
+
+:func:`build_model`, the network soundnet trains and ships, computes the same function
+with the same weights, faster:
+
+- the per-frame Conv1D is a ``Conv2D`` with a ``(1, taps)`` kernel over
+  ``(frames, n_mfcc, 1)``;
+- BatchNormalization followed by the max over the 49 positions is one layer,
+  :class:`PooledBatchNorm`. BatchNorm is a per-channel affine map ``a*x + b``, so the
+  max over positions of its output is ``a*max(x) + b`` where ``a >= 0`` and
+  ``a*min(x) + b`` where ``a < 0``: the normalised ``(frames, 49, filters)`` tensor
+  is never built. In training it still normalises with the statistics of the whole
+  tensor, exactly like ``BatchNormalization``.
+
+The two forms share layer names and weight layouts (:func:`copy_weights`); a test
+holds their outputs equal.
 """
 
 from __future__ import annotations
@@ -19,11 +28,52 @@ from collections.abc import Iterable
 
 import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 from soundnet.config import ModelConfig
 
 INPUTS = ("mfcc", "delta", "zcr")
+
+
+@keras.saving.register_keras_serializable(package="soundnet")
+class PooledBatchNorm(layers.Layer):
+    """``BatchNormalization(axis=-1)`` then the max over axis 2, in one step.
+
+    Input ``(batch, frames, positions, channels)``, output ``(batch, frames, channels)``.
+    Weights (gamma, beta, moving_mean, moving_variance) and their meaning are those of
+    ``keras.layers.BatchNormalization``; in training the batch statistics are taken over
+    batch, frames and positions, and the moving statistics updated with ``momentum``.
+    """
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        self.moving_mean = self.add_weight(shape=(channels,), initializer="zeros", name="moving_mean", trainable=False)
+        self.moving_variance = self.add_weight(shape=(channels,), initializer="ones", name="moving_variance", trainable=False)
+
+    def call(self, inputs, training=None):
+        if training:
+            mean = ops.mean(inputs, axis=(0, 1, 2))
+            variance = ops.mean(ops.square(inputs - mean), axis=(0, 1, 2))
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean * m + ops.cast(mean, self.moving_mean.dtype) * (1 - m))
+            self.moving_variance.assign(self.moving_variance * m + ops.cast(variance, self.moving_variance.dtype) * (1 - m))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        scale = self.gamma * ops.rsqrt(variance + self.epsilon)
+        pooled = ops.where(scale >= 0, ops.max(inputs, axis=2), ops.min(inputs, axis=2))
+        return (pooled - mean) * scale + self.beta
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:2], input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
 
 
 def _inputs(config: ModelConfig, n_mfcc: int) -> tuple[keras.KerasTensor, keras.KerasTensor, keras.KerasTensor]:
@@ -69,13 +119,11 @@ def build_model(config: ModelConfig | None = None, *, n_mfcc: int = 64) -> keras
         output (window, 1), the per-frame probability of the target sound.
     """
     config = config or ModelConfig()
-    positions = _check(config, n_mfcc)
+    _check(config, n_mfcc)
     mfcc, delta, zcr = _inputs(config, n_mfcc)
     x = layers.Reshape((config.window, n_mfcc, 1), name="frame_signal")(mfcc)
     x = layers.Conv2D(config.filters, (1, config.taps), activation="relu", name="frame_conv")(x)
-    x = layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon, name="conv_bn")(x)
-    x = layers.MaxPooling2D((1, positions), name="frame_pool")(x)
-    x = layers.Reshape((config.window, config.filters), name="pool_flatten")(x)
+    x = PooledBatchNorm(momentum=config.bn_momentum, epsilon=config.bn_epsilon, name="conv_bn")(x)
     return keras.Model([mfcc, delta, zcr], _head(config, x, delta, zcr), name="soundnet")
 
 
@@ -99,6 +147,8 @@ def build_literal_model(config: ModelConfig | None = None, *, n_mfcc: int = 64) 
 def copy_weights(source: keras.Model, target: keras.Model) -> None:
     """Copy weights layer by layer (matched by name), reshaping the conv kernel as needed."""
     for layer in target.layers:
+        if not layer.weights:
+            continue
         weights = source.get_layer(layer.name).get_weights()
         layer.set_weights([np.reshape(w, t.shape) for w, t in zip(weights, layer.get_weights(), strict=True)])
 

@@ -117,6 +117,8 @@ def load_keras_model(run: Path, card: ModelCard):
     """The run's Keras model, loaded in safe mode (no code from the file runs)."""
     import keras
 
+    import soundnet.model  # noqa: F401  registers PooledBatchNorm for loading
+
     path = Path(run) / MODEL_FILE
     if not path.is_file():
         raise SoundnetError(f"{run}: not a soundnet model folder (no {MODEL_FILE})")

@@ -34,28 +34,51 @@ def test_default_network_is_the_seeds():
     assert model.get_layer("lstm").count_params() == 33_024
     assert model.get_layer("aux_dense").count_params() == 4_290
     assert model.get_layer("output").count_params() == 130
-    assert tuple(model.get_layer("conv_bn").output.shape) == (None, 100, 49, 64)
-    assert tuple(model.get_layer("pool_flatten").output.shape) == (None, 100, 64)
+    assert tuple(model.get_layer("frame_conv").output.shape) == (None, 100, 49, 64)
+    assert tuple(model.get_layer("conv_bn").output.shape) == (None, 100, 64)  # normalised and pooled
+    literal = build_literal_model()
+    assert tuple(literal.get_layer("conv_bn").output.shape) == (None, 100, 49, 64)
+    assert tuple(literal.get_layer("pool_flatten").output.shape) == (None, 100, 64)
     assert model.get_layer("output").get_config()["activation"] == "sigmoid"
 
 
 def test_fast_form_computes_the_literal_function():
     fast, literal = build_model(), build_literal_model()
     assert literal.count_params() == fast.count_params()
-    # make BatchNorm non-trivial so the test covers its inference path too
+    # BatchNorm with scales of both signs (the pooled max becomes a min where gamma < 0)
     bn = fast.get_layer("conv_bn")
     rng = np.random.default_rng(1)
-    bn.set_weights([rng.uniform(0.5, 2, 64), rng.normal(0, 0.1, 64), rng.normal(0, 0.1, 64), rng.uniform(0.1, 2, 64)])
+    bn.set_weights([rng.uniform(-2, 2, 64), rng.normal(0, 0.1, 64), rng.normal(0, 0.1, 64), rng.uniform(0.1, 2, 64)])
     copy_weights(fast, literal)
     x = as_inputs(windows(), n_mfcc=64)
     np.testing.assert_allclose(fast.predict(x, verbose=0), literal.predict(x, verbose=0), atol=1e-6)
+
+
+def test_fast_form_trains_like_the_literal_one():
+    """Same weights, same batch, one training step each: same loss and same new weights
+    (training-mode BatchNorm statistics and their gradients included). Dropout is off:
+    its random masks would differ between two models."""
+    config = ModelConfig(dropout=0.0)
+    fast, literal = build_model(config), build_literal_model(config)
+    copy_weights(fast, literal)
+    x = as_inputs(windows(8, seed=4), n_mfcc=64)
+    y = (np.random.default_rng(5).random((8, 100, 1)) > 0.7).astype(np.float32)
+    losses = []
+    for model in (fast, literal):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+        losses.append(model.train_on_batch(x, y))
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    for layer in fast.layers:
+        if layer.weights:
+            for a, b in zip(layer.get_weights(), literal.get_layer(layer.name).get_weights(), strict=True):
+                np.testing.assert_allclose(a.ravel(), b.ravel(), rtol=1e-4, atol=1e-5, err_msg=layer.name)
 
 
 def test_sizes_come_from_the_config():
     config = ModelConfig(window=50, filters=8, taps=4, lstm_units=16, aux_units=10)
     model = build_model(config, n_mfcc=20)
     assert tuple(model.output.shape) == (None, 50, 1)
-    assert tuple(model.get_layer("pool_flatten").output.shape) == (None, 50, 8)
+    assert tuple(model.get_layer("conv_bn").output.shape) == (None, 50, 8)
     with pytest.raises(ValueError, match="taps"):
         build_model(ModelConfig(taps=65), n_mfcc=64)
 
