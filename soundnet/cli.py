@@ -185,10 +185,12 @@ def post_options(command):
     type=click.Path(dir_okay=False, path_type=Path),
     help="Draw the file's spectrogram, probability, threshold and events to this PNG.",
 )
+@click.option("--runtime", type=click.Choice(("auto", "litert", "keras")), default="auto", show_default=True,
+              help="Network runtime: LiteRT (fast start) when the model has it, or Keras.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @post_options
 @library_errors
-def detect(inputs, model, output, fmt, output_dir, frames, plot, fail_fast, threshold, median_seconds, min_duration, merge_gap):
+def detect(inputs, model, output, fmt, output_dir, frames, plot, runtime, fail_fast, threshold, median_seconds, min_duration, merge_gap):
     """Find the target sound in audio FILES and folders: events, and per-frame probabilities on request."""
     from soundnet.audio import find_audio
     from soundnet.detect import Detector, display_name
@@ -197,7 +199,7 @@ def detect(inputs, model, output, fmt, output_dir, frames, plot, fail_fast, thre
     paths = find_audio(inputs)
     if plot is not None and len(paths) != 1:
         raise click.UsageError(f"--plot draws one file, but {len(paths)} were given")
-    detector = Detector(model)
+    detector = Detector(model, runtime=runtime)
     detector.load()
     post = detector.postprocessing(
         threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap

@@ -50,9 +50,17 @@ class Detector:
     ----------
     run : Path or None
         A run folder written by ``soundnet train``; None for the bundled default detector.
+    runtime : {"auto", "litert", "keras"}
+        "auto" runs the LiteRT conversion (``model.tflite``) when the run has one and
+        ai-edge-litert is installed, else the Keras model.
     """
 
-    def __init__(self, run: Path | None = None):
+    RUNTIMES = ("auto", "litert", "keras")
+
+    def __init__(self, run: Path | None = None, *, runtime: str = "auto"):
+        if runtime not in self.RUNTIMES:
+            raise SoundnetError(f"runtime must be one of {', '.join(self.RUNTIMES)}. Received: runtime={runtime!r}")
+        self.runtime = runtime
         self.run = Path(run) if run is not None else BUNDLED_MODEL
         if run is None and not (self.run / "card.json").is_file():
             raise SoundnetError("no bundled default model in this installation: pass --model RUN")
@@ -61,14 +69,28 @@ class Detector:
 
     def load(self) -> None:
         """Load the network now (otherwise it loads on first use)."""
-        if self._predict is None:
-            from soundnet.backend import quiet_import_keras
+        if self._predict is not None:
+            return
+        from soundnet import litert
 
-            quiet_import_keras()
-            from soundnet.model import predict_fn
+        tflite = self.run / litert.TFLITE_FILE
+        if self.runtime == "litert" or (self.runtime == "auto" and tflite.is_file() and litert.available()):
+            if not tflite.is_file():
+                raise SoundnetError(f"{self.run}: no {litert.TFLITE_FILE} for the LiteRT runtime (use --runtime keras)")
+            if not litert.available():
+                raise SoundnetError("the LiteRT runtime needs the ai-edge-litert package (pip install ai-edge-litert)")
+            try:
+                self._predict = litert.LiteRTPredictor(tflite, n_mfcc=self.card.features.n_mfcc)
+            except (ValueError, RuntimeError) as error:
+                raise SoundnetError(f"{tflite}: cannot load the LiteRT model ({error})") from None
+            return
+        from soundnet.backend import quiet_import_keras
 
-            model = load_keras_model(self.run, self.card)
-            self._predict = predict_fn(model, n_mfcc=self.card.features.n_mfcc)
+        quiet_import_keras()
+        from soundnet.model import predict_fn
+
+        model = load_keras_model(self.run, self.card)
+        self._predict = predict_fn(model, n_mfcc=self.card.features.n_mfcc)
 
     @property
     def predict(self):

@@ -92,17 +92,19 @@ def _check(config: ModelConfig, n_mfcc: int) -> int:
     return positions
 
 
-def _head(config: ModelConfig, pooled: keras.KerasTensor, delta: keras.KerasTensor, zcr: keras.KerasTensor) -> keras.KerasTensor:
+def _head(
+    config: ModelConfig, pooled: keras.KerasTensor, delta: keras.KerasTensor, zcr: keras.KerasTensor, *, unroll: bool = False
+) -> keras.KerasTensor:
     """Everything after the per-frame CNN: dropout, LSTM, the delta/ZCR branch, the output."""
     x = layers.Dropout(config.dropout, name="dropout")(pooled)
-    x = layers.LSTM(config.lstm_units, return_sequences=True, name="lstm")(x)
+    x = layers.LSTM(config.lstm_units, return_sequences=True, unroll=unroll, name="lstm")(x)
     aux = layers.Concatenate(name="aux_concat")([delta, zcr])
     aux = layers.Dense(config.aux_units, name="aux_dense")(aux)
     merged = layers.Concatenate(name="merge")([x, aux])
     return layers.Dense(1, activation="sigmoid", name="output")(merged)
 
 
-def build_model(config: ModelConfig | None = None, *, n_mfcc: int = 64) -> keras.Model:
+def build_model(config: ModelConfig | None = None, *, n_mfcc: int = 64, unroll: bool = False) -> keras.Model:
     """The network soundnet trains (uncompiled).
 
     Parameters
@@ -111,6 +113,8 @@ def build_model(config: ModelConfig | None = None, *, n_mfcc: int = 64) -> keras
         Sizes; the defaults give the seed's network (38,788 parameters).
     n_mfcc : int > 0
         MFCC (and delta) per frame.
+    unroll : bool
+        Unroll the LSTM over the window (same function; needed for the LiteRT export).
 
     Returns
     -------
@@ -124,7 +128,7 @@ def build_model(config: ModelConfig | None = None, *, n_mfcc: int = 64) -> keras
     x = layers.Reshape((config.window, n_mfcc, 1), name="frame_signal")(mfcc)
     x = layers.Conv2D(config.filters, (1, config.taps), activation="relu", name="frame_conv")(x)
     x = PooledBatchNorm(momentum=config.bn_momentum, epsilon=config.bn_epsilon, name="conv_bn")(x)
-    return keras.Model([mfcc, delta, zcr], _head(config, x, delta, zcr), name="soundnet")
+    return keras.Model([mfcc, delta, zcr], _head(config, x, delta, zcr, unroll=unroll), name="soundnet")
 
 
 def build_literal_model(config: ModelConfig | None = None, *, n_mfcc: int = 64) -> keras.Model:

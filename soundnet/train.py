@@ -24,6 +24,7 @@ from soundnet.dataset import Dataset, Entry
 from soundnet.errors import SoundnetError
 from soundnet.evaluate import frame_scores, tune
 from soundnet.events import Event
+from soundnet.litert import TFLITE_FILE, export_tflite
 from soundnet.model import as_inputs, build_model, predict_fn, recalibrate_batchnorm
 from soundnet.run import (
     CARD_FILE,
@@ -341,6 +342,7 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
     final = build_model(config.model, n_mfcc=dataset.feature_config.n_mfcc)  # uncompiled: no optimizer state in the file
     final.set_weights(model.get_weights())
     final.save(partial / MODEL_FILE)
+    export_tflite(final, partial / TFLITE_FILE, n_mfcc=dataset.feature_config.n_mfcc)
     write_card(partial, card)
     shutil.rmtree(partial / "backup", ignore_errors=True)
     (partial / "state.json").unlink(missing_ok=True)

@@ -47,7 +47,7 @@ def onset_f1(reference: dict, estimated: list) -> float:
 def test_run_folder_holds_what_detect_needs(trained):
     root, _, _ = trained
     run_dir = root / "run"
-    assert {"model.keras", "card.json", "history.csv", "train.log"} <= {p.name for p in run_dir.iterdir()}
+    assert {"model.keras", "model.tflite", "card.json", "history.csv", "train.log"} <= {p.name for p in run_dir.iterdir()}
     card = json.loads((run_dir / "card.json").read_text())
     assert card["target"] == "beep"
     assert len(card["normalisation"]["mean"]) == 129
@@ -152,3 +152,14 @@ def test_bad_annotation_row_names_file_and_line(tmp_path):
 def test_usage_error_exits_2():
     result = CliRunner().invoke(main, ["detect"])
     assert result.exit_code == 2
+
+
+def test_litert_runtime_gives_the_keras_probabilities(trained, tmp_path):
+    root, _, _ = trained
+    clip = root / "test" / "clip_01.wav"
+    for runtime in ("keras", "litert"):
+        run("detect", clip, "--model", root / "run", "--runtime", runtime, "--frames", tmp_path / f"{runtime}.npy")
+    keras_probs = np.load(tmp_path / "keras.npy")
+    litert_probs = np.load(tmp_path / "litert.npy")
+    assert keras_probs.shape == litert_probs.shape == (801, 2)
+    np.testing.assert_allclose(litert_probs, keras_probs, atol=1e-5)
