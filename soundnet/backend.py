@@ -1,4 +1,4 @@
-"""Importing TensorFlow and Keras without their start-up chatter on stderr."""
+"""Importing TensorFlow, Keras and LiteRT without their C++ start-up chatter on stderr."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 
 @contextlib.contextmanager
-def _stderr_silenced():
+def stderr_silenced():
     """Point file descriptor 2 at /dev/null (TensorFlow's C++ logs bypass Python)."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -29,7 +29,7 @@ def quiet_import_keras() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if "keras" in sys.modules and "tensorflow" in sys.modules:
         return
-    with _stderr_silenced():
+    with stderr_silenced():
         import keras
         import tensorflow as tf
 

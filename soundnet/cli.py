@@ -118,8 +118,9 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
 @click.option("--seed", type=int, help="Random seed (overrides the config).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Windows per batch (overrides the config).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training of the same RUN from its last completed epoch.")
+@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), help="Write TensorBoard logs to this folder.")
 @library_errors
-def train(dataset, out, config_path, epochs, seed, batch_size, resume):
+def train(dataset, out, config_path, epochs, seed, batch_size, resume, tensorboard):
     """Train the CNN-LSTM-Dense detector on DATASET (written by soundnet extract)."""
     from soundnet.backend import quiet_import_keras
     from soundnet.config import load_config
@@ -128,7 +129,7 @@ def train(dataset, out, config_path, epochs, seed, batch_size, resume):
     from soundnet.train import train as run_train
 
     config = load_config(config_path, epochs=epochs, seed=seed, batch_size=batch_size)
-    result = run_train(dataset, out=out, config=config, resume=resume)
+    result = run_train(dataset, out=out, config=config, resume=resume, tensorboard=tensorboard)
     scores = result.card.validation.get("event_onset", {})
     click.echo(
         f"{result.run}: trained {result.epochs} epoch(s); validation event F1 "

@@ -153,8 +153,9 @@ def tune(
     grid: Mapping[str, Sequence[float]] = GRID,
 ) -> TuneResult:
     """Search the post-processing for the best event-based F-score (onset collar 0.5 s)
-    on labelled files; ties go to the lower error rate, then to more smoothing (longer
-    median filter and minimum duration: safer on unseen audio), then to the smaller gap.
+    on labelled files; ties go to the lower error rate, then to the threshold nearest
+    0.5, then to more smoothing (longer median filter and minimum duration: safer on
+    unseen audio), then to the smaller gap.
     """
 
     def events_for(post: PostConfig) -> dict[str, list[Event]]:
@@ -175,7 +176,7 @@ def tune(
                 for name, p in smoothed.items()
             }
             f, er = _onset_scores(reference, estimated, label)
-            key = (round(f, 9), -round(er, 9), median, min_duration, -gap)
+            key = (round(f, 9), -round(er, 9), -abs(threshold - 0.5), median, min_duration, -gap)
             if best_key is None or key > best_key:
                 best_key = key
                 best_post = PostConfig(threshold=threshold, median_seconds=median, min_duration=min_duration, merge_gap=gap)

@@ -76,8 +76,11 @@ class LiteRTPredictor:
     def __init__(self, path: Path, *, n_mfcc: int, threads: int = 2):
         from ai_edge_litert.interpreter import Interpreter
 
+        from soundnet.backend import stderr_silenced
+
         self.n_mfcc = n_mfcc
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        with stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.inputs = {self._input_name(d["name"]): d["index"] for d in self.interpreter.get_input_details()}
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.batch = None

@@ -218,7 +218,7 @@ def _events(dataset: Dataset, entry: Entry) -> list[Event]:
     return [Event(entry.id, on, off, dataset.target) for on, off in meta["events"]]
 
 
-def train(dataset_dir: Path, *, out: Path, config: Config | None = None, resume: bool = False) -> TrainResult:
+def train(dataset_dir: Path, *, out: Path, config: Config | None = None, resume: bool = False, tensorboard: Path | None = None) -> TrainResult:
     """Train the network on a dataset and write the run folder ``out``.
 
     Parameters
@@ -232,6 +232,8 @@ def train(dataset_dir: Path, *, out: Path, config: Config | None = None, resume:
         the dataset; a config whose feature settings differ is refused.
     resume : bool
         Continue ``out``.partial from its last completed epoch.
+    tensorboard : Path or None
+        Write TensorBoard logs (loss, val_loss, val_ap per epoch) to this folder.
     """
     config = config or Config()
     dataset = Dataset.open(dataset_dir)
@@ -252,13 +254,13 @@ def train(dataset_dir: Path, *, out: Path, config: Config | None = None, resume:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("soundnet").addHandler(handler)
     try:
-        return _train(dataset, out, partial, config, resume)
+        return _train(dataset, out, partial, config, resume, tensorboard)
     finally:
         logging.getLogger("soundnet").removeHandler(handler)
         handler.close()
 
 
-def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: bool) -> TrainResult:
+def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: bool, tensorboard: Path | None) -> TrainResult:
     t = config.training
     keras.utils.set_random_seed(t.seed)
     train_entries, val_entries = split_files(dataset.entries, fraction=t.validation_fraction, seed=t.seed)
@@ -293,6 +295,8 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True),
         keras.callbacks.BackupAndRestore(str(partial / "backup")),
     ]
+    if tensorboard is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard), write_graph=False))
     history = model.fit(batches, epochs=t.epochs, callbacks=callbacks, verbose=0)
     epochs = len(history.history.get("loss", []))
 

@@ -163,3 +163,45 @@ def test_litert_runtime_gives_the_keras_probabilities(trained, tmp_path):
     litert_probs = np.load(tmp_path / "litert.npy")
     assert keras_probs.shape == litert_probs.shape == (801, 2)
     np.testing.assert_allclose(litert_probs, keras_probs, atol=1e-5)
+
+
+def test_tuned_postprocessing_does_at_least_as_well_as_plain_threshold(trained, tmp_path):
+    root, table, _ = trained
+    tuned, plain = tmp_path / "tuned.json", tmp_path / "plain.json"
+    run("evaluate", root / "test", "--annotations", table, "--model", root / "run", "--output", tuned)
+    run("evaluate", root / "test", "--annotations", table, "--model", root / "run", "--output", plain,
+        "--threshold", 0.5, "--median", 0, "--min-duration", 0, "--merge-gap", 0)
+    f_tuned = json.loads(tuned.read_text())["event_onset"]["f_measure"]
+    f_plain = json.loads(plain.read_text())["event_onset"]["f_measure"] or 0.0
+    card = json.loads((root / "run" / "card.json").read_text())
+    print(f"held-out event F1: tuned {f_tuned:.3f} ({card['postprocessing']}), plain threshold 0.5: {f_plain:.3f}")
+    assert f_tuned >= f_plain, (f_tuned, f_plain)
+
+
+def test_tune_updates_the_card(trained, tmp_path):
+    import shutil
+
+    root, table, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(root / "run", copy)
+    result = run("tune", copy, root / "test", "--annotations", table)
+    assert "event F1" in result.stdout
+    card = json.loads((copy / "card.json").read_text())
+    assert card["validation"]["tuned_on"]
+    assert 0 < card["postprocessing"]["threshold"] < 1
+
+
+def test_detect_writes_every_format_and_a_plot(trained, tmp_path):
+    root, _, truth = trained
+    clip = root / "test" / "clip_00.wav"
+    for fmt in ("tsv", "csv", "json", "audacity", "raven"):
+        out = tmp_path / f"events.{fmt}"
+        run("detect", clip, "--model", root / "run", "--format", fmt, "--output", out)
+        events = read_events(out, fmt, filename="clip_00.wav")
+        assert onset_f1({"clip_00.wav": truth["clip_00.wav"]}, events) >= 0.8, fmt
+    labels = tmp_path / "labels"
+    run("detect", root / "test", "--model", root / "run", "--format", "audacity", "--output-dir", labels)
+    assert sorted(p.name for p in labels.iterdir()) == [f"clip_{i:02d}.txt" for i in range(4)]
+    png = tmp_path / "plot.png"
+    run("detect", clip, "--model", root / "run", "--plot", png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
