@@ -10,6 +10,7 @@ seed and the epoch).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from soundnet.run import (
     ModelCard,
     write_card,
 )
-from soundnet.storage import read_json, write_json
+from soundnet.storage import read_json, write_json, write_text
 from soundnet.windows import pad_window, stream_probabilities, window_starts
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,64 @@ class Validation(keras.callbacks.Callback):
         logs["val_ap"] = float("nan") if ap is None else ap
 
 
+class Checkpoint(keras.callbacks.Callback):
+    """Early stopping on ``val_loss`` that survives ``kill -9``.
+
+    At each epoch end it keeps the best weights (``best.weights.h5``), the last complete
+    state with the optimizer (``last.keras``) and a small ``progress.json`` (epochs done,
+    best loss and epoch, epochs without improvement), each written whole before it
+    replaces the previous one. ``--resume`` reloads all three and carries on; at the end
+    of training the best weights are restored.
+    """
+
+    def __init__(self, folder: Path, *, patience: int, progress: dict | None = None):
+        super().__init__()
+        self.folder, self.patience = folder, patience
+        self.progress = progress or {"epochs_done": 0, "best_loss": None, "best_epoch": None, "wait": 0}
+
+    @property
+    def best_weights(self) -> Path:
+        return self.folder / "best.weights.h5"
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        p = self.progress
+        if loss is not None and np.isfinite(loss) and (p["best_loss"] is None or loss < p["best_loss"]):
+            p.update(best_loss=float(loss), best_epoch=epoch, wait=0)
+            _save_whole(self.best_weights, self.model.save_weights)
+        else:
+            p["wait"] += 1
+            if p["wait"] >= self.patience:
+                log.info("no better validation loss for %d epochs: stopping", self.patience)
+                self.model.stop_training = True
+        _save_whole(self.folder / LAST_STATE, self.model.save)
+        p["epochs_done"] = epoch + 1
+        write_json(self.folder / PROGRESS, p)
+
+    def on_train_end(self, logs=None):
+        if self.best_weights.is_file():
+            self.model.load_weights(self.best_weights)
+            log.info("kept the weights of epoch %d (validation loss %.4f)", self.progress["best_epoch"] + 1, self.progress["best_loss"])
+
+
+LAST_STATE = "last.keras"
+PROGRESS = "progress.json"
+
+
+def _save_whole(path: Path, save) -> None:
+    """Save with Keras (which needs the real suffix) to a temporary name, then rename."""
+    tmp = path.with_name(".tmp-" + path.name)
+    save(tmp)
+    os.replace(tmp, path)
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Keep the header and the first ``epochs`` rows (a kill may have left one more)."""
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        write_text(path, "".join(lines[: epochs + 1]))
+
+
 class ProgressLog(keras.callbacks.Callback):
     def __init__(self, epochs: int):
         super().__init__()
@@ -243,7 +302,7 @@ def train(dataset_dir: Path, *, out: Path, config: Config | None = None, resume:
     partial = out.with_name(out.name + ".partial")
     state_file = partial / "state.json"
     if resume:
-        if not state_file.is_file():
+        if not (state_file.is_file() and (partial / PROGRESS).is_file()):
             raise SoundnetError(f"{partial}: nothing to resume (no interrupted training there)")
         if read_json(state_file).get("config") != to_dict(config):
             raise SoundnetError(f"{partial}: was started with another config; resume with the same options")
@@ -284,21 +343,33 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
         seed=t.seed,
     )
     log.info("%d training windows a epoch, positive frames weigh %.2f", len(batches.index), positive_weight)
-    model = build_model(config.model, n_mfcc=dataset.feature_config.n_mfcc)
-    model.compile(optimizer=keras.optimizers.RMSprop(t.learning_rate), loss="binary_crossentropy")
+    progress = read_json(partial / PROGRESS) if resume else None
+    if progress is not None:
+        model = keras.saving.load_model(partial / LAST_STATE, safe_mode=True)  # weights and optimizer state
+        _truncate_history(partial / HISTORY_FILE, progress["epochs_done"])
+        log.info("resuming after epoch %d", progress["epochs_done"])
+    else:
+        model = build_model(config.model, n_mfcc=dataset.feature_config.n_mfcc)
+        model.compile(optimizer=keras.optimizers.RMSprop(t.learning_rate), loss="binary_crossentropy")
     validation = Validation(batches, dataset, val_entries, card, positive_weight)
+    checkpoint = Checkpoint(partial, patience=t.patience, progress=progress)
     callbacks = [
         EpochOrder(batches),
         validation,
         ProgressLog(t.epochs),
         keras.callbacks.CSVLogger(str(partial / HISTORY_FILE), append=resume),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True),
-        keras.callbacks.BackupAndRestore(str(partial / "backup")),
+        checkpoint,
     ]
     if tensorboard is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard), write_graph=False))
-    history = model.fit(batches, epochs=t.epochs, callbacks=callbacks, verbose=0)
-    epochs = len(history.history.get("loss", []))
+    initial = checkpoint.progress["epochs_done"]
+    stopped = initial > 0 and checkpoint.progress["wait"] >= t.patience
+    if initial < t.epochs and not stopped:
+        model.fit(batches, epochs=t.epochs, initial_epoch=initial, callbacks=callbacks, verbose=0)
+    else:
+        checkpoint.set_model(model)
+        checkpoint.on_train_end()
+    epochs = checkpoint.progress["epochs_done"]
 
     # Tune post-processing on the validation files, as detect will see them.
     probs = validation.probabilities()
@@ -348,8 +419,8 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
     final.save(partial / MODEL_FILE)
     export_tflite(final, partial / TFLITE_FILE, n_mfcc=dataset.feature_config.n_mfcc)
     write_card(partial, card)
-    shutil.rmtree(partial / "backup", ignore_errors=True)
-    (partial / "state.json").unlink(missing_ok=True)
+    for leftover in ("state.json", PROGRESS, LAST_STATE, "best.weights.h5"):
+        (partial / leftover).unlink(missing_ok=True)
     if out.exists():
         old = out.with_name(out.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
