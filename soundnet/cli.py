@@ -191,7 +191,7 @@ def post_options(command):
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @post_options
 @library_errors
-def detect(inputs, model, output, fmt, output_dir, frames, plot, runtime, fail_fast, threshold, median_seconds, min_duration, merge_gap):
+def detect(inputs, model, output, fmt, output_dir, frames, json_frames, plot, runtime, fail_fast, threshold, median_seconds, min_duration, merge_gap):
     """Find the target sound in audio FILES and folders: events, and per-frame probabilities on request."""
     from soundnet.audio import find_audio
     from soundnet.detect import Detector, display_name
@@ -247,7 +247,8 @@ def detect(inputs, model, output, fmt, output_dir, frames, plot, runtime, fail_f
     if output_dir is None:
         events = [e for _, d in detections for e in d.events]
         names = [n for n, _ in detections]
-        text = _render_text(detections) if fmt == "text" else render_events(events, fmt, files=names)
+        frame_data = {n: (d.times, d.probabilities) for n, d in detections} if json_frames and fmt == "json" else None
+        text = _render_text(detections) if fmt == "text" else render_events(events, fmt, files=names, frames=frame_data)
         if output is not None:
             write_text_atomic(output, text)
         else:

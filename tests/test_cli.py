@@ -205,3 +205,35 @@ def test_detect_writes_every_format_and_a_plot(trained, tmp_path):
     png = tmp_path / "plot.png"
     run("detect", clip, "--model", root / "run", "--plot", png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_output_with_frames(trained, tmp_path):
+    root, _, _ = trained
+    out = tmp_path / "d.json"
+    run("detect", root / "test" / "clip_02.wav", "--model", root / "run", "--format", "json", "--json-frames", "--output", out)
+    (entry,) = json.loads(out.read_text())
+    assert entry["filename"] == "clip_02.wav"
+    assert len(entry["frames"]["probability"]) == len(entry["frames"]["time"]) == 801
+    assert entry["events"] and all(0 <= e["confidence"] <= 1 for e in entry["events"])
+
+
+def test_synth_then_extract(tmp_path):
+    import soundfile as sf
+    from planted import tone
+
+    (tmp_path / "beep").mkdir()
+    (tmp_path / "bg").mkdir()
+    for i in range(3):
+        sf.write(tmp_path / "beep" / f"b{i}.wav", tone(2000.0 + 300 * i, 0.4), 16000)
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "bg" / "noise.wav", (0.05 * rng.standard_normal(16000 * 6)).astype(np.float32), 16000)
+    out = tmp_path / "synth"
+    run("synth", "--events", tmp_path / "beep", "--backgrounds", tmp_path / "bg", "--out", out, "-n", 6, "--duration", 3, "--presence", 1, "--seed", 4)
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    run("synth", "--events", tmp_path / "beep", "--backgrounds", tmp_path / "bg", "--out", out, "-n", 6, "--duration", 3, "--presence", 1, "--seed", 4)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    run("extract", out, "--annotations", out / "annotations.tsv", "--out", tmp_path / "data")
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["target"] == "beep" and manifest["counts"]["events"] == 6
+    bad = run("synth", "--events", tmp_path / "bg", "--backgrounds", tmp_path / "bg", "--out", out, "--ebr", "a,b", ok=False)
+    assert bad.exit_code == 2
