@@ -62,21 +62,23 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
 
 def audio_duration(path: Path) -> float:
     """Duration in seconds from the file header."""
-    info = _info(path)
+    info = audio_info(path)
     return info.frames / info.samplerate
 
 
-def _info(path: Path) -> sf._SoundFileInfo:
+def audio_info(path: Path) -> sf._SoundFileInfo:
+    """The file's header (frames, rate, channels); SoundnetError if unreadable or empty."""
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise SoundnetError(f"{path}: cannot read audio ({_reason(error)})") from None
+        raise SoundnetError(f"{path}: cannot read audio ({error_reason(error)})") from None
     if info.frames <= 0:
         raise SoundnetError(f"{path}: no audio samples")
     return info
 
 
-def _reason(error: Exception) -> str:
+def error_reason(error: Exception) -> str:
+    """A one-line reason from a soundfile (libsndfile) or OS error."""
     text = str(getattr(error, "error_string", "") or error).strip()
     return " ".join(text.split()) or type(error).__name__
 
@@ -104,7 +106,7 @@ def iter_audio(path: Path, *, sample_rate: int, block_seconds: float = BLOCK_SEC
     """
     import soxr
 
-    info = _info(path)
+    info = audio_info(path)
     resampler = None
     if info.samplerate != sample_rate:
         resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
@@ -127,7 +129,7 @@ def iter_audio(path: Path, *, sample_rate: int, block_seconds: float = BLOCK_SEC
                 if last:
                     return
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise SoundnetError(f"{path}: cannot read audio ({_reason(error)})") from None
+        raise SoundnetError(f"{path}: cannot read audio ({error_reason(error)})") from None
 
 
 def load_audio(path: Path, *, sample_rate: int) -> np.ndarray:

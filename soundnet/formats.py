@@ -31,16 +31,14 @@ import csv
 import io
 import json
 import math
-import os
-import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
+from soundnet.storage import save_npy, write_text
 
 FORMATS = ("tsv", "csv", "json", "audacity", "raven")
 
@@ -263,52 +261,9 @@ def _hz(value: float) -> str:
 # Writing
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write`` on a new file beside ``path``, then move it over ``path``.
-
-    The temporary file is created with ``os.open(..., 0o666)`` so the result gets the
-    usual umask permissions (``tempfile.mkstemp`` would make it private to the owner).
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-                break
-            except FileExistsError:
-                continue
-    except OSError as error:
-        raise SoundnetError(f"{path}: cannot write ({error.strerror or error})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(error, OSError):
-            raise SoundnetError(f"{path}: cannot write ({error.strerror or error})") from None
-        raise
-
-
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` as UTF-8, all or nothing.
-
-    Parent folders are created. Line ends are written as given (no translation).
-
-    Raises
-    ------
-    SoundnetError
-        The file or its folder cannot be written.
-    """
-    data = text.encode("utf-8")
-    _atomic_write(path, lambda f: f.write(data))
+    """Write ``text`` to ``path`` as UTF-8, all or nothing (see :func:`soundnet.storage.write_text`)."""
+    write_text(path, text)
 
 
 def render_frames(times: np.ndarray, probabilities: np.ndarray) -> str:
@@ -338,7 +293,7 @@ def write_frames(path: Path, times: np.ndarray, probabilities: np.ndarray) -> No
     if path.suffix.lower() == ".npy":
         times, probabilities = _frame_arrays(times, probabilities, what=str(path))
         table = np.stack([times, probabilities], axis=1).astype(np.float32)
-        _atomic_write(path, lambda f: np.save(f, table, allow_pickle=False))
+        save_npy(path, table)
     else:
         write_text_atomic(path, render_frames(times, probabilities))
 

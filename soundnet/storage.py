@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +41,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``.
+
+    Raises
+    ------
+    SoundnetError
+        The file or its folder cannot be written (nothing is left behind).
+    """
+    try:
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except (OSError, RuntimeError) as error:  # RuntimeError: soundfile's write errors
+        reason = getattr(error, "strerror", None) or " ".join(str(error).split())
+        raise SoundnetError(f"{path}: cannot write ({reason})") from None
+
+
 def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    """Write ``text`` as UTF-8 (line ends as given), all or nothing."""
+    write_atomic(path, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
 
 
 def write_json(path: Path, data: object) -> None:

@@ -17,15 +17,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from soundnet.audio import audio_info, error_reason
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
+from soundnet.storage import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,7 @@ def synthesize(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise SoundnetError(f"{out_dir}: cannot create folder ({_reason(error)})") from None
+        raise SoundnetError(f"{out_dir}: cannot create folder ({error_reason(error)})") from None
     width = max(4, len(str(n - 1)))
     log.info(
         "synthesizing %d mixtures of %.3g s from %d %r clips over %d backgrounds into %s",
@@ -172,7 +174,7 @@ def synthesize(
             # One gain for everything keeps every EBR and every annotation as it was.
             mixture *= PEAK_LIMIT / peak
             log.debug("%s: scaled by %.3f to avoid clipping", name, PEAK_LIMIT / peak)
-        _write_atomic(
+        write_atomic(
             out_dir / name,
             lambda tmp, y=mixture: sf.write(str(tmp), y, sr, subtype="PCM_16", format="WAV"),
         )
@@ -182,7 +184,7 @@ def synthesize(
         rows += [f"{e.filename}\t{e.onset:.3f}\t{e.offset:.3f}\t{e.label}" for e in events] or [name]
 
     text = "\n".join(rows) + "\n"
-    _write_atomic(out_dir / ANNOTATIONS_NAME, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
+    write_atomic(out_dir / ANNOTATIONS_NAME, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
     log.info("wrote %d mixtures with %d events to %s", n, len(all_events), out_dir)
     return all_events
 
@@ -239,12 +241,7 @@ class _Source:
 
     @classmethod
     def open(cls, path: Path) -> _Source:
-        try:
-            info = sf.info(str(path))
-        except (sf.SoundFileError, RuntimeError, OSError) as error:
-            raise SoundnetError(f"{path}: cannot read audio ({_reason(error)})") from None
-        if info.frames <= 0:
-            raise SoundnetError(f"{path}: no audio samples")
+        info = audio_info(path)
         return cls(path, int(info.frames), int(info.samplerate))
 
     def read(self, *, sr: int, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -252,7 +249,7 @@ class _Source:
         try:
             data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float64", always_2d=True)
         except (sf.SoundFileError, RuntimeError, OSError) as error:
-            raise SoundnetError(f"{self.path}: cannot read audio ({_reason(error)})") from None
+            raise SoundnetError(f"{self.path}: cannot read audio ({error_reason(error)})") from None
         if not np.isfinite(data).all():
             raise SoundnetError(f"{self.path}: contains NaN or infinite samples")
         mono = data.mean(axis=1)
@@ -334,22 +331,3 @@ def _background_rms(segment: np.ndarray, *, name: str) -> float:
         )  # fmt: skip
         return RMS_FLOOR
     return rms
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through a temporary file in its folder, so it is whole or absent."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except (sf.SoundFileError, RuntimeError, OSError) as error:
-        tmp.unlink(missing_ok=True)
-        raise SoundnetError(f"{path}: cannot write ({_reason(error)})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _reason(error: Exception) -> str:
-    text = str(getattr(error, "error_string", "") or error).strip()
-    return " ".join(text.split()) or type(error).__name__
