@@ -142,6 +142,17 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+model_option = click.option(
+    "--model", "-m", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Run folder (default: the bundled detector)."
+)
+reference_option = click.option(
+    "--annotations",
+    "-a",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Reference events: a DCASE table (default: Audacity labels beside the audio).",
+)
+
+
 def post_options(command):
     """Options that override the model card's post-processing."""
     options = [
@@ -159,12 +170,7 @@ def post_options(command):
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=EXISTING)
-@click.option(
-    "--model",
-    "-m",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Run folder (default: the bundled detector).",
-)
+@model_option
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the events to this file instead of stdout."
 )
@@ -266,18 +272,8 @@ def _render_text(detections) -> str:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=EXISTING)
-@click.option(
-    "--annotations",
-    "-a",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Reference events: a DCASE table (default: Audacity labels beside the audio).",
-)
-@click.option(
-    "--model",
-    "-m",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Run folder (default: the bundled detector).",
-)
+@reference_option
+@model_option
 @click.option(
     "--estimated",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -355,12 +351,7 @@ def _plotter(plot_dir: Path, threshold: float, sample_rate: int):
 @main.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=EXISTING)
-@click.option(
-    "--annotations",
-    "-a",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Reference events: a DCASE table (default: Audacity labels beside the audio).",
-)
+@reference_option
 @library_errors
 def tune(run, inputs, annotations):
     """Search RUN's post-processing (threshold, median, minimum duration, gap) on labelled audio; update its card."""
