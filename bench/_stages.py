@@ -94,7 +94,9 @@ def main() -> None:
         detect_module.iter_audio = lambda *a, **k: clock.gen("read", None, original_iter_audio(*a, **k))
         detect_module.iter_features = lambda *a, **k: clock.gen("features", "read", original_iter_features(*a, **k))
         original_stream = windows_module.stream_probabilities
-        detect_module.stream_probabilities = clock.fn("stream_probabilities (incl. predict, normalise, features, read)", original_stream)
+        detect_module.stream_probabilities = clock.fn(
+            "stream_probabilities (incl. predict, normalise, features, read)", original_stream
+        )
         original_events = detect_module.to_events
         detect_module.to_events = clock.fn("to_events", original_events)
         start = time.perf_counter()

@@ -11,8 +11,10 @@ process:
 - ``soundnet detect FILE --model RUN --format tsv -o OUT --runtime litert|keras``;
 - the floor: reading the audio alone, and reading + features (iter_audio +
   iter_features), the same way;
-- with ``--stages`` (default on): one instrumented in-process detect per runtime that
-  splits the wall time into read / features / normalise / predict / windowing.
+- ``--stages litert`` (default; ``--stages litert,keras`` for both): one instrumented
+  in-process detect per runtime that splits the wall time into read / features /
+  normalise / predict / windowing / events. The first features chunk carries
+  librosa's one-off start-up (lazy imports, numba cache loads: ~4 s).
 
 The model is ``--model``, else the bundled model, else a quick untrained run folder
 (speed does not depend on the weights). Peak RSS comes from ``/usr/bin/time -v``.
@@ -50,7 +52,7 @@ def main() -> None:
     parser.add_argument("--model", help="run folder (default: bundled model, else a quick untrained one)")
     parser.add_argument("--runtimes", default="litert,keras")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each command (best wall kept, max RSS kept)")
-    parser.add_argument("--no-stages", action="store_true", help="skip the instrumented stage breakdown")
+    parser.add_argument("--stages", default="litert", help="runtimes to break down stage by stage (comma-separated; '' for none)")
     parser.add_argument("--delete", action="store_true", help="delete the generated WAV afterwards")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -71,7 +73,17 @@ def main() -> None:
     }
     for runtime in args.runtimes.split(","):
         commands[f"soundnet detect --runtime {runtime}"] = [
-            SOUNDNET, "detect", str(wav), "--model", str(run), "--format", "tsv", "-o", str(out_file), "--runtime", runtime,
+            SOUNDNET,
+            "detect",
+            str(wav),
+            "--model",
+            str(run),
+            "--format",
+            "tsv",
+            "-o",
+            str(out_file),
+            "--runtime",
+            runtime,
         ]
     rows, results = [], {"hours": args.hours, "model": str(run), "model_origin": origin, "runs": {}}
     floor = None
@@ -83,15 +95,19 @@ def main() -> None:
             floor = wall
         ratio = wall / floor if floor and not name.startswith("read") else float("nan")
         rows.append([name, wall, seconds / wall, rss, ratio])
-        results["runs"][name] = {"wall_s": [r.wall for r in runs], "peak_rss_mb": rss, "x_real_time": seconds / wall,
-                                 "load": loadavg()}
+        results["runs"][name] = {
+            "wall_s": [r.wall for r in runs],
+            "peak_rss_mb": rss,
+            "x_real_time": seconds / wall,
+            "load": loadavg(),
+        }
         print(f"  {name}: {wall:.1f} s, peak RSS {rss:.0f} MiB (load {loadavg()})", file=sys.stderr)
     print(f"\nDetect on a {args.hours:g}-hour file (fresh process each; wall = best of {args.repeats})")
     print(table(rows, ["command", "wall s", "x real time", "peak RSS MiB", "x floor"]))
 
-    if not args.no_stages:
+    if args.stages:
         stage_rows = []
-        for runtime in args.runtimes.split(","):
+        for runtime in args.stages.split(","):
             m = measure([PYTHON, STAGES, "detect", str(wav), str(run), runtime])
             data = json.loads(m.stdout)
             results["runs"][f"stages {runtime}"] = data
@@ -99,7 +115,9 @@ def main() -> None:
             for stage, s in sorted(data["stages"].items(), key=lambda kv: -kv[1]):
                 stage_rows.append([runtime, stage, s, 100 * s / total])
             stage_rows.append([runtime, "TOTAL detect_file", total, 100.0])
-            stage_rows.append([runtime, "(imports before load / Detector.load)", f"{data['import_s']:.2f} / {data['load_s']:.2f}", ""])
+            stage_rows.append(
+                [runtime, "(imports before load / Detector.load)", f"{data['import_s']:.2f} / {data['load_s']:.2f}", ""]
+            )
         print("\nWhere detect's time goes (one instrumented in-process Detector.detect_file per runtime)")
         print(table(stage_rows, ["runtime", "stage", "seconds", "% of detect_file"]))
     dump_json(args.json, results)

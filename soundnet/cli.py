@@ -187,6 +187,7 @@ def post_options(command):
     type=click.Path(path_type=Path),
     help="Write per-frame probabilities: F.csv (time,probability) or F.npy; a folder when several files.",
 )
+@click.option("--json-frames", is_flag=True, help="With --format json, include each file's per-frame probabilities.")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
