@@ -155,7 +155,7 @@ def main() -> None:
         start = time.perf_counter()
         path = export_tflite(model, Path(tmp) / "model.tflite", n_mfcc=n_mfcc)
         export_s = time.perf_counter() - start
-        lite = LiteRTPredictor(path, n_mfcc=n_mfcc)
+        lite = LiteRTPredictor(path, n_mfcc=n_mfcc, window=config.window)
 
         def run(predict) -> tuple[float, np.ndarray]:
             start = time.perf_counter()

@@ -8,6 +8,7 @@ wrong types and out-of-range values are errors.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -90,8 +91,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "stride", "patience")
         _unit_interval(self, "validation_fraction")
-        if not self.max_positive_weight >= 1:
-            _fail(f"max_positive_weight must be >= 1. Received: {self.max_positive_weight}")
+        if not 1 <= self.max_positive_weight < math.inf:
+            _fail(f"max_positive_weight must be >= 1 and finite. Received: {self.max_positive_weight}")
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,8 @@ class PostConfig:
     def __post_init__(self) -> None:
         _unit_interval(self, "threshold")
         for name in ("median_seconds", "min_duration", "merge_gap"):
-            if not getattr(self, name) >= 0:  # also refuses NaN
-                _fail(f"{name} must be >= 0. Received: {name}={getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:  # also refuses NaN
+                _fail(f"{name} must be >= 0 and finite. Received: {name}={getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,8 @@ def _fail(message: str) -> typing.NoReturn:
 
 def _positive(obj: Any, *names: str) -> None:
     for name in names:
-        if not getattr(obj, name) > 0:  # also refuses NaN
-            _fail(f"{name} must be > 0. Received: {name}={getattr(obj, name)}")
+        if not 0 < getattr(obj, name) < math.inf:  # also refuses NaN
+            _fail(f"{name} must be > 0 and finite. Received: {name}={getattr(obj, name)}")
 
 
 def _unit_interval(obj: Any, *names: str) -> None:

@@ -216,17 +216,20 @@ def extract(
     else:
         pool = ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"))
         results = pool.map(_job, tasks)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        for path, entry, reused, error in results:
-            bar.update(1)
-            if error is not None:
-                report.failures.append((path, error))
-                log.error("%s", error)
-                if fail_fast:
-                    break
-                continue
-            entries[path] = entry
-            (report.reused if reused else report.extracted).append(path)
+        with logging_redirect_tqdm([logging.getLogger("soundnet")]):  # messages above the bar, not glued to it
+            for path, entry, reused, error in results:
+                bar.update(1)
+                if error is not None:
+                    report.failures.append((path, error))
+                    log.error("%s", error)
+                    if fail_fast:
+                        break
+                    continue
+                entries[path] = entry
+                (report.reused if reused else report.extracted).append(path)
     finally:
         bar.close()
         if pool is not None:

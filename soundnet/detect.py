@@ -18,7 +18,7 @@ from soundnet.audio import find_audio, iter_audio
 from soundnet.config import PostConfig
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
-from soundnet.features import iter_features
+from soundnet.features import iter_features, silent_frames
 from soundnet.postprocess import to_events
 from soundnet.run import ModelCard, load_keras_model, read_card
 from soundnet.windows import stream_probabilities
@@ -41,6 +41,23 @@ class Detection:
     @property
     def times(self) -> np.ndarray:
         return np.arange(len(self.probabilities)) * self.frame_seconds
+
+
+def frame_probabilities(chunks: Iterable[np.ndarray], card: ModelCard, predict) -> np.ndarray:
+    """Per-frame probabilities of a file's unnormalised feature chunks, as detect and
+    validation see them: normalised, overlapping windows through ``predict``, and 0 on
+    frames of digital silence (no sound there, whatever the network makes of it)."""
+    silent: list[np.ndarray] = []
+
+    def normalised() -> Iterator[np.ndarray]:
+        for chunk in chunks:
+            silent.append(silent_frames(chunk, config=card.features))
+            yield card.normalise(chunk)
+
+    probs = stream_probabilities(normalised(), predict, window=card.model.window, hop=card.detection_hop)
+    if silent:
+        probs[np.concatenate(silent)] = 0.0
+    return probs
 
 
 class Detector:
@@ -80,7 +97,7 @@ class Detector:
             if not litert.available():
                 raise SoundnetError("the LiteRT runtime needs the ai-edge-litert package (pip install ai-edge-litert)")
             try:
-                self._predict = litert.LiteRTPredictor(tflite, n_mfcc=self.card.features.n_mfcc)
+                self._predict = litert.LiteRTPredictor(tflite, n_mfcc=self.card.features.n_mfcc, window=self.card.model.window)
             except (ValueError, RuntimeError) as error:
                 raise SoundnetError(f"{tflite}: cannot load the LiteRT model ({error})") from None
             return
@@ -100,8 +117,7 @@ class Detector:
 
     def probabilities_of_features(self, chunks: Iterable[np.ndarray]) -> np.ndarray:
         """Per-frame probabilities of a file's (unnormalised) feature chunks."""
-        normalised = (self.card.normalise(chunk) for chunk in chunks)
-        return stream_probabilities(normalised, self.predict, window=self.card.model.window, hop=self.card.detection_hop)
+        return frame_probabilities(chunks, self.card, self.predict)
 
     def probabilities(self, path: Path) -> tuple[np.ndarray, float]:
         """Per-frame probabilities of an audio file, and its duration in seconds."""

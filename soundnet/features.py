@@ -20,6 +20,18 @@ import numpy as np
 from soundnet.config import FeatureConfig
 
 CHUNK_FRAMES = 6000
+AMIN = 1e-10  # power floor of the log-mel spectrogram: -100 dB
+
+
+def silent_frames(features: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
+    """Which frames are digital silence: every mel band at the -100 dB floor.
+
+    With the orthonormal DCT the first MFCC is ``sum(log_mel) / sqrt(n_mels)``, so it
+    sits at its least possible value, ``-100 * sqrt(n_mels)``, exactly when every band
+    does (a frame of all-zero samples, or a signal below 1e-10 power in every band).
+    """
+    floor = 10 * np.log10(AMIN) * np.sqrt(config.n_mels)
+    return features[:, 0] <= floor + 1e-4 * abs(floor)
 
 
 def n_frames(n_samples: int, *, hop_length: int) -> int:
@@ -44,7 +56,7 @@ def _frame_block(padded: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarr
     mel = librosa.feature.melspectrogram(S=power, sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
     # top_db=None: the default clips relative to the block's maximum, which would make a
     # frame's value depend on where the chunk boundaries fall.
-    log_mel = librosa.power_to_db(mel, top_db=None)
+    log_mel = librosa.power_to_db(mel, amin=AMIN, top_db=None)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=c.n_mfcc)
     zcr = librosa.feature.zero_crossing_rate(padded, frame_length=c.n_fft, hop_length=c.hop_length, center=False)
     return mfcc.T.astype(np.float32), zcr.T.astype(np.float32)

@@ -73,7 +73,7 @@ def available() -> bool:
 class LiteRTPredictor:
     """Windows ``(b, window, 2*n_mfcc+1)`` -> probabilities ``(b, window)`` with LiteRT."""
 
-    def __init__(self, path: Path, *, n_mfcc: int, threads: int = 2):
+    def __init__(self, path: Path, *, n_mfcc: int, window: int, threads: int = 2):
         from ai_edge_litert.interpreter import Interpreter
 
         from soundnet.backend import stderr_silenced
@@ -81,7 +81,12 @@ class LiteRTPredictor:
         self.n_mfcc = n_mfcc
         with stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.inputs = {self._input_name(d["name"]): d["index"] for d in self.interpreter.get_input_details()}
+        details = self.interpreter.get_input_details()
+        self.inputs = {self._input_name(d["name"]): d["index"] for d in details}
+        expected = {"mfcc": (window, n_mfcc), "delta": (window, n_mfcc), "zcr": (window, 1)}
+        found = {self._input_name(d["name"]): tuple(int(x) for x in d["shape"][1:]) for d in details}
+        if found != expected:
+            raise ValueError(f"the network takes inputs {found}, the card's feature config gives {expected}")
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.batch = None
 
@@ -96,9 +101,12 @@ class LiteRTPredictor:
         n = self.n_mfcc
         parts = {"mfcc": windows[..., :n], "delta": windows[..., n : 2 * n], "zcr": windows[..., 2 * n :]}
         if self.batch != len(windows):
+            from soundnet.backend import stderr_silenced
+
             for name, index in self.inputs.items():
                 self.interpreter.resize_tensor_input(index, parts[name].shape)
-            self.interpreter.allocate_tensors()
+            with stderr_silenced():  # the XNNPACK delegate announces itself here
+                self.interpreter.allocate_tensors()
             self.batch = len(windows)
         for name, index in self.inputs.items():
             self.interpreter.set_tensor(index, np.ascontiguousarray(parts[name], np.float32))

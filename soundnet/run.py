@@ -8,6 +8,7 @@ version), ``history.csv`` and ``train.log``.
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def load_keras_model(run: Path, card: ModelCard):
     path = Path(run) / MODEL_FILE
     if not path.is_file():
         raise SoundnetError(f"{run}: not a soundnet model folder (no {MODEL_FILE})")
+    if not zipfile.is_zipfile(path):  # Keras would call this "File not found"
+        raise SoundnetError(f"{path}: cannot load the model (not a .keras zip archive: damaged or not a Keras model)")
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for damaged or unsafe files

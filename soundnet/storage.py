@@ -26,8 +26,15 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it once the block succeeds."""
+    """A temporary path beside ``path`` that replaces it once the block succeeds.
+
+    A target that exists and is not a regular file (``/dev/null``, a named pipe) is
+    written directly: replacing it would be wrong, and there is nothing to keep whole.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
@@ -86,23 +93,21 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 def save_npy_chunks(path: Path, chunks: Iterable[np.ndarray], *, columns: int, dtype: np.dtype) -> int:
     """Write row chunks of unknown total length as one .npy file; return the row count.
 
-    The rows go to a raw temporary file first and are copied behind the header once
-    the count is known, so memory stays at one chunk whatever the file's length.
+    The rows go to an anonymous temporary file first and are copied behind the header
+    once the count is known, so memory stays at one chunk whatever the file's length.
     """
-    path = Path(path)
     rows = 0
-    with atomic_path(path.with_name(path.name + ".raw")) as raw:
-        with open(raw, "wb") as f:
-            for chunk in chunks:
-                chunk = np.ascontiguousarray(chunk, dtype=dtype).reshape(-1, columns)
-                f.write(chunk.tobytes())
-                rows += len(chunk)
-        with atomic_path(path) as tmp, open(tmp, "wb") as out, open(raw, "rb") as f:
+    with tempfile.TemporaryFile(dir=Path(path).parent) as raw:  # anonymous: a kill leaves nothing behind
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(chunk, dtype=dtype).reshape(-1, columns)
+            raw.write(chunk.tobytes())
+            rows += len(chunk)
+        raw.seek(0)
+        with atomic_path(path) as tmp, open(tmp, "wb") as out:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (rows, columns)}
             np.lib.format.write_array_header_1_0(out, header)
-            while block := f.read(1 << 22):
+            while block := raw.read(1 << 22):
                 out.write(block)
-    os.unlink(path.with_name(path.name + ".raw"))
     return rows
 
 
@@ -119,6 +124,8 @@ class NpyRows:
                 self.offset = f.tell()
         except (OSError, ValueError) as error:
             raise SoundnetError(f"{self.path}: not a readable .npy array ({error})") from None
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise SoundnetError(f"{self.path}: expected a numeric array, got dtype {dtype} (refused, never unpickled)")
         if fortran or len(shape) not in (1, 2):
             raise SoundnetError(f"{self.path}: expected a C-ordered 1-D or 2-D array, got shape {shape}")
         self.shape, self.dtype = shape, dtype

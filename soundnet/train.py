@@ -22,6 +22,7 @@ import numpy as np
 from soundnet import __version__
 from soundnet.config import Config, to_dict
 from soundnet.dataset import Dataset, Entry
+from soundnet.detect import frame_probabilities
 from soundnet.errors import SoundnetError
 from soundnet.evaluate import frame_scores, tune
 from soundnet.events import Event
@@ -36,7 +37,7 @@ from soundnet.run import (
     write_card,
 )
 from soundnet.storage import read_json, write_json, write_text
-from soundnet.windows import pad_window, stream_probabilities, window_starts
+from soundnet.windows import pad_window, window_starts
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,8 @@ class EpochOrder(keras.callbacks.Callback):
 
 def file_probabilities(dataset: Dataset, entry: Entry, card: ModelCard, predict) -> np.ndarray:
     rows = dataset.feature_rows(entry)
-    chunks = (card.normalise(rows.read(s, s + 20_000)) for s in range(0, len(rows), 20_000))
-    return stream_probabilities(chunks, predict, window=card.model.window, hop=card.detection_hop)
+    chunks = (rows.read(s, s + 20_000) for s in range(0, len(rows), 20_000))
+    return frame_probabilities(chunks, card, predict)
 
 
 class Validation(keras.callbacks.Callback):
@@ -168,8 +169,13 @@ class Validation(keras.callbacks.Callback):
         return [file_probabilities(self.dataset, e, self.card, predict) for e in self.val]
 
     def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss", 0.0)
+        if not np.isfinite(loss):
+            raise SoundnetError(f"training diverged in epoch {epoch + 1} (loss {loss}): lower training.learning_rate")
         self.recalibrate()
         probs = self.probabilities()
+        if not all(np.isfinite(p).all() for p in probs):
+            raise SoundnetError(f"training diverged in epoch {epoch + 1} (NaN probabilities): lower training.learning_rate")
         y = np.concatenate(self.labels).astype(np.float64)
         p = np.clip(np.concatenate(probs).astype(np.float64), 1e-7, 1 - 1e-7)
         w = np.where(y > 0, self.positive_weight, 1.0)
@@ -181,28 +187,26 @@ class Validation(keras.callbacks.Callback):
 class Checkpoint(keras.callbacks.Callback):
     """Early stopping on ``val_loss`` that survives ``kill -9``.
 
-    At each epoch end it keeps the best weights (``best.weights.h5``), the last complete
-    state with the optimizer (``last.keras``) and a small ``progress.json`` (epochs done,
-    best loss and epoch, epochs without improvement), each written whole before it
-    replaces the previous one. ``--resume`` reloads all three and carries on; at the end
-    of training the best weights are restored.
+    At each epoch end it keeps the best weights (``best-E.weights.h5``), the last
+    complete state with the optimizer (``last.keras``), then a small ``progress.json``
+    (epochs done, best loss, epoch and weights file, epochs without improvement) that
+    commits the epoch: each file is written whole before it replaces the previous one,
+    and a kill between them leaves the previous epoch's record pointing at files that
+    still hold it. ``--resume`` reloads all three and carries on; at the end of
+    training the best weights are restored.
     """
 
     def __init__(self, folder: Path, *, patience: int, progress: dict | None = None):
         super().__init__()
         self.folder, self.patience = folder, patience
-        self.progress = progress or {"epochs_done": 0, "best_loss": None, "best_epoch": None, "wait": 0}
-
-    @property
-    def best_weights(self) -> Path:
-        return self.folder / "best.weights.h5"
+        self.progress = progress or {"epochs_done": 0, "best_loss": None, "best_epoch": None, "best_file": None, "wait": 0}
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss")
-        p = self.progress
+        p = dict(self.progress)
         if loss is not None and np.isfinite(loss) and (p["best_loss"] is None or loss < p["best_loss"]):
-            p.update(best_loss=float(loss), best_epoch=epoch, wait=0)
-            _save_whole(self.best_weights, self.model.save_weights)
+            p.update(best_loss=float(loss), best_epoch=epoch, best_file=f"best-{epoch + 1}.weights.h5", wait=0)
+            _save_whole(self.folder / p["best_file"], self.model.save_weights)
         else:
             p["wait"] += 1
             if p["wait"] >= self.patience:
@@ -210,11 +214,16 @@ class Checkpoint(keras.callbacks.Callback):
                 self.model.stop_training = True
         _save_whole(self.folder / LAST_STATE, self.model.save)
         p["epochs_done"] = epoch + 1
-        write_json(self.folder / PROGRESS, p)
+        write_json(self.folder / PROGRESS, p)  # the epoch is committed here
+        self.progress = p
+        for stale in self.folder.glob("best-*.weights.h5"):
+            if stale.name != p["best_file"]:
+                stale.unlink()
 
     def on_train_end(self, logs=None):
-        if self.best_weights.is_file():
-            self.model.load_weights(self.best_weights)
+        best = self.progress.get("best_file")
+        if best:
+            self.model.load_weights(self.folder / best)
             log.info("kept the weights of epoch %d (validation loss %.4f)", self.progress["best_epoch"] + 1, self.progress["best_loss"])
 
 
@@ -345,7 +354,10 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
     log.info("%d training windows a epoch, positive frames weigh %.2f", len(batches.index), positive_weight)
     progress = read_json(partial / PROGRESS) if resume else None
     if progress is not None:
-        model = keras.saving.load_model(partial / LAST_STATE, safe_mode=True)  # weights and optimizer state
+        try:
+            model = keras.saving.load_model(partial / LAST_STATE, safe_mode=True)  # weights and optimizer state
+        except Exception as error:  # a damaged zip or h5 surfaces as many different errors
+            raise SoundnetError(f"{partial / LAST_STATE}: cannot resume from this checkpoint ({type(error).__name__}); train again without --resume") from None
         _truncate_history(partial / HISTORY_FILE, progress["epochs_done"])
         log.info("resuming after epoch %d", progress["epochs_done"])
     else:
@@ -366,7 +378,8 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
     stopped = initial > 0 and checkpoint.progress["wait"] >= t.patience
     if initial < t.epochs and not stopped:
         model.fit(batches, epochs=t.epochs, initial_epoch=initial, callbacks=callbacks, verbose=0)
-    else:
+    else:  # every epoch was done before the interruption: finish the run
+        validation.set_model(model)
         checkpoint.set_model(model)
         checkpoint.on_train_end()
     epochs = checkpoint.progress["epochs_done"]
@@ -419,7 +432,7 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
     final.save(partial / MODEL_FILE)
     export_tflite(final, partial / TFLITE_FILE, n_mfcc=dataset.feature_config.n_mfcc)
     write_card(partial, card)
-    for leftover in ("state.json", PROGRESS, LAST_STATE, "best.weights.h5"):
+    for leftover in ("state.json", PROGRESS, LAST_STATE, *partial.glob("best-*.weights.h5"), *partial.glob(".tmp-*")):
         (partial / leftover).unlink(missing_ok=True)
     if out.exists():
         old = out.with_name(out.name + ".old")

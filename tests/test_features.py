@@ -9,7 +9,7 @@ import scipy.fft
 from numpy.testing import assert_allclose
 
 from soundnet.config import FeatureConfig
-from soundnet.features import compute_features, frame_times, iter_features, n_frames, split_features
+from soundnet.features import compute_features, frame_times, iter_features, n_frames, silent_frames, split_features
 
 SR = 16000
 CONFIG = FeatureConfig()
@@ -185,3 +185,20 @@ def test_matches_librosa_reference_other_config():
     assert_allclose(zcr, ref_zcr, atol=1e-6)
     streamed = np.concatenate(list(iter_features(_random_split(y, np.random.default_rng(0), 10), config=c, chunk_frames=3)))
     assert_allclose(streamed, x, atol=1e-4, rtol=1e-5)
+
+
+def test_silent_frames_are_exactly_the_all_zero_ones():
+    """A tone from 0.2 s to 0.5 s in digital silence: a frame is silent iff its n_fft
+    samples (centred on the frame) are all zero; noise of a few 16-bit steps is not silence."""
+    y = np.zeros(SR, np.float32)
+    t = np.arange(SR) / SR
+    on = (t >= 0.2) & (t < 0.5)
+    y[on] = 0.5 * np.sin(2 * np.pi * 1000.0 * t[on])
+    silent = silent_frames(compute_features(y, config=CONFIG), config=CONFIG)
+    centres = np.arange(len(silent)) * CONFIG.hop_length
+    first, last = np.flatnonzero(on)[[0, -1]]
+    half = CONFIG.n_fft // 2
+    touches = (centres + half > first) & (centres - half <= last)
+    assert_allclose(silent, ~touches)
+    assert silent_frames(compute_features(np.zeros(800, np.float32), config=CONFIG), config=CONFIG).all()
+    assert not silent_frames(compute_features(noise(SR, amplitude=1e-4), config=CONFIG), config=CONFIG).any()

@@ -210,11 +210,6 @@ def test_detect_cut_data_is_read_as_far_as_it_goes(trained, tmp_path):
         fails(result, str(path))
 
 
-@pytest.mark.xfail(
-    reason="BUG: digital silence is run through the network like any input and a weakly trained model "
-    "reports it as the target (detect.py Detector.probabilities: no gate on zero-energy frames)",
-    strict=True,
-)
 def test_detect_silent_file_has_no_events(trained, tmp_path):
     path = tmp_path / "zeros.wav"
     sf.write(path, np.zeros(3 * SR, np.float32), SR)
@@ -232,11 +227,6 @@ def test_detect_silent_file_is_not_an_error(trained, tmp_path):
     assert "zeros.wav: " in result.stdout and "in 3.00 s" in result.stdout
 
 
-@pytest.mark.xfail(
-    reason="BUG: LiteRT prints 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' on stderr at the first "
-    "invoke (litert.py LiteRTPredictor silences only Interpreter(); the delegate is applied in allocate_tensors)",
-    strict=True,
-)
 def test_detect_stderr_holds_only_soundnet_lines(trained, tmp_path):
     """As a user sees it (a real process): the failure named on its line, and no library chatter."""
     good = make(tmp_path, "good.wav", lambda p: sf.write(p, signal_1s(), SR))
@@ -254,11 +244,6 @@ def test_detect_stderr_holds_only_soundnet_lines(trained, tmp_path):
     assert not foreign, result.stderr
 
 
-@pytest.mark.xfail(
-    reason="BUG: dataset.py extract logs a file's failure while the tqdm bar is on screen, so the error is printed "
-    "on the bar's line ('extract:  50%|... 1/2 [00:05<00:05, 5.15s/file]PATH: cannot read audio (...)')",
-    strict=True,
-)
 def test_extract_error_line_is_not_glued_to_the_progress_bar(tmp_path):
     path, result = extract_one(tmp_path, "text.wav", BAD_AUDIO["text.wav"][0])
     fails(result, str(path), "cannot read audio")
@@ -553,22 +538,12 @@ def test_extract_refuses_python_tags_in_config(annotated, tmp_path, monkeypatch)
     assert not (tmp_path / "PWNED").exists()
 
 
-@pytest.mark.xfail(
-    reason="BUG: config.py _positive accepts learning_rate: .inf; training then turns NaN and "
-    "evaluate.frame_scores (sklearn average_precision_score) raises ValueError: Input contains NaN (traceback)",
-    strict=True,
-)
 def test_train_refuses_infinite_learning_rate(trained, tmp_path):
     config = tmp_path / "inf.yaml"
     config.write_text("training:\n  learning_rate: .inf\n  epochs: 1\n")
     fails(cli("train", trained / "data", "--out", tmp_path / "run", "--config", config), "learning_rate")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a diverging training (NaN loss) is not caught: train.py Validation.on_epoch_end -> "
-    "evaluate.frame_scores raises sklearn ValueError: Input contains NaN (traceback instead of a one-line error)",
-    strict=True,
-)
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_train_diverging_to_nan_is_a_one_line_error(trained, tmp_path):
     config = tmp_path / "huge.yaml"
@@ -659,14 +634,7 @@ def test_detect_card_from_another_feature_config(trained, tmp_path, clip, runtim
 @pytest.mark.parametrize(
     "runtime",
     [
-        pytest.param(
-            "auto",
-            marks=pytest.mark.xfail(
-                reason="BUG: detect.py Detector.load (LiteRT branch) never checks model.tflite's input shapes against "
-                "the card; the mismatch surfaces in litert.py LiteRTPredictor.__call__ as RuntimeError (traceback)",
-                strict=True,
-            ),
-        ),
+        "auto",
         "keras",
     ],
 )
@@ -724,15 +692,7 @@ class _Touch:
     "padded",
     [
         False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                reason="BUG: storage.py NpyRows checks the byte size but not the dtype: an object-dtype .npy of the "
-                "expected size reaches np.frombuffer in NpyRows.read -> ValueError 'cannot create an OBJECT array "
-                "from memory buffer' (traceback; the pickle itself never runs)",
-                strict=True,
-            ),
-        ),
+        True,
     ],
 )
 def test_train_refuses_pickled_arrays_in_a_dataset(trained, tmp_path, padded):
