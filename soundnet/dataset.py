@@ -39,7 +39,7 @@ from soundnet.annotations import (
 from soundnet.audio import audio_duration, find_audio, iter_audio
 from soundnet.config import FeatureConfig, from_dict, to_dict
 from soundnet.errors import SoundnetError
-from soundnet.features import iter_features
+from soundnet.features import compute_features, iter_features
 from soundnet.storage import NpyRows, read_json, save_npy, save_npy_chunks, write_json
 
 log = logging.getLogger(__name__)
@@ -209,13 +209,13 @@ def extract(
 
     tasks = [(path, matched[path], target, out, config) for path in audio if path in matched]
     entries: dict[Path, Entry] = {}
-    bar = _progress(len(tasks), progress)
     if jobs == 1 or len(tasks) < 2:
         results = map(_job, tasks)
         pool = None
     else:
-        pool = ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"))
+        pool = _warm_pool(min(jobs, len(tasks)), config)
         results = pool.map(_job, tasks)
+    bar = _progress(len(tasks), progress)  # after the fork: no bar thread in the workers
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
@@ -251,6 +251,16 @@ def extract(
         },
     )
     return report
+
+
+def _warm_pool(workers: int, config: FeatureConfig) -> ProcessPoolExecutor:
+    """Worker processes that start warm. librosa's first call costs seconds of lazy
+    imports and numba cache loads; on Linux this process pays it once and the workers
+    fork from it (elsewhere they are spawned and each pays it)."""
+    if sys.platform.startswith("linux"):
+        compute_features(np.zeros(config.n_fft, np.float32), config=config)
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _progress(total: int, enabled: bool):

@@ -8,9 +8,12 @@ a chunk of features.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from queue import Full, Queue
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,6 +27,7 @@ from soundnet.run import ModelCard, load_keras_model, read_card
 from soundnet.windows import stream_probabilities
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 
@@ -41,6 +45,51 @@ class Detection:
     @property
     def times(self) -> np.ndarray:
         return np.arange(len(self.probabilities)) * self.frame_seconds
+
+
+def prefetched(items: Iterable[T], *, depth: int = 2) -> Iterator[T]:
+    """``items``, produced by a background thread up to ``depth`` ahead.
+
+    Detect reads audio and computes features for the next chunk while the network
+    scores this one (NumPy, librosa's FFTs and LiteRT release the GIL), so on two
+    cores the two stages overlap. An error in the producer is raised here; closing
+    this generator stops the producer.
+    """
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as error:  # handed to the consumer, raised there
+            put((done, error))
+
+    thread = threading.Thread(target=produce, name="soundnet-features", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def frame_probabilities(chunks: Iterable[np.ndarray], card: ModelCard, predict) -> np.ndarray:
@@ -131,7 +180,7 @@ class Detector:
                 yield block
 
         blocks = counted(iter_audio(path, sample_rate=features.sample_rate))
-        probs = self.probabilities_of_features(iter_features(blocks, config=features))
+        probs = self.probabilities_of_features(prefetched(iter_features(blocks, config=features)))
         return probs, n_samples / features.sample_rate
 
     def detect_file(self, path: Path, *, post: PostConfig | None = None, name: str | None = None) -> Detection:

@@ -58,8 +58,22 @@ def _frame_block(padded: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarr
     # frame's value depend on where the chunk boundaries fall.
     log_mel = librosa.power_to_db(mel, amin=AMIN, top_db=None)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=c.n_mfcc)
-    zcr = librosa.feature.zero_crossing_rate(padded, frame_length=c.n_fft, hop_length=c.hop_length, center=False)
-    return mfcc.T.astype(np.float32), zcr.T.astype(np.float32)
+    zcr = _zero_crossing_rate(padded, frame_length=c.n_fft, hop_length=c.hop_length, n=mfcc.shape[1])
+    return mfcc.T.astype(np.float32), zcr[:, None].astype(np.float32)
+
+
+def _zero_crossing_rate(y: np.ndarray, *, frame_length: int, hop_length: int, n: int) -> np.ndarray:
+    """``librosa.feature.zero_crossing_rate(y, center=False)`` of ``n`` frames, exactly.
+
+    librosa frames the signal and tests every sample of every frame (``frame_length /
+    hop_length`` times each); here the crossings are found once over the signal with
+    ``librosa.zero_crossings`` and counted per frame by a cumulative sum. A frame at
+    ``s`` counts the crossings at ``s+1 .. s+frame_length-1`` over ``frame_length``.
+    """
+    crossings = librosa.zero_crossings(y, pad=False)
+    counts = np.concatenate([[0], np.cumsum(crossings[1:], dtype=np.int64)])  # counts[j]: crossings at 1..j
+    starts = np.arange(n) * hop_length
+    return (counts[starts + frame_length - 1] - counts[starts]) / frame_length
 
 
 def _iter_frames(

@@ -9,7 +9,7 @@ import scipy.fft
 from numpy.testing import assert_allclose
 
 from soundnet.config import FeatureConfig
-from soundnet.features import compute_features, frame_times, iter_features, n_frames, silent_frames, split_features
+from soundnet.features import _zero_crossing_rate, compute_features, frame_times, iter_features, n_frames, silent_frames, split_features
 
 SR = 16000
 CONFIG = FeatureConfig()
@@ -202,3 +202,14 @@ def test_silent_frames_are_exactly_the_all_zero_ones():
     assert_allclose(silent, ~touches)
     assert silent_frames(compute_features(np.zeros(800, np.float32), config=CONFIG), config=CONFIG).all()
     assert not silent_frames(compute_features(noise(SR, amplitude=1e-4), config=CONFIG), config=CONFIG).any()
+
+
+def test_zero_crossing_rate_equals_librosa_exactly():
+    """The cumulative-sum ZCR against librosa's framed one, on a signal full of edge
+    cases: exact zeros, negative zeros, values at and around librosa's 1e-10 threshold."""
+    rng = np.random.default_rng(3)
+    y = rng.choice(np.array([-1.0, -1e-9, -1e-10, -1e-11, -0.0, 0.0, 1e-11, 1e-10, 1e-9, 0.5], np.float32), 20000)
+    n = (len(y) - CONFIG.n_fft) // CONFIG.hop_length + 1
+    ours = _zero_crossing_rate(y, frame_length=CONFIG.n_fft, hop_length=CONFIG.hop_length, n=n)
+    ref = librosa.feature.zero_crossing_rate(y, frame_length=CONFIG.n_fft, hop_length=CONFIG.hop_length, center=False)[0]
+    np.testing.assert_array_equal(ours, ref)
