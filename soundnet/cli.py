@@ -91,7 +91,7 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
         config=config.features,
         jobs=jobs,
         fail_fast=fail_fast,
-        progress=True,
+        progress=log.isEnabledFor(logging.INFO),  # -q hides the bar
     )
     log.info(
         "%s: %d file(s) extracted, %d unchanged, %d without annotation, %d failed (target %r)",

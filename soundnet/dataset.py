@@ -39,7 +39,7 @@ from soundnet.annotations import (
 from soundnet.audio import audio_duration, find_audio, iter_audio
 from soundnet.config import FeatureConfig, from_dict, to_dict
 from soundnet.errors import SoundnetError
-from soundnet.features import compute_features, iter_features
+from soundnet.features import compute_features, iter_features, one_blas_thread
 from soundnet.storage import NpyRows, read_json, save_npy, save_npy_chunks, write_json
 
 log = logging.getLogger(__name__)
@@ -209,6 +209,7 @@ def extract(
 
     tasks = [(path, matched[path], target, out, config) for path in audio if path in matched]
     entries: dict[Path, Entry] = {}
+    one_blas_thread()
     if jobs == 1 or len(tasks) < 2:
         results = map(_job, tasks)
         pool = None
@@ -259,8 +260,10 @@ def _warm_pool(workers: int, config: FeatureConfig) -> ProcessPoolExecutor:
     fork from it (elsewhere they are spawned and each pays it)."""
     if sys.platform.startswith("linux"):
         compute_features(np.zeros(config.n_fft, np.float32), config=config)
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=one_blas_thread)
 
 
 def _progress(total: int, enabled: bool):

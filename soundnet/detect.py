@@ -21,7 +21,7 @@ from soundnet.audio import find_audio, iter_audio
 from soundnet.config import PostConfig
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
-from soundnet.features import iter_features, silent_frames
+from soundnet.features import iter_features, one_blas_thread, silent_frames
 from soundnet.postprocess import to_events
 from soundnet.run import ModelCard, load_keras_model, read_card
 from soundnet.windows import stream_probabilities
@@ -132,6 +132,7 @@ class Detector:
             raise SoundnetError("no bundled default model in this installation: pass --model RUN")
         self.card: ModelCard = read_card(self.run)
         self._predict = None
+        one_blas_thread()
 
     def load(self) -> None:
         """Load the network now (otherwise it loads on first use)."""

@@ -34,6 +34,19 @@ def silent_frames(features: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     return features[:, 0] <= floor + 1e-4 * abs(floor)
 
 
+def one_blas_thread() -> None:
+    """Run NumPy's BLAS on one thread from now on, in this process.
+
+    The feature path's matrix products are small (64 mel bands x 257 bins per chunk):
+    more BLAS threads spin more than they help, and they take the cores that LiteRT's
+    threads and the other extract workers need. Measured on 2 cores: detect of a
+    1-hour file 6.1 s -> 5.1 s wall, 10.2 -> 7.5 s of CPU (BENCHMARKS.md).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def n_frames(n_samples: int, *, hop_length: int) -> int:
     """Frames of a signal of ``n_samples`` samples: ``1 + n_samples // hop_length``."""
     return 1 + n_samples // hop_length

@@ -7,6 +7,7 @@ renamed when complete, so an interrupted run never leaves a file that looks whol
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -93,22 +94,34 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 def save_npy_chunks(path: Path, chunks: Iterable[np.ndarray], *, columns: int, dtype: np.dtype) -> int:
     """Write row chunks of unknown total length as one .npy file; return the row count.
 
-    The rows go to an anonymous temporary file first and are copied behind the header
-    once the count is known, so memory stays at one chunk whatever the file's length.
+    The rows are written behind room for the header, and the header, which holds the
+    row count, is written last (then the file is renamed into place), so memory stays
+    at one chunk whatever the file's length and every byte is written once.
     """
     rows = 0
-    with tempfile.TemporaryFile(dir=Path(path).parent) as raw:  # anonymous: a kill leaves nothing behind
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        out.write(bytes(_NPY_HEADER_BYTES))
         for chunk in chunks:
             chunk = np.ascontiguousarray(chunk, dtype=dtype).reshape(-1, columns)
-            raw.write(chunk.tobytes())
+            out.write(chunk.tobytes())
             rows += len(chunk)
-        raw.seek(0)
-        with atomic_path(path) as tmp, open(tmp, "wb") as out:
-            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (rows, columns)}
-            np.lib.format.write_array_header_1_0(out, header)
-            while block := raw.read(1 << 22):
-                out.write(block)
+        out.seek(0)
+        out.write(_npy_header(dtype, (rows, columns)))
     return rows
+
+
+_NPY_HEADER_BYTES = 128  # magic, version, length and the padded header dict of any 2-D shape below 10**40 rows
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, int]) -> bytes:
+    """A version 1.0 .npy header of exactly ``_NPY_HEADER_BYTES`` bytes."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    data = buffer.getvalue()
+    if len(data) != _NPY_HEADER_BYTES:
+        raise ValueError(f"unexpected .npy header length {len(data)} for shape {shape}")
+    return data
 
 
 class NpyRows:
