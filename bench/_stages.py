@@ -97,6 +97,10 @@ def main() -> None:
         detect_module.stream_probabilities = clock.fn(
             "stream_probabilities (incl. predict, normalise, features, read)", original_stream
         )
+        # Detect computes features in a background thread (detect.prefetched) while the
+        # network scores the previous chunk; stages would overlap and not add up, so the
+        # split is taken with the pipeline off (one thread, stages in sequence).
+        detect_module.prefetched = lambda items, **_: items
         original_events = detect_module.to_events
         detect_module.to_events = clock.fn("to_events", original_events)
         start = time.perf_counter()
