@@ -22,6 +22,30 @@ def stderr_silenced():
         os.close(saved)
 
 
+def keep_freed_memory() -> None:
+    """Let glibc's malloc reuse large freed blocks instead of returning them to the OS.
+
+    A training step allocates tensors of tens of MB (the (32, 100, 49, 64) conv output,
+    its statistics and gradients); with glibc's defaults each is mmap'ed, zero-filled by
+    page faults and unmapped on every step, and the system time rivals the arithmetic.
+    Raising the mmap and trim thresholds to 1 GiB before TensorFlow loads makes
+    training 1.7-2.8x faster (bench/train_throughput.py --malloc-tuned, BENCHMARKS.md).
+    Does nothing where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 1 << 30)
+    mallopt(m_trim_threshold, 1 << 30)
+
+
 def quiet_import_keras() -> None:
     """Import TensorFlow and Keras, and touch the CPU device, with C++ start-up logs
     (CUDA probes on a machine without a GPU) kept off stderr. Python errors still raise."""

@@ -122,9 +122,10 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
 @library_errors
 def train(dataset, out, config_path, epochs, seed, batch_size, resume, tensorboard):
     """Train the CNN-LSTM-Dense detector on DATASET (written by soundnet extract)."""
-    from soundnet.backend import quiet_import_keras
+    from soundnet.backend import keep_freed_memory, quiet_import_keras
     from soundnet.config import load_config
 
+    keep_freed_memory()
     quiet_import_keras()
     from soundnet.train import train as run_train
 

@@ -27,7 +27,7 @@ import soundfile as sf
 from soundnet.audio import audio_info, error_reason
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
-from soundnet.storage import write_atomic
+from soundnet.storage import write_atomic, write_text
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,7 @@ def synthesize(
         rows += [f"{e.filename}\t{e.onset:.3f}\t{e.offset:.3f}\t{e.label}" for e in events] or [name]
 
     text = "\n".join(rows) + "\n"
-    write_atomic(out_dir / ANNOTATIONS_NAME, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
-    log.info("wrote %d mixtures with %d events to %s", n, len(all_events), out_dir)
+    write_text(out_dir / ANNOTATIONS_NAME, text)
     return all_events
 
 

@@ -152,13 +152,16 @@ def file_probabilities(dataset: Dataset, entry: Entry, card: ModelCard, predict)
 class Validation(keras.callbacks.Callback):
     """At each epoch end: re-estimate the BatchNorm statistics on training windows, then
     score the validation files exactly as detect would see them (overlapping windows,
-    inference mode): weighted per-frame cross-entropy ``val_loss`` and frame ``val_ap``."""
+    inference mode): weighted per-frame cross-entropy ``val_loss`` and frame ``val_ap``.
+    The probabilities of the epoch with the lowest ``val_loss`` are kept (``best``), so
+    tuning after training need not predict the validation files again."""
 
     def __init__(self, train: WindowBatches, dataset: Dataset, val: list[Entry], card: ModelCard, positive_weight: float):
         super().__init__()
         self.train, self.dataset, self.val, self.card = train, dataset, val, card
         self.positive_weight = positive_weight
         self.labels = [dataset.labels(e) for e in val]
+        self.best: tuple[int, float, list[np.ndarray]] | None = None  # (epoch, val_loss, probabilities)
 
     def recalibrate(self) -> None:
         n = min(len(self.train), max(1, RECALIBRATION_WINDOWS // self.train.batch_size))
@@ -180,6 +183,8 @@ class Validation(keras.callbacks.Callback):
         p = np.clip(np.concatenate(probs).astype(np.float64), 1e-7, 1 - 1e-7)
         w = np.where(y > 0, self.positive_weight, 1.0)
         logs["val_loss"] = float(np.mean(-w * (y * np.log(p) + (1 - y) * np.log(1 - p))))
+        if self.best is None or logs["val_loss"] < self.best[1]:
+            self.best = (epoch, logs["val_loss"], probs)
         ap = frame_scores(self.labels, probs)["average_precision"]
         logs["val_ap"] = float("nan") if ap is None else ap
 
@@ -351,7 +356,7 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
         shuffle=True,
         seed=t.seed,
     )
-    log.info("%d training windows a epoch, positive frames weigh %.2f", len(batches.index), positive_weight)
+    log.info("%d training windows per epoch, positive frames weigh %.2f", len(batches.index), positive_weight)
     progress = read_json(partial / PROGRESS) if resume else None
     if progress is not None:
         try:
@@ -384,8 +389,14 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
         checkpoint.on_train_end()
     epochs = checkpoint.progress["epochs_done"]
 
-    # Tune post-processing on the validation files, as detect will see them.
-    probs = validation.probabilities()
+    # Tune post-processing on the validation files, as detect will see them (the kept
+    # weights are the best epoch's, BatchNorm statistics included: its probabilities
+    # are reused when this process computed them).
+    best_epoch = checkpoint.progress["best_epoch"]
+    if validation.best is not None and validation.best[0] == best_epoch:
+        probs = validation.best[2]
+    else:
+        probs = validation.probabilities()
     names = [e.id for e in val_entries]
     reference = {e.id: _events(dataset, e) for e in val_entries}
     durations = {e.id: e.frames * dataset.feature_config.frame_seconds for e in val_entries}

@@ -54,8 +54,10 @@ def stream_probabilities(
     predicted in batches and combined where they overlap, so every frame gets exactly
     one probability. The combination is a weighted mean whose weights ramp up over
     the first ``window - hop`` positions of a window: the LSTM starts each window
-    from a blank state, so a window's first frames are its least informed ones. Only about one chunk plus one window of features is held at once.
-    A sequence shorter than a window is padded, and only its own frames are kept.
+    from a blank state, so a window's first frames are its least informed ones. Only
+    about one chunk plus one window of features is held at once, and 4 bytes per frame
+    of results. A sequence shorter than a window is padded, and only its own frames
+    are kept.
 
     Parameters
     ----------
@@ -71,8 +73,7 @@ def stream_probabilities(
     weights = np.minimum(1.0, (np.arange(window) + 1.0) / max(1, window - hop))
     if not 0 < hop <= window:
         raise ValueError(f"hop must be in [1, window]. Received: hop={hop}, window={window}")
-    sums: list[np.ndarray] = []
-    counts: list[np.ndarray] = []
+    finished: list[np.ndarray] = []  # float32 probabilities of frames no window can reach any more
     totals = np.zeros(0, np.float64)
     hits = np.zeros(0, np.float64)
     buffer = None
@@ -93,7 +94,7 @@ def stream_probabilities(
                 totals[s - done : end - done] += weights[: end - s] * p[: end - s]
                 hits[s - done : end - done] += weights[: end - s]
 
-    done = 0  # frames already moved to `sums`
+    done = 0  # frames already moved to `finished`
     for chunk in chunks:
         if len(chunk) == 0:
             continue
@@ -109,8 +110,7 @@ def stream_probabilities(
         # frames before next_start can get no more windows (except a final tail window,
         # which never reaches before n - window): finalise them
         final = max(min(next_start, n - window), done)
-        sums.append(totals[: final - done])
-        counts.append(hits[: final - done])
+        finished.append((totals[: final - done] / hits[: final - done]).astype(np.float32))
         totals, hits = totals[final - done :], hits[final - done :]
         done = final
         keep_from = max(min(next_start, n - window), 0)
@@ -121,7 +121,5 @@ def stream_probabilities(
     tail = max(n - window, 0)
     if n < window or next_start - hop + window < n:
         run([tail])
-    sums.append(totals)
-    counts.append(hits)
-    total, count = np.concatenate(sums), np.concatenate(counts)
-    return (total / count).astype(np.float32)
+    finished.append((totals / hits).astype(np.float32))
+    return np.concatenate(finished)
