@@ -424,8 +424,8 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
         std,
         tuned.post,
         validation={
-            "files": [e.source for e in val_entries],
             **tuned.scores,
+            "files": {e.source: tuned.scores["files"][e.id] for e in val_entries},  # per-file counts by audio file
             "untuned_event_onset": tuned.baseline["event_onset"],
             "frame": frames,
         },

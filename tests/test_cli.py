@@ -4,6 +4,7 @@ planted-event audio, and the one-line errors a user sees."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,6 +56,24 @@ def test_run_folder_holds_what_detect_needs(trained):
     assert card["validation"]["event_onset"]["f_measure"] is not None
     assert "val_loss" in (run_dir / "history.csv").read_text().splitlines()[0]
     assert not (root / "run.partial").exists()
+
+
+def test_card_validation_scores_are_what_evaluate_gives_on_the_validation_files(trained, tmp_path):
+    """The tuned figures in the card (computed in training from the dataset arrays, with
+    the best epoch's probabilities) are reproduced from the audio by evaluate."""
+    root, _, _ = trained
+    card = json.loads((root / "run" / "card.json").read_text())
+    files = list(card["validation"]["files"])  # per-file counts, by audio file
+    assert files and all(Path(f).is_file() for f in files)
+    names = {Path(f).name for f in files}
+    table = tmp_path / "val.tsv"  # the rows of the validation files only
+    table.write_text("".join(line + "\n" for line in (root / "train.tsv").read_text().splitlines() if line.split("\t")[0] in names))
+    report = tmp_path / "val.json"
+    run("evaluate", *files, "--annotations", table, "--model", root / "run", "--output", report)
+    scores = json.loads(report.read_text())
+    for key in ("f_measure", "error_rate"):
+        assert scores["event_onset"][key] == pytest.approx(card["validation"]["event_onset"][key], abs=1e-9)
+    assert scores["frame"]["average_precision"] == pytest.approx(card["validation"]["frame"]["average_precision"], abs=1e-4)
 
 
 def test_detect_finds_planted_events_in_unseen_files(trained, tmp_path):

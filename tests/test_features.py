@@ -9,7 +9,15 @@ import scipy.fft
 from numpy.testing import assert_allclose
 
 from soundnet.config import FeatureConfig
-from soundnet.features import _zero_crossing_rate, compute_features, frame_times, iter_features, n_frames, silent_frames, split_features
+from soundnet.features import (
+    _zero_crossing_rate,
+    compute_features,
+    frame_times,
+    iter_features,
+    n_frames,
+    silent_frames,
+    split_features,
+)
 
 SR = 16000
 CONFIG = FeatureConfig()
