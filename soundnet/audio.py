@@ -68,6 +68,8 @@ def audio_duration(path: Path) -> float:
 
 def audio_info(path: Path) -> sf._SoundFileInfo:
     """The file's header (frames, rate, channels); SoundnetError if unreadable or empty."""
+    if Path(path).is_symlink() and not Path(path).exists():
+        raise SoundnetError(f"{path}: cannot read audio (broken or looping symbolic link)")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:

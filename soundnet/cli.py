@@ -36,11 +36,14 @@ def library_errors(command):
     return wrapper
 
 
-def _fail_batch(failures: list[tuple[Path, str]]) -> None:
+def _fail_batch(failures: list[tuple[Path, str]], *, attempted: int) -> None:
+    """Exit 1 if any file failed, listing every failure again at the end of a batch
+    (each was already reported as it happened; one file needs no summary)."""
     if failures:
-        click.echo(f"soundnet: {len(failures)} file(s) failed:", err=True)
-        for _, reason in failures:
-            click.echo(f"  {reason}", err=True)
+        if attempted > 1:
+            click.echo(f"soundnet: {len(failures)} of {attempted} file(s) failed:", err=True)
+            for _, reason in failures:
+                click.echo(f"  {reason}", err=True)
         sys.exit(1)
 
 
@@ -102,7 +105,7 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
         len(report.failures),
         report.target,
     )
-    _fail_batch(report.failures)
+    _fail_batch(report.failures, attempted=len(report.extracted) + len(report.reused) + len(report.failures))
 
 
 @main.command()
@@ -227,7 +230,8 @@ def detect(inputs, model, output, fmt, output_dir, frames, json_frames, plot, ru
                 break
             continue
         detections.append((name, detection))
-        log.info("%s: %d event(s) in %.1f s", name, len(detection.events), detection.duration)
+        if output is not None or fmt != "text":  # the text report on stdout says it already
+            log.info("%s: %d event(s) in %.1f s", name, len(detection.events), detection.duration)
         if plot is not None:
             from soundnet.plot import plot_detection
 
@@ -261,7 +265,7 @@ def detect(inputs, model, output, fmt, output_dir, frames, json_frames, plot, ru
             write_text_atomic(output, text)
         else:
             click.echo(text, nl=False)
-    _fail_batch(failures)
+    _fail_batch(failures, attempted=len(detections) + len(failures))
 
 
 def _render_text(detections) -> str:
@@ -327,7 +331,10 @@ def evaluate(
     click.echo(render_report(evaluation), nl=False)
     if output is not None:
         write_json(output, evaluation.to_json())
-    _fail_batch([(Path(name), reason) for name, reason in evaluation.failures])
+    _fail_batch(
+        [(Path(name), reason) for name, reason in evaluation.failures],
+        attempted=len(evaluation.scores["files"]) + len(evaluation.failures),
+    )
 
 
 def _plotter(plot_dir: Path, threshold: float, sample_rate: int):

@@ -104,6 +104,12 @@ class PostConfig:
     min_duration: float = 0.0
     merge_gap: float = 0.0
 
+    def __str__(self) -> str:
+        return (
+            f"threshold {self.threshold:g}, median filter {self.median_seconds:g} s, "
+            f"minimum duration {self.min_duration:g} s, merge gap {self.merge_gap:g} s"
+        )
+
     def __post_init__(self) -> None:
         _unit_interval(self, "threshold")
         for name in ("median_seconds", "min_duration", "merge_gap"):

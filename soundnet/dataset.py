@@ -11,6 +11,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -18,6 +19,7 @@ import logging
 import multiprocessing
 import re
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -209,7 +211,6 @@ def extract(
 
     tasks = [(path, matched[path], target, out, config) for path in audio if path in matched]
     entries: dict[Path, Entry] = {}
-    one_blas_thread()
     if jobs == 1 or len(tasks) < 2:
         results = map(_job, tasks)
         pool = None
@@ -219,8 +220,10 @@ def extract(
     bar = _progress(len(tasks), progress)  # after the fork: no bar thread in the workers
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    # With a bar on screen, log messages go above it, not glued to it.
+    redirect = logging_redirect_tqdm([logging.getLogger("soundnet")]) if progress else contextlib.nullcontext()
     try:
-        with logging_redirect_tqdm([logging.getLogger("soundnet")]):  # messages above the bar, not glued to it
+        with redirect, one_blas_thread():
             for path, entry, reused, error in results:
                 bar.update(1)
                 if error is not None:
@@ -257,8 +260,10 @@ def extract(
 def _warm_pool(workers: int, config: FeatureConfig) -> ProcessPoolExecutor:
     """Worker processes that start warm. librosa's first call costs seconds of lazy
     imports and numba cache loads; on Linux this process pays it once and the workers
-    fork from it (elsewhere they are spawned and each pays it)."""
-    if sys.platform.startswith("linux"):
+    fork from it. Elsewhere, or when this process runs other threads (TensorFlow's,
+    in a notebook that trained a model) which a fork would leave broken, they are
+    spawned and each pays it."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
         compute_features(np.zeros(config.n_fft, np.float32), config=config)
         context = multiprocessing.get_context("fork")
     else:

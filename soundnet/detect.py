@@ -89,7 +89,8 @@ def prefetched(items: Iterable[T], *, depth: int = 2) -> Iterator[T]:
             yield item
     finally:
         stop.set()
-        thread.join()
+        if thread is not threading.current_thread():  # a garbage collection may close us from there
+            thread.join()
 
 
 def frame_probabilities(chunks: Iterable[np.ndarray], card: ModelCard, predict) -> np.ndarray:
@@ -132,7 +133,6 @@ class Detector:
             raise SoundnetError("no bundled default model in this installation: pass --model RUN")
         self.card: ModelCard = read_card(self.run)
         self._predict = None
-        one_blas_thread()
 
     def load(self) -> None:
         """Load the network now (otherwise it loads on first use)."""
@@ -181,7 +181,8 @@ class Detector:
                 yield block
 
         blocks = counted(iter_audio(path, sample_rate=features.sample_rate))
-        probs = self.probabilities_of_features(prefetched(iter_features(blocks, config=features)))
+        with one_blas_thread():
+            probs = self.probabilities_of_features(prefetched(iter_features(blocks, config=features)))
         return probs, n_samples / features.sample_rate
 
     def detect_file(self, path: Path, *, post: PostConfig | None = None, name: str | None = None) -> Detection:

@@ -8,6 +8,7 @@ and probabilities for them.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import numpy as np
 from soundnet.config import PostConfig
 from soundnet.events import Event
 from soundnet.postprocess import median_frames, smooth, to_events
+
+log = logging.getLogger(__name__)
 
 COLLAR = 0.5
 SEGMENT = 1.0
@@ -307,6 +310,7 @@ def evaluate(
                 detection = detector.detect_file(path, post=post, name=name)
             except SoundnetError as error:
                 failures.append((name, str(error)))
+                log.error("%s", error)
                 if fail_fast:
                     break
                 continue

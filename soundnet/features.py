@@ -34,8 +34,9 @@ def silent_frames(features: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     return features[:, 0] <= floor + 1e-4 * abs(floor)
 
 
-def one_blas_thread() -> None:
-    """Run NumPy's BLAS on one thread from now on, in this process.
+def one_blas_thread():
+    """Run NumPy's BLAS on one thread: ``with one_blas_thread(): ...`` (restored
+    after), or called bare in a worker process of soundnet's own (for good).
 
     The feature path's matrix products are small (64 mel bands x 257 bins per chunk):
     more BLAS threads spin more than they help, and they take the cores that LiteRT's
@@ -44,7 +45,7 @@ def one_blas_thread() -> None:
     """
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1, user_api="blas")
+    return threadpool_limits(1, user_api="blas")
 
 
 def n_frames(n_samples: int, *, hop_length: int) -> int:

@@ -114,6 +114,13 @@ def read_card(run: Path) -> ModelCard:
     return ModelCard.from_json(read_json(path), str(path))
 
 
+def _first_sentence(text: str, limit: int = 240) -> str:
+    """The first sentence of a library's message, cut at a word if still long."""
+    end = text.find(". ", 20)
+    text = text[: end + 1] if end > 0 else text
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
 def load_keras_model(run: Path, card: ModelCard):
     """The run's Keras model, loaded in safe mode (no code from the file runs)."""
     import keras
@@ -128,7 +135,7 @@ def load_keras_model(run: Path, card: ModelCard):
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for damaged or unsafe files
-        reason = " ".join(str(error).split())[:300]
+        reason = _first_sentence(" ".join(str(error).split()))
         raise SoundnetError(f"{path}: cannot load the model ({reason})") from None
     names = {tensor.name.split(":")[0] for tensor in model.inputs}
     expected = {"mfcc": card.features.n_mfcc, "delta": card.features.n_mfcc, "zcr": 1}

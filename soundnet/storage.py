@@ -29,13 +29,17 @@ def _umask() -> int:
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it once the block succeeds.
 
-    A target that exists and is not a regular file (``/dev/null``, a named pipe) is
-    written directly: replacing it would be wrong, and there is nothing to keep whole.
+    A target that exists and is not a regular file (``/dev/null``, a pipe behind
+    ``/dev/stdout``) is written directly: replacing it would be wrong, and there is
+    nothing to keep whole. A symbolic link to a file keeps the link: the file it
+    points to is replaced.
     """
     path = Path(path)
     if path.exists() and not path.is_file() and not path.is_dir():
         yield path
         return
+    if path.is_symlink() and path.exists():
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)

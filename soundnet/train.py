@@ -205,6 +205,8 @@ class Checkpoint(keras.callbacks.Callback):
         super().__init__()
         self.folder, self.patience = folder, patience
         self.progress = progress or {"epochs_done": 0, "best_loss": None, "best_epoch": None, "best_file": None, "wait": 0}
+        if "best_file" not in self.progress:  # written by soundnet 0.1.0 before per-epoch best files
+            self.progress["best_file"] = "best.weights.h5" if self.progress.get("best_epoch") is not None else None
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss")
@@ -336,6 +338,12 @@ def train(dataset_dir: Path, *, out: Path, config: Config | None = None, resume:
 def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: bool, tensorboard: Path | None) -> TrainResult:
     t = config.training
     keras.utils.set_random_seed(t.seed)
+    longest = max(e.frames for e in dataset.entries)
+    if config.model.window > longest:
+        raise SoundnetError(
+            f"model.window ({config.model.window} frames) is longer than every file of {dataset.root} "
+            f"(the longest has {longest} frames): no window would hold real audio; use a window of at most {longest}"
+        )
     train_entries, val_entries = split_files(dataset.entries, fraction=t.validation_fraction, seed=t.seed)
     if not val_entries:
         log.warning("only one file: validating on the training file itself (add files for an honest validation)")
@@ -414,7 +422,7 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
         tuned.scores["event_onset"]["error_rate"],
         tuned.post,
         tuned.baseline["event_onset"]["f_measure"] or 0.0,
-        frames["average_precision"],
+        "n/a" if frames["average_precision"] is None else f"{frames['average_precision']:.3f}",
     )
     card = ModelCard(
         dataset.target,
@@ -443,8 +451,10 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
     final.save(partial / MODEL_FILE)
     export_tflite(final, partial / TFLITE_FILE, n_mfcc=dataset.feature_config.n_mfcc)
     write_card(partial, card)
-    for leftover in ("state.json", PROGRESS, LAST_STATE, *partial.glob("best-*.weights.h5"), *partial.glob(".tmp-*")):
-        (partial / leftover).unlink(missing_ok=True)
+    for name in ("state.json", PROGRESS, LAST_STATE, "best.weights.h5"):
+        (partial / name).unlink(missing_ok=True)
+    for leftover in (*partial.glob("best-*.weights.h5"), *partial.glob(".tmp-*")):
+        leftover.unlink()
     if out.exists():
         old = out.with_name(out.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

@@ -257,3 +257,11 @@ def test_directory_is_not_audio(tmp_path):
 
 def test_missing_file(tmp_path):
     _assert_error_names(tmp_path / "missing.wav")
+
+
+@pytest.mark.parametrize("target", ["self.wav", "missing.wav"])
+def test_looping_or_broken_symlink_is_named_as_such(tmp_path, target):
+    link = tmp_path / "self.wav"
+    os.symlink(target, link)
+    with pytest.raises(SoundnetError, match="self.wav: cannot read audio \\(broken or looping symbolic link\\)"):
+        load_audio(link, sample_rate=16000)

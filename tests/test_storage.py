@@ -60,3 +60,13 @@ def test_npy_rows_refuse_object_arrays_and_truncation(tmp_path):
     whole.write_bytes(whole.read_bytes()[:-5])
     with pytest.raises(SoundnetError, match="whole.npy: truncated or damaged"):
         NpyRows(whole)
+
+
+def test_a_symlink_keeps_pointing_at_the_rewritten_file(tmp_path):
+    real = tmp_path / "real.tsv"
+    real.write_text("old\n")
+    link = tmp_path / "link.tsv"
+    link.symlink_to(real)
+    write_text(link, "new\n")
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert real.read_text() == "new\n"
