@@ -174,7 +174,7 @@ def main() -> None:
     print(f"\nInference: {args.infer_windows} windows in batches of 256 (export_tflite took {export_s:.1f} s)")
     print(
         table(
-            [["keras model(x, training=False)", k_rate, 1.0], ["LiteRT (2 threads)", l_rate, l_rate / k_rate]],
+            [["keras predict_on_batch (predict_fn)", k_rate, 1.0], ["LiteRT (2 threads)", l_rate, l_rate / k_rate]],
             ["runtime", "windows/s (best)", "x keras"],
         )
     )
