@@ -47,28 +47,10 @@ def main() -> None:
         ],
         "python -c 'import tensorflow'": [PYTHON, "-c", "import tensorflow"],
         "python -c 'import keras' (TF backend)": [PYTHON, "-c", "import keras"],
-        "detect 10 s clip --runtime litert": [
-            SOUNDNET,
-            "detect",
-            str(clip),
-            "--model",
-            str(run),
-            "--runtime",
-            "litert",
-            "-o",
-            str(out),
-        ],
-        "detect 10 s clip --runtime keras": [
-            SOUNDNET,
-            "detect",
-            str(clip),
-            "--model",
-            str(run),
-            "--runtime",
-            "keras",
-            "-o",
-            str(out),
-        ],
+        **{
+            f"detect 10 s clip --runtime {runtime}": [SOUNDNET, "detect", str(clip), "--model", str(run), "--runtime", runtime, "-o", str(out)]
+            for runtime in ("litert", "keras")
+        },
     }
     walls: dict[str, list[float]] = {name: [] for name in commands}
     rss: dict[str, float] = {name: 0.0 for name in commands}

@@ -16,57 +16,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from click.testing import CliRunner
+from clirun import child_env, cli, explain, fails, no_traceback, ok
 from planted import SR, planted_set, tone
-
-from soundnet.cli import main
 
 # ---------------------------------------------------------------------------------
 # Helpers
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _explain(result) -> str:
-    text = f"exit {result.exit_code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
-        text += "\n--- exception\n" + "".join(traceback.format_exception(*result.exc_info))
-    return text
-
-
-def no_traceback(result) -> None:
-    assert result.exception is None or isinstance(result.exception, SystemExit), _explain(result)
-    assert "Traceback" not in result.stdout + result.stderr, _explain(result)
-
-
-def ok(result):
-    no_traceback(result)
-    assert result.exit_code == 0, _explain(result)
-    return result
-
-
-def fails(result, *fragments: str, code: int = 1):
-    """Exit ``code``, no traceback, and one stderr line holding every fragment."""
-    no_traceback(result)
-    assert result.exit_code == code, _explain(result)
-    lines = [line for line in result.stderr.splitlines() if all(f in line for f in fragments)]
-    assert lines, f"no stderr line holds all of {fragments}\n" + _explain(result)
-    return result
-
-
-def child_env() -> dict:
-    """The environment of a real ``python -m soundnet.cli``: this checkout's soundnet after any given path."""
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, str(Path(__file__).resolve().parents[1])])}
 
 
 @contextlib.contextmanager
@@ -550,8 +510,8 @@ def test_train_diverging_to_nan_is_a_one_line_error(trained, tmp_path):
     config.write_text("training:\n  learning_rate: 1.0e+30\n  epochs: 1\n")
     result = cli("train", trained / "data", "--out", tmp_path / "run", "--config", config)
     no_traceback(result)
-    assert result.exit_code == 1, _explain(result)
-    assert any("nan" in line.lower() or "diverge" in line.lower() for line in result.stderr.splitlines()), _explain(result)
+    assert result.exit_code == 1, explain(result)
+    assert any("nan" in line.lower() or "diverge" in line.lower() for line in result.stderr.splitlines()), explain(result)
 
 
 def test_train_window_longer_than_every_file(tmp_path, monkeypatch):
@@ -742,11 +702,11 @@ def test_detect_batch_reports_every_failure_and_every_result(trained, mixed):
     folder, good, hostile = mixed
     result = cli("detect", folder, "--model", trained / "run")
     no_traceback(result)
-    assert result.exit_code == 1, _explain(result)
+    assert result.exit_code == 1, explain(result)
     results = [line for line in result.stdout.splitlines() if "event(s) in" in line]
     assert sorted(line.split(":")[0] for line in results) == sorted(p.name for p in good)
     for path in hostile:
-        assert any(str(path) in line for line in result.stderr.splitlines()), f"{path} not named\n" + _explain(result)
+        assert any(str(path) in line for line in result.stderr.splitlines()), f"{path} not named\n" + explain(result)
     assert "20 of 40 file(s) failed" in result.stderr
 
 
@@ -754,7 +714,7 @@ def test_detect_fail_fast_stops_at_the_first_failure(trained, mixed):
     folder, good, hostile = mixed
     result = cli("detect", folder, "--model", trained / "run", "--fail-fast")
     no_traceback(result)
-    assert result.exit_code == 1, _explain(result)
+    assert result.exit_code == 1, explain(result)
     assert [line.split(":")[0] for line in result.stdout.splitlines() if "event(s) in" in line] == [good[0].name]
     assert str(hostile[0]) in result.stderr
     assert not any(str(path) in result.stderr for path in hostile[1:] + good[1:])

@@ -12,57 +12,23 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sed_eval
-from click.testing import CliRunner
+from clirun import child_env, cli, fails, ok, soundnet
 from planted import planted_set
 
-from soundnet.cli import main
 from soundnet.formats import read_events
 
+
 # a real process running this checkout's soundnet (after any path already given)
-_PATHS = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(Path(__file__).resolve().parents[1])]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(_PATHS), "PYTHONUNBUFFERED": "1"}
-
-
-def soundnet(*args) -> list[str]:
-    return [sys.executable, "-m", "soundnet.cli", *map(str, args)]
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _explain(result) -> str:
-    text = f"exit {result.exit_code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
-        text += "\n--- exception\n" + "".join(traceback.format_exception(*result.exc_info))
-    return text
-
-
-def ok(result):
-    assert result.exit_code == 0 and result.exception is None, _explain(result)
-    return result
-
-
-def fails(result, *fragments: str, code: int = 1):
-    assert result.exception is None or isinstance(result.exception, SystemExit), _explain(result)
-    assert "Traceback" not in result.stdout + result.stderr, _explain(result)
-    assert result.exit_code == code, _explain(result)
-    assert any(all(f in line for f in fragments) for line in result.stderr.splitlines()), _explain(result)
-    return result
-
-
 def kill_when(command: list[str], ready, *, log: Path, timeout: float) -> None:
     """Start ``command``, SIGKILL it as soon as ``ready()`` holds."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=ENV, cwd=log.parent)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=log.parent)
         try:
             limit = time.monotonic() + timeout
             while not ready():
@@ -175,7 +141,7 @@ def interrupted(tmp_path_factory):
         soundnet("train", root / "data", "--out", run, "--config", config, *TRAIN_OPTIONS, "--resume"),
         capture_output=True,
         text=True,
-        env=ENV,
+        env=child_env(),
         cwd=root,
         timeout=600,
     )
