@@ -70,6 +70,8 @@ def audio_info(path: Path) -> sf._SoundFileInfo:
     """The file's header (frames, rate, channels); SoundnetError if unreadable or empty."""
     if Path(path).is_symlink() and not Path(path).exists():
         raise SoundnetError(f"{path}: cannot read audio (broken or looping symbolic link)")
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise SoundnetError(f"{path}: cannot read audio (empty file, 0 bytes)")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:

@@ -73,7 +73,7 @@ def frames_of(seconds: float) -> int:
 
 # name -> (writer, fragment of the error)
 BAD_AUDIO = {
-    "empty.wav": (lambda p: p.write_bytes(b""), "cannot read audio"),
+    "empty.wav": (lambda p: p.write_bytes(b""), "cannot read audio (empty file, 0 bytes)"),
     "truncated_header.wav": (lambda p: p.write_bytes(wav_bytes(signal_1s())[:20]), "cannot read audio"),
     "text.wav": (lambda p: p.write_text("this is not audio, just text\n"), "cannot read audio"),
     "nan.wav": (lambda p: with_sample(p, np.nan), "NaN or infinite"),
