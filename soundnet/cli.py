@@ -15,12 +15,12 @@ from pathlib import Path
 import click
 
 from soundnet import __version__
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, UsageError
 
 log = logging.getLogger("soundnet")
 
 EXISTING = click.Path(exists=True, path_type=Path)
-OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")
+OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")  # soundnet.outputs.OUTPUT_FORMATS (a test holds them equal)
 
 
 def library_errors(command):
@@ -30,30 +30,35 @@ def library_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except UsageError as error:
+            raise click.UsageError(str(error)) from None
         except SoundnetError as error:
             raise click.ClickException(str(error)) from None
 
     return wrapper
 
 
-def _fail_batch(failures: list[tuple[Path, str]], *, attempted: int) -> None:
-    """Exit 1 if any file failed, listing every failure again at the end of a batch
-    (each was already reported as it happened; one file needs no summary)."""
+def _fail_batch(failures, *, attempted: int) -> None:
+    """Exit 1 if any file failed (``failures``: soundnet.batch.Failure), listing every
+    failure again at the end of a batch (each was already reported as it happened; one
+    file needs no summary)."""
     if failures:
         if attempted > 1:
             click.echo(f"soundnet: {len(failures)} of {attempted} file(s) failed:", err=True)
-            for _, reason in failures:
-                click.echo(f"  {reason}", err=True)
+            for failure in failures:
+                click.echo(f"  {failure.message}", err=True)
         sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="soundnet")
-@click.option("-v", "--verbose", count=True, help="More messages on stderr (-vv for debugging).")
+@click.option("-v", "--verbose", count=True, help="Debugging detail on stderr (runtimes, timings, files).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 def main(verbose: int, quiet: bool) -> None:
     """Train and run a detector of one target sound in audio (CNN-LSTM-Dense, per 10 ms frame)."""
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    if verbose and quiet:
+        raise click.UsageError("give -v or -q, not both")
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
@@ -125,12 +130,11 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
 @library_errors
 def train(dataset, out, config_path, epochs, seed, batch_size, resume, tensorboard):
     """Train the CNN-LSTM-Dense detector on DATASET (written by soundnet extract)."""
-    from soundnet.backend import keep_freed_memory, quiet_import_keras
+    from soundnet.backend import quiet_import_keras
     from soundnet.config import load_config
 
-    keep_freed_memory()
     quiet_import_keras()
-    from soundnet.train import train as run_train
+    from soundnet.training import train as run_train
 
     config = load_config(config_path, epochs=epochs, seed=seed, batch_size=batch_size)
     result = run_train(dataset, out=out, config=config, resume=resume, tensorboard=tensorboard)
@@ -202,78 +206,28 @@ def post_options(command):
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @post_options
 @library_errors
-def detect(inputs, model, output, fmt, output_dir, frames, json_frames, plot, runtime, fail_fast, threshold, median_seconds, min_duration, merge_gap):
+def detect(
+    inputs, model, output, fmt, output_dir, frames, json_frames, plot, runtime, fail_fast, threshold, median_seconds, min_duration, merge_gap
+):
     """Find the target sound in audio FILES and folders: events, and per-frame probabilities on request."""
-    from soundnet.audio import find_audio
-    from soundnet.detect import Detector, display_name
-    from soundnet.formats import render_events, write_frames, write_text_atomic
+    from soundnet.detection import detect as run_detect
+    from soundnet.outputs import OutputPlan
 
-    paths = find_audio(inputs)
-    if plot is not None and len(paths) != 1:
-        raise click.UsageError(f"--plot draws one file, but {len(paths)} were given")
-    detector = Detector(model, runtime=runtime)
-    detector.load()
-    post = detector.postprocessing(
-        threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap
+    plan = OutputPlan(fmt=fmt, output=output, output_dir=output_dir, frames=frames, json_frames=json_frames, plot=plot)
+    report = run_detect(
+        inputs,
+        model=model,
+        runtime=runtime,
+        threshold=threshold,
+        median_seconds=median_seconds,
+        min_duration=min_duration,
+        merge_gap=merge_gap,
+        outputs=plan,
+        fail_fast=fail_fast,
     )
-    if fmt == "audacity" and len(paths) > 1 and output_dir is None:
-        raise click.UsageError("--format audacity writes one label file per audio file: give --output-dir")
-    detections, failures = [], []
-    for path in paths:
-        name = display_name(path, inputs)
-        try:
-            detection = detector.detect_file(path, post=post, name=name)
-        except SoundnetError as error:
-            failures.append((path, str(error)))
-            log.error("%s", error)
-            if fail_fast:
-                break
-            continue
-        detections.append((name, detection))
-        if output is not None or fmt != "text":  # the text report on stdout says it already
-            log.info("%s: %d event(s) in %.1f s", name, len(detection.events), detection.duration)
-        if plot is not None:
-            from soundnet.plot import plot_detection
-
-            plot_detection(
-                plot,
-                audio=path,
-                sample_rate=detector.card.features.sample_rate,
-                probabilities=detection.probabilities,
-                frame_seconds=detection.frame_seconds,
-                threshold=post.threshold,
-                events=detection.events,
-                title=name,
-            )
-        if frames is not None:
-            target = frames
-            if len(paths) > 1:
-                suffix = ".npy" if frames.suffix == ".npy" else ".csv"
-                target = frames.with_suffix("") / (Path(name).with_suffix("").as_posix().replace("/", "__") + suffix)
-            write_frames(target, detection.times, detection.probabilities)
-        if output_dir is not None:
-            ext = {"audacity": ".txt", "raven": ".selections.txt", "json": ".json", "csv": ".csv"}.get(fmt, ".tsv")
-            single = "tsv" if fmt == "text" else fmt
-            text = render_events(detection.events, single, files=[name])
-            write_text_atomic(output_dir / (Path(name).with_suffix("").as_posix().replace("/", "__") + ext), text)
-    if output_dir is None:
-        events = [e for _, d in detections for e in d.events]
-        names = [n for n, _ in detections]
-        frame_data = {n: (d.times, d.probabilities) for n, d in detections} if json_frames and fmt == "json" else None
-        text = _render_text(detections) if fmt == "text" else render_events(events, fmt, files=names, frames=frame_data)
-        if output is not None:
-            write_text_atomic(output, text)
-        else:
-            click.echo(text, nl=False)
-    _fail_batch(failures, attempted=len(detections) + len(failures))
-
-
-def _render_text(detections) -> str:
-    lines = []
-    for name, detection in detections:
-        lines.append(f"{name}: {len(detection.events)} event(s) in {detection.duration:.2f} s")
-        lines += [f"  {e.onset:9.3f} - {e.offset:9.3f} s  {e.label}  confidence {e.confidence:.2f}" for e in detection.events]
-    return "\n".join(lines) + ("\n" if lines else "")
+    if report.text is not None:
+        click.echo(report.text, nl=False)
+    _fail_batch(report.failures, attempted=report.attempted)
 
 
 @main.command()
@@ -301,60 +255,34 @@ def evaluate(
     inputs, annotations, model, estimated, target, output, plot_dir, fail_fast, threshold, median_seconds, min_duration, merge_gap
 ):
     """Score detection on annotated audio with the DCASE metrics of sed_eval."""
-    from soundnet.evaluate import evaluate as run_evaluate
-    from soundnet.evaluate import render_report
+    from soundnet.report import render_report
     from soundnet.storage import write_json
 
-    if estimated is not None and model is not None:
-        raise click.UsageError("give either --model or --estimated, not both")
-    post = None
-    on_detection = None
-    if estimated is None:
-        from soundnet.detect import Detector
+    if estimated is not None:
+        if model is not None:
+            raise click.UsageError("give either --model or --estimated, not both")
+        from soundnet.evaluation import evaluate_table
 
-        detector = Detector(model)
-        post = detector.postprocessing(
-            threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap
+        evaluation = evaluate_table(inputs, estimated, annotations=annotations, target=target)
+    else:
+        from soundnet.evaluation import evaluate as run_evaluate
+
+        evaluation = run_evaluate(
+            inputs,
+            annotations=annotations,
+            model=model,
+            target=target,
+            threshold=threshold,
+            median_seconds=median_seconds,
+            min_duration=min_duration,
+            merge_gap=merge_gap,
+            plot_dir=plot_dir,
+            fail_fast=fail_fast,
         )
-        if plot_dir is not None:
-            on_detection = _plotter(plot_dir, post.threshold, detector.card.features.sample_rate)
-    evaluation = run_evaluate(
-        inputs,
-        annotations=annotations,
-        model=model,
-        estimated=estimated,
-        target=target,
-        post=post,
-        on_detection=on_detection,
-        fail_fast=fail_fast,
-    )
     click.echo(render_report(evaluation), nl=False)
     if output is not None:
         write_json(output, evaluation.to_json())
-    _fail_batch(
-        [(Path(name), reason) for name, reason in evaluation.failures],
-        attempted=len(evaluation.scores["files"]) + len(evaluation.failures),
-    )
-
-
-def _plotter(plot_dir: Path, threshold: float, sample_rate: int):
-    from soundnet.plot import plot_detection
-
-    def draw(name, detection, reference):
-        out = plot_dir / (Path(name).with_suffix("").as_posix().replace("/", "__") + ".png")
-        plot_detection(
-            out,
-            audio=detection.path,
-            sample_rate=sample_rate,
-            probabilities=detection.probabilities,
-            frame_seconds=detection.frame_seconds,
-            threshold=threshold,
-            events=detection.events,
-            reference=reference,
-            title=name,
-        )
-
-    return draw
+    _fail_batch(evaluation.failures, attempted=len(evaluation.scores.files) + len(evaluation.failures))
 
 
 @main.command()
@@ -364,29 +292,11 @@ def _plotter(plot_dir: Path, threshold: float, sample_rate: int):
 @library_errors
 def tune(run, inputs, annotations):
     """Search RUN's post-processing (threshold, median, minimum duration, gap) on labelled audio; update its card."""
-    from soundnet.detect import Detector
-    from soundnet.evaluate import reference_events
-    from soundnet.evaluate import tune as run_tune
-    from soundnet.run import write_card
+    from soundnet.tuning import tune as run_tune
 
-    detector = Detector(run)
-    card = detector.card
-    target, names, reference = reference_events(inputs, annotations, target=card.target)
-    probabilities, durations = {}, {}
-    for name, path in names.items():
-        probabilities[name], durations[name] = detector.probabilities(path)
-    result = run_tune(probabilities, reference, label=target, frame_seconds=card.features.frame_seconds, durations=durations)
-    validation = {
-        **card.validation,
-        "tuned_on": [str(p) for p in names.values()],
-        **{k: v for k, v in result.scores.items() if k != "files"},
-    }
-    from dataclasses import replace
-
-    write_card(run, replace(card, postprocessing=result.post, validation=validation))
-    before = result.baseline["event_onset"]["f_measure"]
-    after = result.scores["event_onset"]["f_measure"]
-    click.echo(f"{run}: {result.post}; event F1 {_fmt(after)} (threshold 0.5 without filtering: {_fmt(before)})")
+    tuning = run_tune(run, inputs, annotations=annotations)
+    before, after = tuning.baseline.event_onset.f_measure, tuning.scores.event_onset.f_measure
+    click.echo(f"{run}: {tuning.post}; event F1 {_fmt(after)} (threshold 0.5 without filtering: {_fmt(before)})")
 
 
 @main.command()

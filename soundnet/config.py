@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from soundnet.errors import SoundnetError
+from soundnet.inputs import n_features
+
+
+#: Version of the feature code (soundnet.features): raised whenever the same
+#: FeatureConfig would give other numbers, so a model card can refuse features it was
+#: not trained on.
+FEATURE_CODE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class FeatureConfig:
     @property
     def n_features(self) -> int:
         """Columns of a feature matrix: MFCC, their deltas, and the zero-crossing rate."""
-        return 2 * self.n_mfcc + 1
+        return n_features(self.n_mfcc)
 
     @property
     def frame_seconds(self) -> float:

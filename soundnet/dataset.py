@@ -39,6 +39,7 @@ from soundnet.annotations import (
     sidecar_labels,
 )
 from soundnet.audio import audio_duration, find_audio, iter_audio
+from soundnet.batch import Failure, run_batch
 from soundnet.config import FeatureConfig, from_dict, to_dict
 from soundnet.errors import SoundnetError
 from soundnet.features import compute_features, iter_features, one_blas_thread
@@ -73,7 +74,7 @@ class ExtractReport:
     extracted: list[Path] = field(default_factory=list)
     reused: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
-    failures: list[tuple[Path, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)  # item: the audio file
 
 
 def _entry_id(path: Path) -> str:
@@ -131,15 +132,9 @@ def _read_entry_meta(path: Path) -> dict | None:
     return meta
 
 
-def _job(args: tuple) -> tuple[Path, Entry | None, bool, str | None]:
-    path = args[0]
-    try:
-        entry, reused = _extract_one(*args)
-    except SoundnetError as error:
-        return path, None, False, str(error)
-    except OSError as error:
-        return path, None, False, f"{path}: {error.strerror or error}"
-    return path, entry, reused, None
+def _extract_task(task: tuple) -> tuple[Entry, bool]:
+    """:func:`_extract_one` of a task tuple (a module-level function: workers run it)."""
+    return _extract_one(*task)
 
 
 def collect_annotations(audio: Sequence[Path], roots: Sequence[Path], annotations: Path | None) -> dict[Path, list[Annotation]]:
@@ -210,13 +205,7 @@ def extract(
     (out / "files").mkdir(parents=True, exist_ok=True)
 
     tasks = [(path, matched[path], target, out, config) for path in audio if path in matched]
-    entries: dict[Path, Entry] = {}
-    if jobs == 1 or len(tasks) < 2:
-        results = map(_job, tasks)
-        pool = None
-    else:
-        pool = _warm_pool(min(jobs, len(tasks)), config)
-        results = pool.map(_job, tasks)
+    pool = _warm_pool(min(jobs, len(tasks)), config) if jobs > 1 and len(tasks) >= 2 else None
     bar = _progress(len(tasks), progress)  # after the fork: no bar thread in the workers
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -224,20 +213,22 @@ def extract(
     redirect = logging_redirect_tqdm([logging.getLogger("soundnet")]) if progress else contextlib.nullcontext()
     try:
         with redirect, one_blas_thread():
-            for path, entry, reused, error in results:
-                bar.update(1)
-                if error is not None:
-                    report.failures.append((path, error))
-                    log.error("%s", error)
-                    if fail_fast:
-                        break
-                    continue
-                entries[path] = entry
-                (report.reused if reused else report.extracted).append(path)
+            batch = run_batch(
+                _extract_task,
+                tasks,
+                fail_fast=fail_fast,
+                on_each=lambda: bar.update(1),
+                mapper=map if pool is None else pool.map,
+            )
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    entries: dict[Path, Entry] = {}
+    for task, (entry, reused) in batch.done:
+        entries[task[0]] = entry
+        (report.reused if reused else report.extracted).append(task[0])
+    report.failures.extend(Failure(f.item[0], f.message) for f in batch.failures)
     ordered = [entries[p] for p in audio if p in entries]
     write_json(
         manifest_path,

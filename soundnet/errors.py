@@ -7,3 +7,7 @@ class SoundnetError(Exception):
     The message is one line that names the file (and line, for tables) and the
     problem; the command line prints it as is, without a traceback.
     """
+
+
+class UsageError(SoundnetError):
+    """Options that cannot work together (the command line exits 2, as for a bad option)."""

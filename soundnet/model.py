@@ -31,8 +31,7 @@ import numpy as np
 from keras import layers, ops
 
 from soundnet.config import ModelConfig
-
-INPUTS = ("mfcc", "delta", "zcr")
+from soundnet.inputs import INPUTS, input_shapes, split_inputs
 
 
 @keras.saving.register_keras_serializable(package="soundnet")
@@ -87,12 +86,9 @@ class PooledBatchNorm(layers.Layer):
 
 
 def _inputs(config: ModelConfig, n_mfcc: int) -> tuple[keras.KerasTensor, keras.KerasTensor, keras.KerasTensor]:
-    window = config.window
-    return (
-        keras.Input((window, n_mfcc), name="mfcc"),
-        keras.Input((window, n_mfcc), name="delta"),
-        keras.Input((window, 1), name="zcr"),
-    )
+    shapes = input_shapes(n_mfcc, config.window)
+    mfcc, delta, zcr = (keras.Input(shapes[name], name=name) for name in INPUTS)
+    return mfcc, delta, zcr
 
 
 def _check(config: ModelConfig, n_mfcc: int) -> int:
@@ -169,11 +165,7 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
 
 def as_inputs(windows: np.ndarray, *, n_mfcc: int) -> dict[str, np.ndarray]:
     """Split feature windows ``(batch, window, 2*n_mfcc+1)`` into the model's three inputs."""
-    return {
-        "mfcc": windows[..., :n_mfcc],
-        "delta": windows[..., n_mfcc : 2 * n_mfcc],
-        "zcr": windows[..., 2 * n_mfcc :],
-    }
+    return split_inputs(windows, n_mfcc=n_mfcc)
 
 
 def recalibrate_batchnorm(model: keras.Model, batches: Iterable[dict[str, np.ndarray]]) -> int:

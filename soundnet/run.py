@@ -1,28 +1,40 @@
 """A run folder: everything detection needs, written by ``soundnet train``.
 
-``model.keras`` (the network), ``card.json`` (feature config, normalisation
-statistics, target label, tuned post-processing, validation metrics, soundnet
-version), ``history.csv`` and ``train.log``.
+``model.keras`` (the network), ``model.tflite`` (the same network for the LiteRT
+runtime), ``card.json`` (feature config and feature-code version, normalisation
+statistics, target label, tuned post-processing, validation metrics, soundnet version,
+and the SHA-256 of both network files), ``history.csv`` and ``train.log``.
+
+This module owns the folder: its file names, reading and writing the card, checking
+that the network files are the ones the card describes, and putting a finished run in
+place of an older one without ever deleting a folder that is not a soundnet run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import shutil
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from soundnet import __version__
-from soundnet.config import FeatureConfig, ModelConfig, PostConfig, from_dict, to_dict
+from soundnet.config import FEATURE_CODE_VERSION, FeatureConfig, ModelConfig, PostConfig, from_dict, to_dict
 from soundnet.errors import SoundnetError
+from soundnet.inputs import input_shapes
 from soundnet.storage import read_json, write_json
 
 MODEL_FILE = "model.keras"
+TFLITE_FILE = "model.tflite"
 CARD_FILE = "card.json"
 HISTORY_FILE = "history.csv"
 LOG_FILE = "train.log"
+NETWORK_FILES = (MODEL_FILE, TFLITE_FILE)
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -46,6 +58,9 @@ class ModelCard:
     validation: dict = dataclasses.field(default_factory=dict)
     training: dict = dataclasses.field(default_factory=dict)
     soundnet_version: str = __version__
+    feature_code_version: int = FEATURE_CODE_VERSION
+    checksums: dict = dataclasses.field(default_factory=dict)  # network file name -> SHA-256; empty: not recorded
+    extra: dict = dataclasses.field(default_factory=dict)  # other top-level fields (a description...), kept as they are
 
     def __post_init__(self) -> None:
         if self.detection_hop <= 0 or self.detection_hop > self.model.window:
@@ -59,12 +74,15 @@ class ModelCard:
             "soundnet_version": self.soundnet_version,
             "target": self.target,
             "features": to_dict(self.features),
+            "feature_code_version": self.feature_code_version,
             "model": to_dict(self.model),
             "normalisation": {"mean": self.mean.tolist(), "std": self.std.tolist()},
             "postprocessing": to_dict(self.postprocessing),
             "detection_hop": self.detection_hop,
             "validation": self.validation,
             "training": self.training,
+            "checksums": self.checksums,
+            **{k: v for k, v in self.extra.items() if k not in _CARD_FIELDS},
         }
 
     @classmethod
@@ -87,6 +105,9 @@ class ModelCard:
                 validation=dict(data.get("validation", {})),
                 training=dict(data.get("training", {})),
                 soundnet_version=version,
+                feature_code_version=int(data.get("feature_code_version", 1)),
+                checksums={str(k): str(v) for k, v in dict(data.get("checksums", {})).items()},
+                extra={k: v for k, v in data.items() if k not in _CARD_FIELDS},
             )
         except (KeyError, TypeError, ValueError) as error:
             raise SoundnetError(f"{where}: not a soundnet model card ({error!r})") from None
@@ -94,13 +115,128 @@ class ModelCard:
             raise SoundnetError(
                 f"{where}: normalisation statistics do not match the feature config ({features.n_features} features)"
             )
-        if not (np.all(np.isfinite(card.mean)) and np.all(card.std > 0)):
+        if not (np.all(np.isfinite(card.mean)) and np.all(np.isfinite(card.std)) and np.all(card.std > 0)):
             raise SoundnetError(f"{where}: normalisation statistics are not finite and positive")
+        if card.feature_code_version != FEATURE_CODE_VERSION:
+            raise SoundnetError(
+                f"{where}: the model was trained on features of feature-code version {card.feature_code_version}, "
+                f"this soundnet computes version {FEATURE_CODE_VERSION}; retrain it with this soundnet"
+            )
         return card
+
+
+_CARD_FIELDS = frozenset(
+    {"soundnet_version", "target", "features", "feature_code_version", "model", "normalisation", "postprocessing"}
+    | {"detection_hop", "validation", "training", "checksums"}
+)
 
 
 def write_card(run: Path, card: ModelCard) -> None:
     write_json(Path(run) / CARD_FILE, card.to_json())
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def seal(run: Path, card: ModelCard) -> ModelCard:
+    """``card`` with the checksums of the network files now in ``run`` (written by the caller)."""
+    run = Path(run)
+    checksums = {name: file_digest(run / name) for name in NETWORK_FILES if (run / name).is_file()}
+    return dataclasses.replace(card, checksums=checksums)
+
+
+def verify_network_files(run: Path, card: ModelCard) -> None:
+    """Refuse network files that are not the ones the card was written for.
+
+    Each of ``model.keras`` and ``model.tflite`` present in the folder must carry the
+    checksum the card records, so a replaced, damaged or copied-in file (another run's
+    ``model.tflite``) never runs with this card. A card without checksums (written
+    before soundnet recorded them) is taken as it is.
+    """
+    if not card.checksums:
+        return
+    for name in NETWORK_FILES:
+        path = Path(run) / name
+        if not path.is_file():
+            continue
+        expected = card.checksums.get(name)
+        if expected is None:
+            raise SoundnetError(f"{path}: not part of this run (its card records no {name}); remove it or retrain")
+        if file_digest(path) != expected:
+            raise SoundnetError(
+                f"{path}: does not match the run's card (checksum differs: replaced, damaged or from another run); retrain"
+            )
+
+
+def is_run(folder: Path) -> bool:
+    """Whether ``folder`` is a soundnet run folder (it holds a readable soundnet card)."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        return False
+    try:
+        data = read_json(path)
+    except SoundnetError:
+        return False
+    return {"target", "features", "model", "normalisation"} <= set(data)
+
+
+def _contains(folder: Path, path: Path) -> bool:
+    folder, path = Path(folder).resolve(), Path(path).resolve()
+    return path == folder or folder in path.parents
+
+
+def check_run_destination(out: Path, *, keep: Iterable[Path] = ()) -> None:
+    """Refuse a run destination whose replacement could destroy the user's data.
+
+    ``out`` may be missing, an empty folder, or a soundnet run folder (which a finished
+    training replaces); it must not hold, or be, any of ``keep`` (the dataset, inputs).
+
+    Raises
+    ------
+    SoundnetError
+        ``out`` is a file, a non-empty folder that is not a soundnet run, or holds
+        one of ``keep``.
+    """
+    out = Path(out)
+    if str(out) in ("", "."):
+        raise SoundnetError(f"{out or '.'}: give the run a folder of its own (--out runs/NAME)")
+    for path in keep:
+        if _contains(out, path):
+            raise SoundnetError(f"{out}: holds {path}, which training reads: choose another --out")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise SoundnetError(f"{out}: exists and is not a folder: choose another --out")
+    if out.is_dir() and not is_run(out) and any(out.iterdir()):
+        raise SoundnetError(f"{out}: exists and is not a soundnet run (no {CARD_FILE}): choose another --out or empty it")
+
+
+def replace_run(partial: Path, out: Path) -> None:
+    """Put the finished run ``partial`` at ``out``, replacing a previous run there.
+
+    The old run is renamed aside first and deleted only once the new one is in place,
+    so a failure at any point leaves a whole run at ``out`` or beside it. Only an empty
+    folder or a soundnet run is ever replaced (:func:`check_run_destination`).
+    """
+    partial, out = Path(partial), Path(out)
+    if not (partial / CARD_FILE).is_file():
+        raise SoundnetError(f"{partial}: training did not finish (no {CARD_FILE}); nothing replaced")
+    check_run_destination(out)
+    if not out.exists():
+        os.replace(partial, out)
+        return
+    old = out.with_name(out.name + ".old")
+    if old.exists() and is_run(old):
+        shutil.rmtree(old)
+    elif old.exists():
+        raise SoundnetError(f"{old}: in the way of replacing {out} and not a soundnet run: move it")
+    os.replace(out, old)
+    os.replace(partial, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_card(run: Path) -> ModelCard:
@@ -137,9 +273,7 @@ def load_keras_model(run: Path, card: ModelCard):
     except Exception as error:  # Keras raises many types for damaged or unsafe files
         reason = _first_sentence(" ".join(str(error).split()))
         raise SoundnetError(f"{path}: cannot load the model ({reason})") from None
-    names = {tensor.name.split(":")[0] for tensor in model.inputs}
-    expected = {"mfcc": card.features.n_mfcc, "delta": card.features.n_mfcc, "zcr": 1}
     shapes = {t.name.split(":")[0]: tuple(t.shape[1:]) for t in model.inputs}
-    if names != set(expected) or any(shapes[k] != (card.model.window, v) for k, v in expected.items()):
+    if shapes != input_shapes(card.features.n_mfcc, card.model.window):
         raise SoundnetError(f"{path}: model inputs {shapes} do not match the card's feature config")
     return model

@@ -9,6 +9,7 @@ seed and the epoch).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -22,21 +23,25 @@ import numpy as np
 from soundnet import __version__
 from soundnet.config import Config, to_dict
 from soundnet.dataset import Dataset, Entry
-from soundnet.detect import frame_probabilities
+from soundnet.detection import frame_probabilities
 from soundnet.errors import SoundnetError
-from soundnet.evaluate import frame_scores, tune
 from soundnet.events import Event
-from soundnet.litert import TFLITE_FILE, export_tflite
+from soundnet.litert import export_tflite
 from soundnet.model import as_inputs, build_model, predict_fn, recalibrate_batchnorm
 from soundnet.run import (
-    CARD_FILE,
     HISTORY_FILE,
     LOG_FILE,
     MODEL_FILE,
+    TFLITE_FILE,
     ModelCard,
+    check_run_destination,
+    replace_run,
+    seal,
     write_card,
 )
+from soundnet.scoring import frame_scores
 from soundnet.storage import read_json, write_json, write_text
+from soundnet.tuning import TuneResult, search_postprocessing
 from soundnet.windows import pad_window, window_starts
 
 log = logging.getLogger(__name__)
@@ -185,7 +190,7 @@ class Validation(keras.callbacks.Callback):
         logs["val_loss"] = float(np.mean(-w * (y * np.log(p) + (1 - y) * np.log(1 - p))))
         if self.best is None or logs["val_loss"] < self.best[1]:
             self.best = (epoch, logs["val_loss"], probs)
-        ap = frame_scores(self.labels, probs)["average_precision"]
+        ap = frame_scores(self.labels, probs).average_precision
         logs["val_ap"] = float("nan") if ap is None else ap
 
 
@@ -293,15 +298,19 @@ def _events(dataset: Dataset, entry: Entry) -> list[Event]:
     return [Event(entry.id, on, off, dataset.target) for on, off in meta["events"]]
 
 
-def train(dataset_dir: Path, *, out: Path, config: Config | None = None, resume: bool = False, tensorboard: Path | None = None) -> TrainResult:
+def train(
+    dataset_dir: Path, *, out: Path, config: Config | None = None, resume: bool = False, tensorboard: Path | None = None
+) -> TrainResult:
     """Train the network on a dataset and write the run folder ``out``.
 
     Parameters
     ----------
     dataset_dir : Path
-        A folder written by :func:`soundnet.dataset.extract`.
+        A folder written by :func:`soundnet.extract`.
     out : Path
-        The run folder to write (an existing one is replaced when training succeeds).
+        The run folder to write. It may be missing, empty, or an earlier soundnet run
+        (replaced when training succeeds); anything else, or a folder holding the
+        dataset, is refused before any work.
     config : Config or None
         Model, training and post-processing settings. The feature settings come from
         the dataset; a config whose feature settings differ is refused.
@@ -309,33 +318,73 @@ def train(dataset_dir: Path, *, out: Path, config: Config | None = None, resume:
         Continue ``out``.partial from its last completed epoch.
     tensorboard : Path or None
         Write TensorBoard logs (loss, val_loss, val_ap per epoch) to this folder.
+
+    Returns
+    -------
+    TrainResult
+        The run folder, its card (tuned post-processing, validation figures) and the
+        number of epochs run.
     """
+    from soundnet.backend import keep_freed_memory
+
+    keep_freed_memory()
     config = config or Config()
     dataset = Dataset.open(dataset_dir)
     if config.features != dataset.feature_config and config.features != type(config.features)():
         raise SoundnetError(f"{dataset_dir}: the dataset's feature config differs from the config given; re-extract it")
     out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    state_file = partial / "state.json"
-    if resume:
-        if not (state_file.is_file() and (partial / PROGRESS).is_file()):
-            raise SoundnetError(f"{partial}: nothing to resume (no interrupted training there)")
-        if read_json(state_file).get("config") != to_dict(config):
-            raise SoundnetError(f"{partial}: was started with another config; resume with the same options")
-    elif partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
+    check_run_destination(out, keep=[dataset.root])
+    partial = _work_folder(out, config, resume=resume)
     handler = logging.FileHandler(partial / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("soundnet").addHandler(handler)
     try:
-        return _train(dataset, out, partial, config, resume, tensorboard)
+        plan = _plan(dataset, config)
+        write_json(partial / STATE, {"config": to_dict(config)})
+        model, validation, checkpoint = _fit(plan, partial, resume=resume, tensorboard=tensorboard)
+        tuned, frames = _tune_on_validation(plan, validation, checkpoint)
+        card = _final_card(plan, tuned, frames, epochs=checkpoint.progress["epochs_done"])
+        card = _write_run_files(partial, model, card)
     finally:
         logging.getLogger("soundnet").removeHandler(handler)
         handler.close()
+    replace_run(partial, out)
+    return TrainResult(out, card, checkpoint.progress["epochs_done"])
 
 
-def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: bool, tensorboard: Path | None) -> TrainResult:
+STATE = "state.json"
+
+
+def _work_folder(out: Path, config: Config, *, resume: bool) -> Path:
+    """``out``.partial, made anew, or checked for resuming with the same config."""
+    partial = out.with_name(out.name + ".partial")
+    if resume:
+        if not ((partial / STATE).is_file() and (partial / PROGRESS).is_file()):
+            raise SoundnetError(f"{partial}: nothing to resume (no interrupted training there)")
+        if read_json(partial / STATE).get("config") != to_dict(config):
+            raise SoundnetError(f"{partial}: was started with another config; resume with the same options")
+    elif partial.exists():
+        if not (partial / STATE).is_file() and any(partial.iterdir()):
+            raise SoundnetError(f"{partial}: exists and is not an interrupted soundnet training: move it away")
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    return partial
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a training works on: the data split, its statistics, the class weight."""
+
+    dataset: Dataset
+    config: Config
+    train_entries: list[Entry]
+    val_entries: list[Entry]
+    card: ModelCard  # the card before tuning: normalisation statistics, config post-processing
+    positive_weight: float
+
+
+def _plan(dataset: Dataset, config: Config) -> _Plan:
+    """Seed everything, split training and validation files, standardise, weigh classes."""
     t = config.training
     keras.utils.set_random_seed(t.seed)
     longest = max(e.frames for e in dataset.entries)
@@ -352,31 +401,38 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
     mean, std = feature_statistics(dataset, train_entries)
     card = ModelCard(dataset.target, dataset.feature_config, config.model, mean, std, config.postprocessing)
     positive_weight = _positive_weight(train_entries, t.max_positive_weight)
-    write_json(partial / "state.json", {"config": to_dict(config)})
+    return _Plan(dataset, config, train_entries, val_entries, card, positive_weight)
 
+
+def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
+    """Fit the network with early stopping (or resume it); returns the model holding the
+    best epoch's weights, the validation callback and the checkpoint."""
+    t = plan.config.training
     batches = WindowBatches(
-        dataset,
-        train_entries,
-        card,
+        plan.dataset,
+        plan.train_entries,
+        plan.card,
         stride=t.stride,
         batch_size=t.batch_size,
-        positive_weight=positive_weight,
+        positive_weight=plan.positive_weight,
         shuffle=True,
         seed=t.seed,
     )
-    log.info("%d training windows per epoch, positive frames weigh %.2f", len(batches.index), positive_weight)
+    log.info("%d training windows per epoch, positive frames weigh %.2f", len(batches.index), plan.positive_weight)
     progress = read_json(partial / PROGRESS) if resume else None
     if progress is not None:
         try:
             model = keras.saving.load_model(partial / LAST_STATE, safe_mode=True)  # weights and optimizer state
         except Exception as error:  # a damaged zip or h5 surfaces as many different errors
-            raise SoundnetError(f"{partial / LAST_STATE}: cannot resume from this checkpoint ({type(error).__name__}); train again without --resume") from None
+            raise SoundnetError(
+                f"{partial / LAST_STATE}: cannot resume from this checkpoint ({type(error).__name__}); train again without --resume"
+            ) from None
         _truncate_history(partial / HISTORY_FILE, progress["epochs_done"])
         log.info("resuming after epoch %d", progress["epochs_done"])
     else:
-        model = build_model(config.model, n_mfcc=dataset.feature_config.n_mfcc)
+        model = build_model(plan.config.model, n_mfcc=plan.dataset.feature_config.n_mfcc)
         model.compile(optimizer=keras.optimizers.RMSprop(t.learning_rate), loss="binary_crossentropy")
-    validation = Validation(batches, dataset, val_entries, card, positive_weight)
+    validation = Validation(batches, plan.dataset, plan.val_entries, plan.card, plan.positive_weight)
     checkpoint = Checkpoint(partial, patience=t.patience, progress=progress)
     callbacks = [
         EpochOrder(batches),
@@ -395,73 +451,75 @@ def _train(dataset: Dataset, out: Path, partial: Path, config: Config, resume: b
         validation.set_model(model)
         checkpoint.set_model(model)
         checkpoint.on_train_end()
-    epochs = checkpoint.progress["epochs_done"]
+    return model, validation, checkpoint
 
-    # Tune post-processing on the validation files, as detect will see them (the kept
-    # weights are the best epoch's, BatchNorm statistics included: its probabilities
-    # are reused when this process computed them).
-    best_epoch = checkpoint.progress["best_epoch"]
-    if validation.best is not None and validation.best[0] == best_epoch:
+
+def _tune_on_validation(plan: _Plan, validation: Validation, checkpoint: Checkpoint):
+    """Search the post-processing on the validation files, as detect will see them.
+
+    The kept weights are the best epoch's, BatchNorm statistics included: its
+    probabilities are reused when this process computed them.
+    """
+    dataset = plan.dataset
+    if validation.best is not None and validation.best[0] == checkpoint.progress["best_epoch"]:
         probs = validation.best[2]
     else:
         probs = validation.probabilities()
-    names = [e.id for e in val_entries]
-    reference = {e.id: _events(dataset, e) for e in val_entries}
-    durations = {e.id: e.frames * dataset.feature_config.frame_seconds for e in val_entries}
-    tuned = tune(
+    names = [e.id for e in plan.val_entries]
+    tuned = search_postprocessing(
         dict(zip(names, probs, strict=True)),
-        reference,
+        {e.id: _events(dataset, e) for e in plan.val_entries},
         label=dataset.target,
         frame_seconds=dataset.feature_config.frame_seconds,
-        durations=durations,
+        durations={e.id: e.frames * dataset.feature_config.frame_seconds for e in plan.val_entries},
     )
     frames = frame_scores(validation.labels, probs)
     log.info(
         "validation: event F1 %.3f (ER %.3f) with %s; plain threshold 0.5: F1 %.3f; frame AP %s",
-        tuned.scores["event_onset"]["f_measure"] or 0.0,
-        tuned.scores["event_onset"]["error_rate"],
+        tuned.scores.event_onset.f_measure or 0.0,
+        tuned.scores.event_onset.error_rate,
         tuned.post,
-        tuned.baseline["event_onset"]["f_measure"] or 0.0,
-        "n/a" if frames["average_precision"] is None else f"{frames['average_precision']:.3f}",
+        tuned.baseline.event_onset.f_measure or 0.0,
+        "n/a" if frames.average_precision is None else f"{frames.average_precision:.3f}",
     )
-    card = ModelCard(
-        dataset.target,
-        dataset.feature_config,
-        config.model,
-        mean,
-        std,
-        tuned.post,
+    return tuned, frames
+
+
+def _final_card(plan: _Plan, tuned: TuneResult, frames, *, epochs: int) -> ModelCard:
+    """The run's card: the plan's card with the tuned post-processing and the record of
+    validation (per-file counts by audio file) and training."""
+    return dataclasses.replace(
+        plan.card,
+        postprocessing=tuned.post,
         validation={
-            **tuned.scores,
-            "files": {e.source: tuned.scores["files"][e.id] for e in val_entries},  # per-file counts by audio file
-            "untuned_event_onset": tuned.baseline["event_onset"],
-            "frame": frames,
+            **tuned.scores.summary_json(),
+            "files": {e.source: tuned.scores.files[e.id].to_json() for e in plan.val_entries},
+            "untuned_event_onset": tuned.baseline.event_onset.to_json(),
+            "frame": frames.to_json(),
         },
         training={
-            "config": to_dict(config.training),
+            "config": to_dict(plan.config.training),
             "epochs_run": epochs,
-            "positive_weight": positive_weight,
-            "files": [e.source for e in train_entries],
-            "dataset": str(dataset.root.resolve()),
+            "positive_weight": plan.positive_weight,
+            "files": [e.source for e in plan.train_entries],
+            "dataset": str(plan.dataset.root.resolve()),
             "soundnet_version": __version__,
         },
     )
-    final = build_model(config.model, n_mfcc=dataset.feature_config.n_mfcc)  # uncompiled: no optimizer state in the file
+
+
+def _write_run_files(partial: Path, model: keras.Model, card: ModelCard) -> ModelCard:
+    """Write the network (Keras and LiteRT) and the card sealed with their checksums;
+    remove the checkpoints. Returns the sealed card."""
+    n_mfcc = card.features.n_mfcc
+    final = build_model(card.model, n_mfcc=n_mfcc)  # uncompiled: no optimizer state in the file
     final.set_weights(model.get_weights())
     final.save(partial / MODEL_FILE)
-    export_tflite(final, partial / TFLITE_FILE, n_mfcc=dataset.feature_config.n_mfcc)
+    export_tflite(final, partial / TFLITE_FILE, n_mfcc=n_mfcc)
+    card = seal(partial, card)
     write_card(partial, card)
-    for name in ("state.json", PROGRESS, LAST_STATE, "best.weights.h5"):
+    for name in (STATE, PROGRESS, LAST_STATE, "best.weights.h5"):
         (partial / name).unlink(missing_ok=True)
     for leftover in (*partial.glob("best-*.weights.h5"), *partial.glob(".tmp-*")):
         leftover.unlink()
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old)
-    else:
-        partial.rename(out)
-    assert (out / CARD_FILE).is_file()
-    return TrainResult(out, card, epochs)
+    return card

@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from queue import Full, Queue
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from soundnet.audio import find_audio, iter_audio
+from soundnet.batch import BatchResult, Failure, run_batch
 from soundnet.config import PostConfig
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
 from soundnet.features import iter_features, one_blas_thread, silent_frames
 from soundnet.postprocess import to_events
-from soundnet.run import ModelCard, load_keras_model, read_card
+from soundnet.run import CARD_FILE, MODEL_FILE, TFLITE_FILE, ModelCard, load_keras_model, read_card, verify_network_files
 from soundnet.windows import stream_probabilities
+
+if TYPE_CHECKING:
+    from soundnet.outputs import OutputPlan
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,13 +39,34 @@ BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 
 @dataclass(frozen=True)
 class Detection:
-    """What detect found in one file."""
+    """What detect found in one file.
+
+    Attributes
+    ----------
+    path : Path
+        The audio file.
+    duration : float
+        Its length in seconds.
+    frame_seconds : float
+        The frame hop: frame ``i`` is centred at ``i * frame_seconds``.
+    probabilities : np.ndarray [shape=(frames,), dtype=float32]
+        The probability of the target sound in each frame, in [0, 1].
+    events : list of Event
+        The events after post-processing, named ``name``.
+    name : str
+        The file's name in outputs (relative to the folder it was found in).
+    """
 
     path: Path
     duration: float
     frame_seconds: float
     probabilities: np.ndarray  # (frames,) float32 in [0, 1]
     events: list[Event]
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", Path(self.path).name)
 
     @property
     def times(self) -> np.ndarray:
@@ -129,7 +155,7 @@ class Detector:
             raise SoundnetError(f"runtime must be one of {', '.join(self.RUNTIMES)}. Received: runtime={runtime!r}")
         self.runtime = runtime
         self.run = Path(run) if run is not None else BUNDLED_MODEL
-        if run is None and not (self.run / "card.json").is_file():
+        if run is None and not (self.run / CARD_FILE).is_file():
             raise SoundnetError("no bundled default model in this installation: pass --model RUN")
         self.card: ModelCard = read_card(self.run)
         self._predict = None
@@ -140,16 +166,18 @@ class Detector:
             return
         from soundnet import litert
 
-        tflite = self.run / litert.TFLITE_FILE
+        verify_network_files(self.run, self.card)
+        tflite = self.run / TFLITE_FILE
         if self.runtime == "litert" or (self.runtime == "auto" and tflite.is_file() and litert.available()):
             if not tflite.is_file():
-                raise SoundnetError(f"{self.run}: no {litert.TFLITE_FILE} for the LiteRT runtime (use --runtime keras)")
+                raise SoundnetError(f"{self.run}: no {TFLITE_FILE} for the LiteRT runtime (use --runtime keras)")
             if not litert.available():
                 raise SoundnetError("the LiteRT runtime needs the ai-edge-litert package (pip install ai-edge-litert)")
             try:
                 self._predict = litert.LiteRTPredictor(tflite, n_mfcc=self.card.features.n_mfcc, window=self.card.model.window)
             except (ValueError, RuntimeError) as error:
                 raise SoundnetError(f"{tflite}: cannot load the LiteRT model ({error})") from None
+            log.debug("%s: network runs on LiteRT (%s)", self.run, tflite.name)
             return
         from soundnet.backend import quiet_import_keras
 
@@ -158,6 +186,7 @@ class Detector:
 
         model = load_keras_model(self.run, self.card)
         self._predict = predict_fn(model, n_mfcc=self.card.features.n_mfcc)
+        log.debug("%s: network runs on Keras (%s)", self.run, MODEL_FILE)
 
     @property
     def predict(self):
@@ -188,6 +217,7 @@ class Detector:
     def detect_file(self, path: Path, *, post: PostConfig | None = None, name: str | None = None) -> Detection:
         """Probabilities and events of one file (``post`` defaults to the card's tuned values)."""
         post = post or self.card.postprocessing
+        started = time.perf_counter()
         probs, duration = self.probabilities(path)
         events = to_events(
             probs,
@@ -197,20 +227,85 @@ class Detector:
             filename=name or Path(path).name,
             label=self.card.target,
         )
-        return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events)
+        log.debug("%s: %.1f s of audio scored in %.2f s, %d event(s) with %s", path, duration, time.perf_counter() - started, len(events), post)
+        return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events, name=name or Path(path).name)
 
     def postprocessing(self, **overrides: float | None) -> PostConfig:
         """The card's post-processing with the given values replaced (None keeps the card's)."""
         return replace(self.card.postprocessing, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def detect(paths: Iterable[Path], *, model: Path | None = None, post: PostConfig | None = None) -> list[Detection]:
-    """Detect the target sound in audio files and folders (the notebook entry point).
+@dataclass(frozen=True)
+class DetectReport:
+    """What :func:`detect` did: a detection per file that worked, and the failures."""
 
-    Returns one :class:`Detection` per audio file; a file that cannot be read raises.
+    detections: list[Detection]
+    failures: list[Failure]
+    text: str | None = None  # the combined output, when the plan sends it to the caller
+
+    @property
+    def attempted(self) -> int:
+        return len(self.detections) + len(self.failures)
+
+
+def detect(
+    inputs: Path | str | Iterable[Path | str],
+    *,
+    model: Path | None = None,
+    runtime: str = "auto",
+    threshold: float | None = None,
+    median_seconds: float | None = None,
+    min_duration: float | None = None,
+    merge_gap: float | None = None,
+    outputs: OutputPlan | None = None,
+    fail_fast: bool = False,
+) -> DetectReport:
+    """Detect the target sound in audio files and folders.
+
+    Parameters
+    ----------
+    inputs : path or iterable of paths
+        Audio files and folders (searched recursively).
+    model : Path or None
+        A run folder; None for the bundled default detector.
+    runtime : {"auto", "litert", "keras"}
+        See :class:`Detector`.
+    threshold, median_seconds, min_duration, merge_gap : float or None
+        Replace the model card's tuned post-processing (None keeps the card's value).
+    outputs : OutputPlan or None
+        Files to write (event tables, frames, a plot); checked against the files before
+        the network loads.
+    fail_fast : bool
+        Stop at the first file that fails (else it is logged, recorded, and the batch goes on).
+
+    Returns
+    -------
+    DetectReport
+        ``detections`` (each with its probabilities and events), ``failures``, and
+        ``text``, the combined output in the plan's format when it was not written to a file.
     """
-    detector = Detector(model)
-    return [detector.detect_file(path, post=post) for path in find_audio(paths)]
+    from soundnet.outputs import OutputPlan, OutputWriter
+
+    roots = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+    paths = find_audio(roots)
+    names = {path: display_name(path, roots) for path in paths}
+    detector = Detector(model, runtime=runtime)
+    post = detector.postprocessing(
+        threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap
+    )
+    writer = OutputWriter(
+        outputs or OutputPlan(), list(names.values()), sample_rate=detector.card.features.sample_rate, post=post
+    )
+    detector.load()
+
+    def detect_one(path: Path) -> Detection:
+        detection = detector.detect_file(path, post=post, name=names[path])
+        writer.write_file(detection)
+        return detection
+
+    batch: BatchResult[Path, Detection] = run_batch(detect_one, paths, fail_fast=fail_fast)
+    detections = [detection for _, detection in batch.done]
+    return DetectReport(detections, batch.failures, writer.finish(detections))
 
 
 def display_name(path: Path, roots: Iterable[Path]) -> str:

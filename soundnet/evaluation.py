@@ -1,0 +1,185 @@
+"""Evaluation: a detector, or any detector's event table, scored on annotated audio.
+
+Reading the reference and running the detector happen here; the scores come from
+:mod:`soundnet.scoring` and the readable table from :mod:`soundnet.report`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from soundnet.annotations import choose_target, frame_labels, match_files, read_event_table
+from soundnet.audio import audio_duration, find_audio
+from soundnet.batch import Failure, run_batch
+from soundnet.events import Event
+from soundnet.outputs import plot_file, unique_paths
+from soundnet.scoring import EventScores, FrameScores, event_scores, frame_scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class References:
+    """Annotated audio: the target label, each annotated file's path and reference
+    events, keyed by its display name (relative to the folder it was found in)."""
+
+    target: str
+    paths: dict[str, Path]
+    events: dict[str, list[Event]]
+
+
+def _roots(inputs: Path | str | Iterable[Path | str]) -> list[Path]:
+    return [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+
+
+def _rows_by_name(matched: dict, names: dict[Path, str]) -> dict[str, list[Event]]:
+    return {
+        names[p]: sorted(Event(names[p], r.event.onset, r.event.offset, r.event.label) for r in rows if r.event is not None)
+        for p, rows in matched.items()
+        if p in names
+    }
+
+
+def read_references(inputs: Path | str | Iterable[Path | str], annotations: Path | None, *, target: str | None) -> References:
+    """The annotated files among ``inputs`` and their reference events.
+
+    ``annotations`` is a DCASE table; None reads Audacity labels beside the audio. Only
+    annotated files are kept; ``target`` None takes the only label there is.
+    """
+    from soundnet.dataset import collect_annotations
+    from soundnet.detection import display_name
+
+    roots = _roots(inputs)
+    audio = find_audio(roots)
+    matched = collect_annotations(audio, roots, annotations)
+    target = choose_target([row for rows in matched.values() for row in rows], target)
+    names = {p: display_name(p, roots) for p in audio if p in matched}
+    return References(target, {n: p for p, n in names.items()}, _rows_by_name(matched, names))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores of a detector (or of a ready event table) on labelled audio.
+
+    Attributes
+    ----------
+    target : str
+        The label scored.
+    scores : EventScores
+        Event-based (onset; onset and offset) and segment-based scores, per-file counts.
+    frame : FrameScores or None
+        Frame-level average precision and ROC AUC (None when scoring a table).
+    reference, estimated : dict of name to events
+        The events compared, per scored file.
+    failures : list of Failure
+        Files the detector could not score (item: the file's display name).
+    """
+
+    target: str
+    scores: EventScores
+    frame: FrameScores | None
+    reference: dict[str, list[Event]]
+    estimated: dict[str, list[Event]]
+    failures: list[Failure]
+
+    def to_json(self) -> dict:
+        return {
+            "target": self.target,
+            **self.scores.summary_json(),
+            "frame": None if self.frame is None else self.frame.to_json(),
+            "files": {name: counts.to_json() for name, counts in self.scores.files.items()},
+            "failures": [{"file": f.item, "error": f.message} for f in self.failures],
+        }
+
+
+def _scored(references: References, reference: dict, estimated: dict, frame, failures) -> Evaluation:
+    durations = {name: audio_duration(references.paths[name]) for name in reference}
+    scores = event_scores(reference, estimated, label=references.target, durations=durations)
+    return Evaluation(references.target, scores, frame, reference, estimated, failures)
+
+
+def evaluate(
+    inputs: Path | str | Iterable[Path | str],
+    *,
+    annotations: Path | None = None,
+    model: Path | None = None,
+    target: str | None = None,
+    threshold: float | None = None,
+    median_seconds: float | None = None,
+    min_duration: float | None = None,
+    merge_gap: float | None = None,
+    plot_dir: Path | None = None,
+    on_detection: Callable | None = None,
+    fail_fast: bool = False,
+) -> Evaluation:
+    """Run a detector on annotated audio and score it with the DCASE metrics of sed_eval.
+
+    Parameters
+    ----------
+    inputs : path or iterable of paths
+        Audio files and folders.
+    annotations : Path or None
+        A DCASE table of reference events; None reads Audacity labels beside the audio.
+    model : Path or None
+        A run folder; None for the bundled default detector.
+    target : str or None
+        The label to score (default: the model's target).
+    threshold, median_seconds, min_duration, merge_gap : float or None
+        Replace the model card's post-processing (None keeps the card's value).
+    plot_dir : Path or None
+        Draw each file's spectrogram, probability, detected and reference events here
+        (one PNG per file, named as detect's per-file outputs).
+    on_detection : callable, optional
+        ``on_detection(detection, reference_events)`` for each file scored.
+    fail_fast : bool
+        Stop at the first file the detector cannot read.
+    """
+    from soundnet.detection import Detection, Detector
+
+    detector = Detector(model)
+    references = read_references(inputs, annotations, target=target or detector.card.target)
+    post = detector.postprocessing(
+        threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap
+    )
+
+    plots = {} if plot_dir is None else unique_paths(plot_dir, list(references.paths), ".png", what="the plot")
+
+    def detect_one(name: str) -> Detection:
+        detection = detector.detect_file(references.paths[name], post=post, name=name)
+        if name in plots:
+            sample_rate = detector.card.features.sample_rate
+            plot_file(plots[name], detection, sample_rate=sample_rate, threshold=post.threshold, reference=references.events[name])
+        if on_detection is not None:
+            on_detection(detection, references.events[name])
+        return detection
+
+    batch = run_batch(detect_one, list(references.paths), fail_fast=fail_fast)
+    detections = {name: d for name, d in batch.done}
+    labels = [
+        frame_labels(
+            [e for e in references.events[name] if e.label == references.target], len(d.probabilities), frame_seconds=d.frame_seconds
+        )
+        for name, d in detections.items()
+    ]
+    frame = frame_scores(labels, [d.probabilities for d in detections.values()])
+    reference = {name: references.events[name] for name in detections}
+    estimated = {name: d.events for name, d in detections.items()}
+    return _scored(references, reference, estimated, frame, batch.failures)
+
+
+def evaluate_table(
+    inputs: Path | str | Iterable[Path | str],
+    estimated: Path,
+    *,
+    annotations: Path | None = None,
+    target: str | None = None,
+) -> Evaluation:
+    """Score a ready event table (``estimated``: a DCASE table, any detector's) on the
+    annotated audio in ``inputs``, exactly as :func:`evaluate` scores a soundnet model."""
+    references = read_references(inputs, annotations, target=target)
+    matched = match_files(read_event_table(Path(estimated)), list(references.paths.values()), _roots(inputs))
+    names = {p: n for n, p in references.paths.items()}
+    return _scored(references, references.events, _rows_by_name(matched, names), None, [])

@@ -1,0 +1,184 @@
+"""Where detect's results go: the combined event table, per-file label files,
+per-frame probabilities and plots.
+
+:class:`OutputPlan` is what the user asked for; it is checked against the files
+before any work (options that cannot work together, two files that would write one
+output), and :class:`OutputWriter` writes each file's outputs as its detection
+arrives, then the combined table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from soundnet.config import PostConfig
+from soundnet.errors import UsageError
+from soundnet.formats import EXTENSIONS, FORMATS, render_events, write_frames
+from soundnet.storage import write_text
+
+log = logging.getLogger(__name__)
+
+#: Formats of detect's event output: the readable text report, then the table formats.
+OUTPUT_FORMATS = ("text", *FORMATS)
+
+
+def per_file_path(folder: Path, name: str, extension: str) -> Path:
+    """The output file in ``folder`` for the audio file shown as ``name``: its relative
+    path without the audio extension, folders joined by ``__``, plus ``extension``
+    (``sub/a.wav`` -> ``folder/sub__a.txt``)."""
+    return Path(folder) / (Path(name).with_suffix("").as_posix().replace("/", "__") + extension)
+
+
+def unique_paths(folder: Path, names: Sequence[str], extension: str, *, what: str) -> dict[str, Path]:
+    """:func:`per_file_path` of every name; two names that would share a file are an error."""
+    paths: dict[str, Path] = {}
+    owners: dict[Path, str] = {}
+    for name in names:
+        path = per_file_path(folder, name, extension)
+        if path in owners:
+            raise UsageError(f"{path}: {what} of both {owners[path]!r} and {name!r} would be written here; detect them separately")
+        owners[path] = name
+        paths[name] = path
+    return paths
+
+
+def render_text(detections: Sequence) -> str:
+    """The readable report: per file its event count and length, then one line per event."""
+    lines = []
+    for detection in detections:
+        lines.append(f"{detection.name}: {len(detection.events)} event(s) in {detection.duration:.2f} s")
+        lines += [f"  {e.onset:9.3f} - {e.offset:9.3f} s  {e.label}  confidence {e.confidence:.2f}" for e in detection.events]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def plot_file(path: Path, detection, *, sample_rate: int, threshold: float, reference=None) -> None:
+    """Draw a detection (spectrogram, probability, threshold, events, and the reference
+    events if given) to the PNG ``path``."""
+    from soundnet.plot import plot_detection
+
+    plot_detection(
+        path,
+        audio=detection.path,
+        sample_rate=sample_rate,
+        probabilities=detection.probabilities,
+        frame_seconds=detection.frame_seconds,
+        threshold=threshold,
+        events=detection.events,
+        reference=reference,
+        title=detection.name,
+    )
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """What detect writes besides returning its detections.
+
+    Attributes
+    ----------
+    fmt : one of OUTPUT_FORMATS
+        Format of the combined event output (and of per-file files in ``output_dir``;
+        ``text`` gives tsv there).
+    output : Path or None
+        Write the combined events here (None: the caller prints :attr:`OutputWriter.text`).
+    output_dir : Path or None
+        One event file per audio file here (audacity ``x.txt``, raven ``x.selections.txt``...).
+    frames : Path or None
+        Per-frame probabilities: ``F.csv`` or ``F.npy`` for one file; with several
+        files, a folder named after ``F`` without its suffix holding one file each.
+    json_frames : bool
+        With ``fmt="json"``, include each file's per-frame probabilities.
+    plot : Path or None
+        A PNG of the one file's spectrogram, probability, threshold and events.
+    """
+
+    fmt: str = "text"
+    output: Path | None = None
+    output_dir: Path | None = None
+    frames: Path | None = None
+    json_frames: bool = False
+    plot: Path | None = None
+
+    def check(self, n_files: int) -> None:
+        """Refuse combinations that cannot work for ``n_files`` files (UsageError)."""
+        if self.fmt not in OUTPUT_FORMATS:
+            raise UsageError(f"unknown output format {self.fmt!r} (choose one of {', '.join(OUTPUT_FORMATS)})")
+        if self.plot is not None and n_files != 1:
+            raise UsageError(f"--plot draws one file, but {n_files} were given")
+        if self.fmt == "audacity" and n_files > 1 and self.output_dir is None:
+            raise UsageError("--format audacity writes one label file per audio file: give --output-dir")
+
+    @property
+    def per_file_format(self) -> str:
+        return "tsv" if self.fmt == "text" else self.fmt
+
+
+class OutputWriter:
+    """Writes a plan's outputs for a batch of named files.
+
+    Parameters
+    ----------
+    plan : OutputPlan
+    names : sequence of str
+        Every file's display name, in order (checked for output collisions now).
+    sample_rate : int
+        The model's sample rate: Raven's high frequency is its Nyquist frequency.
+    post : PostConfig
+        The post-processing in use (the plot draws its threshold).
+    """
+
+    def __init__(self, plan: OutputPlan, names: Sequence[str], *, sample_rate: int, post: PostConfig):
+        plan.check(len(names))
+        self.plan, self.names, self.sample_rate, self.post = plan, list(names), sample_rate, post
+        self.label_files = {}
+        if plan.output_dir is not None:
+            extension = EXTENSIONS.get(plan.per_file_format, ".tsv")
+            self.label_files = unique_paths(plan.output_dir, self.names, extension, what="the events")
+        self.frame_files = {}
+        if plan.frames is not None:
+            if len(self.names) == 1:
+                self.frame_files = {self.names[0]: plan.frames}
+            else:
+                suffix = ".npy" if plan.frames.suffix.lower() == ".npy" else ".csv"
+                self.frame_files = unique_paths(plan.frames.with_suffix(""), self.names, suffix, what="the frames")
+
+    @property
+    def high_freq(self) -> float:
+        return self.sample_rate / 2
+
+    def write_file(self, detection) -> None:
+        """Write the per-file outputs of one detection (its plot, frames and label file)."""
+        name = detection.name
+        if self.plan.output is not None or self.plan.fmt != "text":  # the text report on stdout says it already
+            log.info("%s: %d event(s) in %.1f s", name, len(detection.events), detection.duration)
+        if self.plan.plot is not None:
+            plot_file(self.plan.plot, detection, sample_rate=self.sample_rate, threshold=self.post.threshold)
+        if name in self.frame_files:
+            write_frames(self.frame_files[name], detection.times, detection.probabilities)
+        if name in self.label_files:
+            text = render_events(detection.events, self.plan.per_file_format, files=[name], high_freq=self.high_freq)
+            write_text(self.label_files[name], text)
+
+    def combined_text(self, detections: Sequence) -> str:
+        """The combined event output of all detections, in the plan's format."""
+        if self.plan.fmt == "text":
+            return render_text(detections)
+        events = [e for d in detections for e in d.events]
+        frames = None
+        if self.plan.json_frames and self.plan.fmt == "json":
+            frames = {d.name: (d.times, d.probabilities) for d in detections}
+        return render_events(events, self.plan.fmt, files=[d.name for d in detections], frames=frames, high_freq=self.high_freq)
+
+    def finish(self, detections: Sequence) -> str | None:
+        """Write the combined output to ``plan.output``; return its text when it goes to
+        the caller instead (no ``output`` and no ``output_dir``), else None."""
+        if self.plan.output_dir is not None and self.plan.output is None:
+            return None
+        text = self.combined_text(detections)
+        if self.plan.output is None:
+            return text
+        write_text(self.plan.output, text)
+        return None
+

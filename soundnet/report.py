@@ -1,0 +1,36 @@
+"""The readable table that ``soundnet evaluate`` prints."""
+
+from __future__ import annotations
+
+from soundnet.evaluation import Evaluation
+
+_TITLES = {
+    "event_onset": "event-based, onset collar 0.5 s",
+    "event_onset_offset": "event-based, onset + offset",
+    "segment": "segment-based, 1 s",
+}
+
+
+def _cell(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "n/a"
+
+
+def render_report(evaluation: Evaluation) -> str:
+    """Scores, frame-level figures and per-file counts as aligned text."""
+    lines = [f"target: {evaluation.target}   files: {len(evaluation.reference)}", ""]
+    lines.append(f"{'metric':<34}{'F1':>8}{'precision':>11}{'recall':>8}{'ER':>8}")
+    for key, title in _TITLES.items():
+        s = getattr(evaluation.scores, key)
+        lines.append(f"{title:<34}{_cell(s.f_measure):>8}{_cell(s.precision):>11}{_cell(s.recall):>8}{_cell(s.error_rate):>8}")
+    if evaluation.frame is not None:
+        frame = evaluation.frame
+        lines.append("")
+        lines.append(
+            f"frame-level average precision {_cell(frame.average_precision)}, "
+            f"ROC AUC {_cell(frame.roc_auc)} over {frame.frames} frames"
+        )
+    lines.append("")
+    lines.append(f"{'file':<40}{'reference':>10}{'detected':>10}{'matched':>9}")
+    for name, counts in evaluation.scores.files.items():
+        lines.append(f"{name:<40}{counts.reference:>10}{counts.estimated:>10}{counts.true_positives:>9}")
+    return "\n".join(lines) + "\n"
