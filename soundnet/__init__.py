@@ -51,12 +51,38 @@ _EXPORTS = {
     "SoundnetError": "soundnet.errors",
 }
 
-__all__ = ["__version__", "load_model", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "load_model",
+    "Detector",
+    "Detection",
+    "DetectReport",
+    "detect",
+    "extract",
+    "ExtractReport",
+    "train",
+    "TrainResult",
+    "evaluate",
+    "evaluate_table",
+    "Evaluation",
+    "tune",
+    "Tuning",
+    "synthesize",
+    "plot_detection",
+    "load_config",
+    "Config",
+    "PostConfig",
+    "OutputPlan",
+    "read_card",
+    "ModelCard",
+    "Event",
+    "SoundnetError",
+]  # _EXPORTS' names (a test holds them equal)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
     from soundnet.config import Config, PostConfig, load_config
     from soundnet.dataset import ExtractReport, extract
-    from soundnet.detection import DetectReport, Detection, Detector, detect
+    from soundnet.detection import Detection, Detector, DetectReport, detect
     from soundnet.errors import SoundnetError
     from soundnet.evaluation import Evaluation, evaluate, evaluate_table
     from soundnet.events import Event

@@ -20,6 +20,8 @@ from soundnet.errors import SoundnetError, UsageError
 log = logging.getLogger("soundnet")
 
 EXISTING = click.Path(exists=True, path_type=Path)
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+EXISTING_FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")  # soundnet.outputs.OUTPUT_FORMATS (a test holds them equal)
 
 
@@ -71,7 +73,7 @@ def main(verbose: int, quiet: bool) -> None:
 @click.option(
     "--annotations",
     "-a",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="DCASE table (filename onset offset label, TSV or CSV). Without it, Audacity labels beside the audio (x.wav + x.txt).",
 )
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder to write.")
@@ -80,7 +82,7 @@ def main(verbose: int, quiet: bool) -> None:
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="YAML config (its features section is used).",
 )
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
@@ -114,12 +116,12 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=EXISTING_FOLDER)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder to write.")
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="YAML config (see configs/default.yaml).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (overrides the config).")
@@ -151,12 +153,12 @@ def _fmt(value) -> str:
 
 
 model_option = click.option(
-    "--model", "-m", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Run folder (default: the bundled detector)."
+    "--model", "-m", type=EXISTING_FOLDER, help="Run folder (default: the bundled detector)."
 )
 reference_option = click.option(
     "--annotations",
     "-a",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="Reference events: a DCASE table (default: Audacity labels beside the audio).",
 )
 
@@ -174,6 +176,11 @@ def post_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
+    """The post-processing options given (None: keep the model card's value)."""
+    return {"threshold": threshold, "median_seconds": median_seconds, "min_duration": min_duration, "merge_gap": merge_gap}
 
 
 @main.command()
@@ -218,10 +225,7 @@ def detect(
         inputs,
         model=model,
         runtime=runtime,
-        threshold=threshold,
-        median_seconds=median_seconds,
-        min_duration=min_duration,
-        merge_gap=merge_gap,
+        post=_overrides(threshold, median_seconds, min_duration, merge_gap),
         outputs=plan,
         fail_fast=fail_fast,
     )
@@ -236,7 +240,7 @@ def detect(
 @model_option
 @click.option(
     "--estimated",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="Score this ready event table (DCASE TSV, any detector's) instead of running a model.",
 )
 @click.option("--target", "-t", help="Label to score (default: the model's target).")
@@ -272,10 +276,7 @@ def evaluate(
             annotations=annotations,
             model=model,
             target=target,
-            threshold=threshold,
-            median_seconds=median_seconds,
-            min_duration=min_duration,
-            merge_gap=merge_gap,
+            post=_overrides(threshold, median_seconds, min_duration, merge_gap),
             plot_dir=plot_dir,
             fail_fast=fail_fast,
         )
@@ -286,7 +287,7 @@ def evaluate(
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run", type=EXISTING_FOLDER)
 @click.argument("inputs", nargs=-1, required=True, type=EXISTING)
 @reference_option
 @library_errors
@@ -304,13 +305,13 @@ def tune(run, inputs, annotations):
     "--events",
     "events_dir",
     required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_FOLDER,
     help="Folder of isolated clips of the target sound (its name is the label).",
 )
 @click.option(
     "--backgrounds",
     required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_FOLDER,
     help="Folder of background recordings.",
 )
 @click.option(
@@ -337,7 +338,7 @@ def tune(run, inputs, annotations):
 @click.option(
     "--distractors",
     multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_FOLDER,
     help="Folder of other sounds to add (annotated with the folder's name); repeatable.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same files.")

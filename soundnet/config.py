@@ -18,7 +18,6 @@ from typing import Any
 from soundnet.errors import SoundnetError
 from soundnet.inputs import n_features
 
-
 #: Version of the feature code (soundnet.features): raised whenever the same
 #: FeatureConfig would give other numbers, so a model card can refuse features it was
 #: not trained on.
@@ -29,15 +28,15 @@ FEATURE_CODE_VERSION = 1
 class FeatureConfig:
     """How audio becomes per-frame features (must match between training and use)."""
 
-    sample_rate: int = 16000
-    hop_length: int = 160
-    n_fft: int = 512
-    win_length: int = 400
-    n_mels: int = 64
-    n_mfcc: int = 64
-    fmin: float = 0.0
-    fmax: float | None = None
-    delta_width: int = 9
+    sample_rate: int = 16000  # Hz; audio is resampled to it
+    hop_length: int = 160  # samples between frames (10 ms)
+    n_fft: int = 512  # FFT size (32 ms); even
+    win_length: int = 400  # analysis window (25 ms); <= n_fft
+    n_mels: int = 64  # mel bands
+    n_mfcc: int = 64  # MFCC per frame; <= n_mels
+    fmin: float = 0.0  # Hz; 0 <= fmin < fmax
+    fmax: float | None = None  # Hz, <= sample_rate / 2; None: sample_rate / 2
+    delta_width: int = 9  # frames of the delta filter; odd, >= 3
 
     def __post_init__(self) -> None:
         _positive(self, "sample_rate", "hop_length", "n_fft", "win_length", "n_mels", "n_mfcc")
@@ -68,14 +67,14 @@ class FeatureConfig:
 class ModelConfig:
     """Sizes of the CNN-LSTM-Dense network (defaults: the seed's network)."""
 
-    window: int = 100
-    filters: int = 64
-    taps: int = 16
-    lstm_units: int = 64
-    aux_units: int = 65
-    dropout: float = 0.4
-    bn_momentum: float = 0.99
-    bn_epsilon: float = 0.001
+    window: int = 100  # frames the network sees at once (1 s); >= 1, at most the longest file
+    filters: int = 64  # per-frame Conv1D filters; >= 1
+    taps: int = 16  # Conv1D kernel length over the MFCC axis; 1 <= taps <= n_mfcc
+    lstm_units: int = 64  # >= 1
+    aux_units: int = 65  # units of the Dense layer on deltas + ZCR; >= 1
+    dropout: float = 0.4  # before the LSTM; in [0, 1]
+    bn_momentum: float = 0.99  # of the conv BatchNorm's moving statistics; in [0, 1]
+    bn_epsilon: float = 0.001  # > 0
 
     def __post_init__(self) -> None:
         _positive(self, "window", "filters", "taps", "lstm_units", "aux_units", "bn_epsilon")
@@ -86,14 +85,14 @@ class ModelConfig:
 class TrainConfig:
     """How the network is trained."""
 
-    epochs: int = 40
-    batch_size: int = 32
-    learning_rate: float = 0.001
-    stride: int = 50
-    validation_fraction: float = 0.2
-    patience: int = 8
-    max_positive_weight: float = 20.0
-    seed: int = 0
+    epochs: int = 40  # at most; >= 1
+    batch_size: int = 32  # windows per step; >= 1
+    learning_rate: float = 0.001  # RMSprop; > 0
+    stride: int = 50  # frames between training windows; >= 1
+    validation_fraction: float = 0.2  # of the files held out; in [0, 1]
+    patience: int = 8  # epochs without a better validation loss before stopping; >= 1
+    max_positive_weight: float = 20.0  # cap of the positive frames' class weight; >= 1, finite
+    seed: int = 0  # data split, order and initial weights
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "stride", "patience")
@@ -106,10 +105,10 @@ class TrainConfig:
 class PostConfig:
     """How per-frame probabilities become events."""
 
-    threshold: float = 0.5
-    median_seconds: float = 0.0
-    min_duration: float = 0.0
-    merge_gap: float = 0.0
+    threshold: float = 0.5  # a frame is active when its probability reaches it; in [0, 1]
+    median_seconds: float = 0.0  # median filter over the probabilities; 0: none
+    min_duration: float = 0.0  # shorter events are dropped (seconds)
+    merge_gap: float = 0.0  # events closer than this are merged (seconds)
 
     def __str__(self) -> str:
         return (

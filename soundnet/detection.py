@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from queue import Full, Queue
@@ -230,9 +230,13 @@ class Detector:
         log.debug("%s: %.1f s of audio scored in %.2f s, %d event(s) with %s", path, duration, time.perf_counter() - started, len(events), post)
         return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events, name=name or Path(path).name)
 
-    def postprocessing(self, **overrides: float | None) -> PostConfig:
-        """The card's post-processing with the given values replaced (None keeps the card's)."""
-        return replace(self.card.postprocessing, **{k: v for k, v in overrides.items() if v is not None})
+    def postprocessing(self, post: PostConfig | Mapping[str, float | None] | None = None, **overrides: float | None) -> PostConfig:
+        """The post-processing to use: ``post`` if a PostConfig, else the card's with the
+        values of ``post`` (a mapping) and ``overrides`` replaced (None values keep the card's)."""
+        if isinstance(post, PostConfig):
+            return post
+        values = {**(post or {}), **overrides}
+        return replace(self.card.postprocessing, **{k: v for k, v in values.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -253,10 +257,7 @@ def detect(
     *,
     model: Path | None = None,
     runtime: str = "auto",
-    threshold: float | None = None,
-    median_seconds: float | None = None,
-    min_duration: float | None = None,
-    merge_gap: float | None = None,
+    post: PostConfig | Mapping[str, float | None] | None = None,
     outputs: OutputPlan | None = None,
     fail_fast: bool = False,
 ) -> DetectReport:
@@ -270,8 +271,10 @@ def detect(
         A run folder; None for the bundled default detector.
     runtime : {"auto", "litert", "keras"}
         See :class:`Detector`.
-    threshold, median_seconds, min_duration, merge_gap : float or None
-        Replace the model card's tuned post-processing (None keeps the card's value).
+    post : PostConfig, mapping or None
+        The post-processing: a whole PostConfig, or some of its values
+        (``{"threshold": 0.6}``; None values ignored) replacing the model card's tuned
+        ones; None keeps the card's.
     outputs : OutputPlan or None
         Files to write (event tables, frames, a plot); checked against the files before
         the network loads.
@@ -290,9 +293,7 @@ def detect(
     paths = find_audio(roots)
     names = {path: display_name(path, roots) for path in paths}
     detector = Detector(model, runtime=runtime)
-    post = detector.postprocessing(
-        threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap
-    )
+    post = detector.postprocessing(post)
     writer = OutputWriter(
         outputs or OutputPlan(), list(names.values()), sample_rate=detector.card.features.sample_rate, post=post
     )

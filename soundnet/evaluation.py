@@ -7,13 +7,14 @@ Reading the reference and running the detector happen here; the scores come from
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from soundnet.annotations import choose_target, frame_labels, match_files, read_event_table
 from soundnet.audio import audio_duration, find_audio
 from soundnet.batch import Failure, run_batch
+from soundnet.config import PostConfig
 from soundnet.events import Event
 from soundnet.outputs import plot_file, unique_paths
 from soundnet.scoring import EventScores, FrameScores, event_scores, frame_scores
@@ -64,18 +65,11 @@ def read_references(inputs: Path | str | Iterable[Path | str], annotations: Path
 class Evaluation:
     """Scores of a detector (or of a ready event table) on labelled audio.
 
-    Attributes
-    ----------
-    target : str
-        The label scored.
-    scores : EventScores
-        Event-based (onset; onset and offset) and segment-based scores, per-file counts.
-    frame : FrameScores or None
-        Frame-level average precision and ROC AUC (None when scoring a table).
-    reference, estimated : dict of name to events
-        The events compared, per scored file.
-    failures : list of Failure
-        Files the detector could not score (item: the file's display name).
+    ``target`` is the label scored; ``scores`` the event-based (onset; onset and
+    offset) and segment-based figures with per-file counts; ``frame`` the frame-level
+    average precision and ROC AUC (None when a table was scored); ``reference`` and
+    ``estimated`` the events compared, by file; ``failures`` the files the detector
+    could not score (``item``: the file's display name).
     """
 
     target: str
@@ -107,10 +101,7 @@ def evaluate(
     annotations: Path | None = None,
     model: Path | None = None,
     target: str | None = None,
-    threshold: float | None = None,
-    median_seconds: float | None = None,
-    min_duration: float | None = None,
-    merge_gap: float | None = None,
+    post: PostConfig | Mapping[str, float | None] | None = None,
     plot_dir: Path | None = None,
     on_detection: Callable | None = None,
     fail_fast: bool = False,
@@ -127,8 +118,10 @@ def evaluate(
         A run folder; None for the bundled default detector.
     target : str or None
         The label to score (default: the model's target).
-    threshold, median_seconds, min_duration, merge_gap : float or None
-        Replace the model card's post-processing (None keeps the card's value).
+    post : PostConfig, mapping or None
+        The post-processing: a whole PostConfig, or some of its values
+        (``{"threshold": 0.6}``; None values ignored) replacing the model card's tuned
+        ones; None keeps the card's.
     plot_dir : Path or None
         Draw each file's spectrogram, probability, detected and reference events here
         (one PNG per file, named as detect's per-file outputs).
@@ -141,9 +134,7 @@ def evaluate(
 
     detector = Detector(model)
     references = read_references(inputs, annotations, target=target or detector.card.target)
-    post = detector.postprocessing(
-        threshold=threshold, median_seconds=median_seconds, min_duration=min_duration, merge_gap=merge_gap
-    )
+    post = detector.postprocessing(post)
 
     plots = {} if plot_dir is None else unique_paths(plot_dir, list(references.paths), ".png", what="the plot")
 

@@ -147,6 +147,7 @@ def test_import_is_light_and_registers_the_layer_for_keras(tmp_path):
 
 
 def test_every_public_name_resolves():
+    assert set(soundnet.__all__) == {"__version__", "load_model", *soundnet._EXPORTS}
     for name in soundnet.__all__:
         assert getattr(soundnet, name) is not None, name
 
