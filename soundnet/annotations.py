@@ -6,165 +6,67 @@ later complaint (unknown audio file, event past the end) can point at the row.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
+from soundnet.formats import Row, read_audacity, read_table
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = {
-    "filename": ("filename", "file", "audio_filename", "file_name", "audiofile"),
-    "onset": ("onset", "event_onset", "start", "starttime", "start_time"),
-    "offset": ("offset", "event_offset", "end", "endtime", "end_time"),
-    "label": ("label", "event_label", "class", "event", "class_label"),
-}
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """One row of an annotation file: an event, or (``event is None``) a file without events."""
-
-    source: Path
-    line: int
-    filename: str
-    event: Event | None
-
-    @property
-    def where(self) -> str:
-        return f"{self.source} line {self.line}"
-
-
-def _time(text: str, what: str, where: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise SoundnetError(f"{where}: {what} is not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise SoundnetError(f"{where}: {what} is not a finite number: {text!r}")
-    if value < 0:
-        raise SoundnetError(f"{where}: negative {what} {value}")
-    return value
-
-
-def _event(filename: str, onset: str, offset: str, label: str, where: str) -> Event:
-    start, end = _time(onset, "onset", where), _time(offset, "offset", where)
-    if end < start:
-        raise SoundnetError(f"{where}: offset {end} is before onset {start}")
-    if not label.strip():
-        raise SoundnetError(f"{where}: event without a label")
-    return Event(filename, start, end, label.strip())
-
-
-def _read_rows(path: Path) -> list[list[str]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise SoundnetError(f"{path}: not a UTF-8 text file") from None
-    except OSError as error:
-        raise SoundnetError(f"{path}: cannot read annotations ({error.strerror or error})") from None
-    # tab-separated if any line has a tab (DCASE), else comma-separated if any has a comma
-    delimiter = "\t" if "\t" in text or "," not in text else ","
-    return list(csv.reader(text.splitlines(), delimiter=delimiter))
+#: One row of an annotation file: an event, or (``event is None``) a file without events.
+#: The rows of every event table are :class:`soundnet.formats.Row`; an annotation is one.
+Annotation = Row
 
 
 def read_event_table(path: Path) -> list[Annotation]:
-    """Read a DCASE annotation table (TSV or CSV).
+    """Read a DCASE annotation table (TSV or CSV), by :func:`soundnet.formats.read_table`.
 
     Rows are ``filename onset offset label`` (seconds); a row with only a filename
     (or empty time and label fields) marks a file with no event. A header row is
     optional; with one, columns are found by name (``filename``, ``onset`` or
-    ``event_onset``, ``offset`` or ``event_offset``, ``event_label`` or ``label``), and
-    other columns are ignored. Identical rows count once.
+    ``event_onset``, ``offset`` or ``event_offset``, ``event_label`` or ``label``, ...:
+    :data:`soundnet.formats.TABLE_COLUMNS`), and other columns are ignored. The
+    delimiter is a tab if any line holds one, else a comma if any holds one.
+    Identical rows count once.
 
     Raises
     ------
     SoundnetError
         Naming the file and line: missing columns, non-numeric or negative times,
-        offset before onset, an event without a label.
+        offset before onset, an event without a label, bad CSV quoting.
     """
-    path = Path(path)
-    rows = _read_rows(path)
-    order = [0, 1, 2, 3]
-    start = 0
-    for i, row in enumerate(rows):
-        if any(cell.strip() for cell in row):
-            names = [cell.strip().lower() for cell in row]
-            if len(row) > 1 and _is_header(names):
-                order = [_find_column(names, key, path, i + 1) for key in _COLUMNS]
-                start = i + 1
-            break
-    annotations: list[Annotation] = []
-    seen: set[tuple] = set()
-    for number, row in enumerate(rows[start:], start=start + 1):
-        cells = [cell.strip() for cell in row]
-        if not any(cells):
-            continue
-        where = f"{path} line {number}"
-        picked = [cells[i] if i < len(cells) else "" for i in order]
-        filename = picked[0]
-        if not filename:
-            raise SoundnetError(f"{where}: no filename")
-        if not any(picked[1:]):
-            event = None
-        elif not all(picked[1:]):
-            missing = [key for key, cell in zip(("onset", "offset", "label"), picked[1:], strict=True) if not cell]
-            raise SoundnetError(f"{where}: missing {', '.join(missing)} (expected filename, onset, offset, label)")
-        else:
-            event = _event(filename, *picked[1:], where)
-        key = (filename, event)
-        if key in seen:
-            log.warning("%s: duplicate row ignored", where)
-            continue
-        seen.add(key)
-        annotations.append(Annotation(path, number, filename, event))
-    return annotations
-
-
-def _is_header(names: list[str]) -> bool:
-    return any(name in aliases for aliases in _COLUMNS.values() for name in names) and not _is_number(names[1])
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _find_column(names: list[str], key: str, path: Path, line: int) -> int:
-    for alias in _COLUMNS[key]:
-        if alias in names:
-            return names.index(alias)
-    raise SoundnetError(f"{path} line {line}: header has no {key} column (expected one of {', '.join(_COLUMNS[key])})")
+    return _unique(read_table(Path(path), reference=True))
 
 
 def read_audacity_labels(path: Path, *, filename: str) -> list[Annotation]:
-    """Read an Audacity label track (``onset<TAB>offset<TAB>label``) for audio ``filename``.
+    """Read an Audacity label track (``onset<TAB>offset<TAB>label``) for audio ``filename``,
+    by :func:`soundnet.formats.read_audacity`.
 
-    Spectral-selection lines (starting with a backslash) are skipped. An empty file
-    means the audio has no events.
+    Spectral-selection lines (starting with a backslash) are skipped; every event
+    needs a label. An empty file means the audio has no events.
     """
     path = Path(path)
-    annotations = []
-    for number, row in enumerate(_read_rows(path), start=1):
-        cells = [cell.strip() for cell in row]
-        if not any(cells) or cells[0].startswith("\\"):
+    annotations = _unique(read_audacity(path, filename=filename, reference=True))
+    return annotations or [Annotation(path, 0, filename, None)]
+
+
+def _unique(rows: Iterable[Annotation]) -> list[Annotation]:
+    """``rows`` without repeats of a (filename, event) seen before."""
+    annotations: list[Annotation] = []
+    seen: set[tuple] = set()
+    for row in rows:
+        key = (row.filename, row.event)
+        if key in seen:
+            log.warning("%s: duplicate row ignored", row.where)
             continue
-        where = f"{path} line {number}"
-        if len(cells) < 3:
-            raise SoundnetError(f"{where}: expected onset, offset and label separated by tabs")
-        annotations.append(Annotation(path, number, filename, _event(filename, cells[0], cells[1], cells[2], where)))
-    if not annotations:
-        annotations.append(Annotation(path, 0, filename, None))
+        seen.add(key)
+        annotations.append(row)
     return annotations
 
 

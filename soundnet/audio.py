@@ -28,15 +28,47 @@ BLOCK_SECONDS = 30.0
 
 
 def is_audio(path: Path) -> bool:
+    """Whether the name of ``path`` ends in one of :data:`AUDIO_EXTENSIONS` (any case)."""
     return path.suffix.lower() in AUDIO_EXTENSIONS
 
 
-def find_audio(paths: Iterable[Path]) -> list[Path]:
-    """Audio files among ``paths``, folders searched recursively, sorted and unique.
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
 
-    A file named explicitly is taken whatever its extension (reading it will tell
-    whether it is audio). Symbolic links to folders are not followed, so a link loop
+
+def audio_files(folder: Path) -> list[Path]:
+    """The audio files under ``folder``, recursively, sorted.
+
+    Only names ending in :data:`AUDIO_EXTENSIONS` count; hidden files and folders
+    (names starting with a dot, such as the ``._x.wav`` that macOS leaves on other
+    disks) are skipped. Symbolic links to folders are not followed, so a link loop
     cannot trap the search.
+
+    Raises
+    ------
+    SoundnetError
+        ``folder`` does not exist, is not a folder, or holds no audio file.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise SoundnetError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise SoundnetError(f"{folder}: not a folder")
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
+        found += [Path(root) / f for f in files if not _is_hidden(f) and is_audio(Path(f))]
+    if not found:
+        raise SoundnetError(f"{folder}: no audio files in this folder")
+    return sorted(found)
+
+
+def find_audio(paths: Iterable[Path]) -> list[Path]:
+    """Audio files among ``paths``, unique, in order; a folder gives its
+    :func:`audio_files` (searched recursively, sorted, hidden names skipped).
+
+    A file named explicitly is taken whatever its extension or name (reading it will
+    tell whether it is audio).
 
     Raises
     ------
@@ -46,13 +78,7 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
     found: dict[Path, None] = {}
     for path in map(Path, paths):
         if path.is_dir():
-            inside = []
-            for root, dirs, files in os.walk(path, followlinks=False):
-                dirs.sort()
-                inside += [Path(root) / f for f in sorted(files) if is_audio(Path(f))]
-            if not inside:
-                raise SoundnetError(f"{path}: no audio files in this folder")
-            found.update(dict.fromkeys(sorted(inside)))
+            found.update(dict.fromkeys(audio_files(path)))
         elif path.exists():
             found[path] = None
         else:
@@ -87,7 +113,9 @@ def error_reason(error: Exception) -> str:
     return " ".join(text.split()) or type(error).__name__
 
 
-def iter_audio(path: Path, *, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+def iter_audio(
+    path: Path, *, sample_rate: int, block_seconds: float = BLOCK_SECONDS, start: int = 0, stop: int | None = None
+) -> Iterator[np.ndarray]:
     """Yield consecutive blocks of ``path`` as mono float32 at ``sample_rate``.
 
     Parameters
@@ -98,6 +126,9 @@ def iter_audio(path: Path, *, sample_rate: int, block_seconds: float = BLOCK_SEC
         Output rate; other rates are converted with soxr (high quality), streamed.
     block_seconds : float > 0
         Length of the blocks read from disk.
+    start, stop : int
+        The frames to read, ``start:stop`` at the file's own rate (default: all);
+        ``stop`` past the end reads to the end.
 
     Yields
     ------
@@ -115,11 +146,17 @@ def iter_audio(path: Path, *, sample_rate: int, block_seconds: float = BLOCK_SEC
     if info.samplerate != sample_rate:
         resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
     blocksize = max(1, int(block_seconds * info.samplerate))
+    start = min(max(0, start), info.frames)
+    remaining = None if stop is None else max(0, stop - start)  # None: to the end, however long
     try:
         with sf.SoundFile(str(path)) as f:
+            if start:
+                f.seek(start)
             while True:
-                block = f.read(blocksize, dtype="float32", always_2d=True)
-                last = len(block) < blocksize
+                block = f.read(blocksize if remaining is None else min(blocksize, remaining), dtype="float32", always_2d=True)
+                if remaining is not None:
+                    remaining -= len(block)
+                last = len(block) < blocksize or remaining == 0
                 if len(block):
                     if not np.isfinite(block).all():
                         raise SoundnetError(f"{path}: contains NaN or infinite samples")
@@ -136,7 +173,7 @@ def iter_audio(path: Path, *, sample_rate: int, block_seconds: float = BLOCK_SEC
         raise SoundnetError(f"{path}: cannot read audio ({error_reason(error)})") from None
 
 
-def load_audio(path: Path, *, sample_rate: int) -> np.ndarray:
-    """The whole of ``path`` as one mono float32 array at ``sample_rate`` (see iter_audio)."""
-    blocks = list(iter_audio(path, sample_rate=sample_rate))
+def load_audio(path: Path, *, sample_rate: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """``path`` (or its frames ``start:stop``) as one mono float32 array at ``sample_rate`` (see iter_audio)."""
+    blocks = list(iter_audio(path, sample_rate=sample_rate, start=start, stop=stop))
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)

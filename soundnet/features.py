@@ -63,10 +63,82 @@ def split_features(x: np.ndarray, *, n_mfcc: int) -> tuple[np.ndarray, np.ndarra
     return x[..., :n_mfcc], x[..., n_mfcc : 2 * n_mfcc], x[..., 2 * n_mfcc :]
 
 
+def frame_segments(
+    blocks: Iterable[np.ndarray],
+    *,
+    n_fft: int,
+    hop_length: int,
+    min_frames: int = 1,
+    max_frames: int | None = None,
+    inside_only: bool = False,
+) -> Iterator[np.ndarray]:
+    """The streaming framer: consecutive runs of whole frames of a signal given in blocks.
+
+    Frame ``i`` is the ``n_fft`` samples centred on sample ``i * hop_length`` of the
+    signal padded with ``n_fft // 2`` zeros at each end (``librosa.stft(y,
+    center=True, pad_mode="constant")``). Each segment yielded is a piece of that padded
+    signal holding whole consecutive frames, ``(len(segment) - n_fft) // hop_length + 1``
+    of them, with no partial frame at its end; frames that straddle input blocks are
+    exact, and only one block and the unused tail are held.
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray [shape=(n,)]
+        The signal, in any split (converted to float32).
+    n_fft, hop_length : int > 0
+        Frame length and step in samples (``n_fft`` even).
+    min_frames : int >= 1
+        Frames are yielded once at least this many are ready (all that are ready), and
+        at the end of the signal.
+    max_frames : int or None
+        Most frames a segment holds (longer runs come as several segments).
+    inside_only : bool
+        Frames in all: those centred on a sample of the signal, ``ceil(n / hop_length)``;
+        default also the one centred just past the end when ``hop_length`` divides
+        ``n``: ``1 + n // hop_length`` (the feature grid). An empty signal has none.
+
+    Yields
+    ------
+    segment : np.ndarray [shape=(m,), dtype=float32]
+        A view, valid until the next segment is asked for.
+    """
+    hop, pad = hop_length, n_fft // 2
+
+    def runs(signal: np.ndarray, frames: int) -> Iterator[np.ndarray]:
+        size = max_frames or frames
+        for k in range(0, frames, max(size, 1)):
+            yield signal[k * hop : (min(frames, k + size) - 1) * hop + n_fft]
+
+    def whole(n: int) -> int:
+        return (n - n_fft) // hop + 1 if n >= n_fft else 0
+
+    buffer = np.zeros(pad, np.float32)  # the padded signal from the first frame not yet given on
+    n_samples = given = 0
+    for block in blocks:
+        n_samples += len(block)
+        buffer = np.concatenate([buffer, np.asarray(block, np.float32)])
+        ready = whole(len(buffer))
+        if ready >= max(min_frames, 1):
+            yield from runs(buffer, ready)
+            given += ready
+            buffer = buffer[ready * hop :]
+    if n_samples == 0:
+        return
+    tail = np.concatenate([buffer, np.zeros(pad, np.float32)])
+    total = -(-n_samples // hop) if inside_only else n_frames(n_samples, hop_length=hop)
+    yield from runs(tail, min(max(total - given, 0), whole(len(tail))))
+
+
+def frame_power(segment: np.ndarray, *, n_fft: int, hop_length: int, win_length: int) -> np.ndarray:
+    """Power spectrum ``(1 + n_fft // 2, frames)`` of every whole frame of a segment of :func:`frame_segments`."""
+    spectrum = librosa.stft(segment, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=False)
+    return np.abs(spectrum) ** 2
+
+
 def _frame_block(padded: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     """MFCC ``(n, n_mfcc)`` and ZCR ``(n, 1)`` of every full frame of an already padded signal."""
     c = config
-    power = np.abs(librosa.stft(padded, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, center=False)) ** 2
+    power = frame_power(padded, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length)
     mel = librosa.feature.melspectrogram(S=power, sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
     # top_db=None: the default clips relative to the block's maximum, which would make a
     # frame's value depend on where the chunk boundaries fall.
@@ -94,21 +166,8 @@ def _iter_frames(
     blocks: Iterable[np.ndarray], *, config: FeatureConfig, chunk_frames: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """MFCC and ZCR frames of a signal given in blocks, in chunks of about ``chunk_frames``."""
-    hop, n_fft, pad = config.hop_length, config.n_fft, config.n_fft // 2
-    buffer = np.zeros(pad, np.float32)  # padded signal from frame `next_frame` on
-    n_samples = 0
-    for block in blocks:
-        n_samples += len(block)
-        buffer = np.concatenate([buffer, np.asarray(block, np.float32)])
-        ready = (len(buffer) - n_fft) // hop + 1 if len(buffer) >= n_fft else 0
-        if ready >= chunk_frames:
-            yield _frame_block(buffer[: (ready - 1) * hop + n_fft], config=config)
-            buffer = buffer[ready * hop :]
-    if n_samples == 0:
-        return
-    buffer = np.concatenate([buffer, np.zeros(pad, np.float32)])
-    if len(buffer) >= n_fft:
-        yield _frame_block(buffer, config=config)
+    for segment in frame_segments(blocks, n_fft=config.n_fft, hop_length=config.hop_length, min_frames=chunk_frames):
+        yield _frame_block(segment, config=config)
 
 
 def _delta(mfcc: np.ndarray, *, width: int) -> np.ndarray:

@@ -1,7 +1,10 @@
-"""Detection outputs: event tables in five formats, and per-frame probabilities.
+"""Event tables in five formats, and per-frame probabilities: writing and reading.
 
 Rendering is pure (events in, text out); the writers put the text in a temporary file
-beside the target and ``os.replace`` it, so a reader never sees half a file.
+beside the target and ``os.replace`` it, so a reader never sees half a file. Each
+format has one reader, which reads reference annotations (:mod:`soundnet.annotations`)
+and detection outputs (:func:`read_events`) by the same rules; a rendered table read
+back gives the same events.
 
 Formats
 -------
@@ -29,9 +32,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -300,9 +305,51 @@ def write_frames(path: Path, times: np.ndarray, probabilities: np.ndarray) -> No
 
 # ---------------------------------------------------------------------------------
 # Reading
+#
+# One reader per format, for reference annotations (soundnet.annotations) and for
+# detection outputs read back (read_events) alike. The only difference is
+# ``reference=True``: a reference event needs a label, and a confidence column is
+# not read.
+
+#: Column names a DCASE table's header may use (compared without case or edge spaces).
+TABLE_COLUMNS = {
+    "filename": ("filename", "file", "audio_filename", "file_name", "audiofile"),
+    "onset": ("onset", "event_onset", "start", "starttime", "start_time"),
+    "offset": ("offset", "event_offset", "end", "endtime", "end_time"),
+    "label": ("label", "event_label", "class", "event", "class_label"),
+    "confidence": ("confidence",),
+}
+_TABLE_REQUIRED = ("filename", "onset", "offset", "label")
+_TABLE_POSITIONS = {"filename": 0, "onset": 1, "offset": 2, "label": 3}  # a table without a header
+
+#: Column names of a Raven selection table (compared without case or edge spaces).
+RAVEN_COLUMNS = {
+    "onset": ("Begin Time (s)",),
+    "offset": ("End Time (s)",),
+    "label": ("Label", "Annotation"),
+    "filename": ("Begin File",),
+    "confidence": ("Confidence",),
+    "view": ("View",),
+}
+_RAVEN_REQUIRED = ("onset", "offset", "label")
 
 
-def _read_text(path: Path) -> str:
+@dataclass(frozen=True)
+class Row:
+    """One row of an event table: an event, or (``event is None``) a file without events."""
+
+    source: Path
+    line: int
+    filename: str
+    event: Event | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.source} line {self.line}"
+
+
+def read_text(path: Path) -> str:
+    """The text of ``path`` (UTF-8, a byte order mark dropped); SoundnetError naming it if unreadable."""
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -321,25 +368,170 @@ def _number(text: str, what: str, where: str) -> float:
     return value
 
 
+def _time(text: str, what: str, where: str) -> float:
+    value = _number(text, what, where)
+    if value < 0:
+        raise SoundnetError(f"{where}: negative {what} {value}")
+    return value
+
+
 def _event(filename: str, onset: str, offset: str, label: str, confidence: str, where: str) -> Event:
-    start, end = _number(onset, "onset", where), _number(offset, "offset", where)
-    if start < 0:
-        raise SoundnetError(f"{where}: negative onset {start}")
+    start, end = _time(onset, "onset", where), _time(offset, "offset", where)
     if end < start:
         raise SoundnetError(f"{where}: offset {end} is before onset {start}")
     score = None if not confidence.strip() else _number(confidence, "confidence", where)
     return Event(filename, start, end, label, score)
 
 
+def _rows(path: Path, text: str, delimiter: str, *, quoting: int = csv.QUOTE_MINIMAL) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields with edge spaces stripped) of the non-blank rows of ``text``."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise SoundnetError(f"{path} line {reader.line_num}: {error}") from None
+        cells = [field.strip() for field in row]
+        if any(cells):
+            yield reader.line_num, cells
+
+
+def _is_header(cells: list[str], aliases: Mapping[str, Sequence[str]]) -> bool:
+    names = [cell.lower() for cell in cells]
+    known = {alias.lower() for group in aliases.values() for alias in group}
+    return len(names) > 1 and any(name in known for name in names) and not _is_number(names[1])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _columns(cells: list[str], aliases: Mapping[str, Sequence[str]], required: Sequence[str], where: str) -> dict[str, int]:
+    """Column of each key a header names (the first alias present wins); an error if a required one lacks."""
+    names = [cell.lower() for cell in cells]
+    columns = {}
+    for key, group in aliases.items():
+        found = [names.index(alias.lower()) for alias in group if alias.lower() in names]
+        if found:
+            columns[key] = found[0]
+        elif key in required:
+            raise SoundnetError(f"{where}: header has no {key} column (expected one of {', '.join(group)})")
+    return columns
+
+
+def _cell(cells: list[str], columns: Mapping[str, int], key: str) -> str:
+    i = columns.get(key)
+    return cells[i] if i is not None and i < len(cells) else ""
+
+
+def table_delimiter(text: str) -> str:
+    """A tab if any line holds one (DCASE) or none holds a comma, else a comma."""
+    return "\t" if "\t" in text or "," not in text else ","
+
+
+def read_table(path: Path, *, delimiter: str | None = None, reference: bool = False) -> list[Row]:
+    """Read a DCASE event table (TSV or CSV), in file order.
+
+    Rows are ``filename onset offset label`` (seconds), fields quoted the csv module's
+    way. A header row is optional; with one, columns are found by any of their names in
+    :data:`TABLE_COLUMNS` (``onset`` or ``event_onset``, ``event_label`` or ``label``,
+    ...), any case, and other columns are ignored. A row with only a filename (or
+    empty time and label fields) is a file without events. Edge spaces are dropped.
+
+    Parameters
+    ----------
+    path : Path
+    delimiter : str or None
+        Field separator; None: see :func:`table_delimiter`.
+    reference : bool
+        Rows are reference annotations: an event without a label is an error, and a
+        confidence column is not read. Otherwise an empty label is kept as ``""``.
+
+    Raises
+    ------
+    SoundnetError
+        Naming the file and line: unreadable file, bad quoting, a header without a
+        required column, no filename, missing time fields, non-numeric, non-finite or
+        negative times, offset before onset.
+    """
+    path = Path(path)
+    text = read_text(path)
+    rows = _rows(path, text, delimiter or table_delimiter(text))
+    first = next(rows, None)
+    if first is None:
+        return []
+    columns: Mapping[str, int] = _TABLE_POSITIONS
+    if _is_header(first[1], TABLE_COLUMNS):
+        columns = _columns(first[1], TABLE_COLUMNS, _TABLE_REQUIRED, f"{path} line {first[0]}")
+        if reference:
+            columns.pop("confidence", None)  # references carry no confidence (soundnet.events)
+    else:
+        rows = itertools.chain([first], rows)
+    needed = ("onset", "offset", "label") if reference else ("onset", "offset")
+    result = []
+    for number, cells in rows:
+        where = f"{path} line {number}"
+        filename = _cell(cells, columns, "filename")
+        if not filename:
+            raise SoundnetError(f"{where}: no filename")
+        fields = {key: _cell(cells, columns, key) for key in ("onset", "offset", "label", "confidence")}
+        event = None
+        if fields["onset"] or fields["offset"] or fields["label"]:
+            missing = [key for key in needed if not fields[key]]
+            if missing:
+                raise SoundnetError(f"{where}: missing {', '.join(missing)} (expected filename, onset, offset, label)")
+            event = _event(filename, *fields.values(), where)
+        result.append(Row(path, number, filename, event))
+    return result
+
+
+def read_audacity(path: Path, *, filename: str, reference: bool = False) -> list[Row]:
+    """Read an Audacity label track, ``onset<TAB>offset[<TAB>label]`` a line, for audio ``filename``.
+
+    No quoting (Audacity writes labels as they are); fields past the third are
+    ignored, edge spaces dropped, and spectral-selection lines (starting with a
+    backslash) and blank lines skipped. A line without a label has the label ``""``;
+    with ``reference=True`` it is an error.
+
+    Raises
+    ------
+    SoundnetError
+        Naming the file and line: fewer than two fields, bad times, a missing label
+        (``reference``).
+    """
+    path = Path(path)
+    rows = []
+    for number, raw in enumerate(read_text(path).split("\n"), start=1):
+        raw = raw.removesuffix("\r")
+        if not raw.strip() or raw.lstrip().startswith("\\"):
+            continue  # blank, or the frequency range line of a spectral selection
+        where = f"{path} line {number}"
+        fields = [field.strip() for field in raw.split("\t")]
+        if len(fields) < 2:
+            raise SoundnetError(f"{where}: expected onset<TAB>offset<TAB>label, found {len(fields)} field")
+        label = fields[2] if len(fields) > 2 else ""
+        if reference and not label:
+            raise SoundnetError(f"{where}: event without a label (expected onset<TAB>offset<TAB>label)")
+        rows.append(Row(path, number, filename, _event(filename, fields[0], fields[1], label, "", where)))
+    return rows
+
+
 def read_events(path: Path, fmt: str, *, filename: str = "") -> list[Event]:
-    """Read back a file written with :func:`render_events`.
+    """Read events from a file of any of the formats (as :func:`render_events` writes them).
 
     Parameters
     ----------
     path : Path
         The file.
     fmt : {"tsv", "csv", "json", "audacity", "raven"}
-        Its format.
+        Its format: tsv and csv are read by :func:`read_table` (tab or comma
+        separated), audacity by :func:`read_audacity`.
     filename : str
         File name given to the events of an Audacity label track (which does not name
         its audio file), and of a Raven table without a ``Begin File`` column.
@@ -347,8 +539,8 @@ def read_events(path: Path, fmt: str, *, filename: str = "") -> list[Event]:
     Returns
     -------
     list of Event
-        In file order. Rows of files without events give no event. tsv and audacity
-        carry no confidence (None).
+        In file order. Rows of files without events give no event; an empty file
+        gives none. tsv and audacity carry no confidence (None).
 
     Raises
     ------
@@ -359,103 +551,33 @@ def read_events(path: Path, fmt: str, *, filename: str = "") -> list[Event]:
     path = Path(path)
     if fmt not in FORMATS:
         raise SoundnetError(f"{path}: " + _unknown_format(fmt))
-    text = _read_text(path)
     if fmt == "json":
-        return _read_json(path, text)
-    if fmt == "audacity":
-        return _read_audacity(path, text, filename)
+        return _read_json(path, read_text(path))
     if fmt == "raven":
-        return _read_raven(path, text, filename)
-    return _read_table(path, text, fmt)
-
-
-def _rows(text: str, delimiter: str, *, quoting: int = csv.QUOTE_MINIMAL) -> Iterable[tuple[int, list[str]]]:
-    """(line number, fields) of the non-blank rows of ``text``."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            raise SoundnetError(f"line {reader.line_num}: {error}") from None
-        if any(field.strip() for field in row):
-            yield reader.line_num, row
-
-
-def _header_columns(path: Path, rows: Iterable[tuple[int, list[str]]], required: Sequence[str]) -> dict[str, int]:
-    first = next(iter(rows), None)
-    if first is None:
-        raise SoundnetError(f"{path}: empty file, expected a header line")
-    line, names = first
-    columns = {name.strip(): i for i, name in reversed(list(enumerate(names)))}
-    missing = [name for name in required if name not in columns]
-    if missing:
-        raise SoundnetError(f"{path} line {line}: header lacks column(s) {', '.join(missing)}: {names!r}")
-    return columns
-
-
-def _located(path: Path, rows: Iterable[tuple[int, list[str]]]) -> Iterable[tuple[int, list[str]]]:
-    """``rows`` with csv errors reported against ``path``."""
-    try:
-        yield from rows
-    except SoundnetError as error:
-        raise SoundnetError(f"{path} {error}") from None
-
-
-def _read_table(path: Path, text: str, fmt: str) -> list[Event]:
-    delimiter, label_column = ("\t", "event_label") if fmt == "tsv" else (",", "label")
-    rows = iter(_located(path, _rows(text, delimiter)))
-    columns = _header_columns(path, rows, ("filename", "onset", "offset", label_column))
-    width = max(columns.values()) + 1
-    events = []
-    for line, row in rows:
-        where = f"{path} line {line}"
-        if not any(field.strip() for field in row[1:]):
-            continue  # a processed file without events
-        if len(row) < width:
-            raise SoundnetError(f"{where}: expected {width} fields, found {len(row)}")
-        get = {name: row[i] for name, i in columns.items()}
-        events.append(_event(get["filename"], get["onset"], get["offset"], get[label_column], get.get("confidence", ""), where))
-    return events
-
-
-def _read_audacity(path: Path, text: str, filename: str) -> list[Event]:
-    events = []
-    for line, raw in enumerate(text.split("\n"), start=1):
-        raw = raw.removesuffix("\r")
-        if not raw.strip() or raw.startswith("\\"):
-            continue  # blank, or the frequency range line of a spectral selection
-        fields = raw.split("\t")
-        if len(fields) not in (2, 3):
-            raise SoundnetError(f"{path} line {line}: expected onset<TAB>offset<TAB>label, found {len(fields)} fields")
-        label = fields[2] if len(fields) == 3 else ""
-        events.append(_event(filename, fields[0], fields[1], label, "", f"{path} line {line}"))
-    return events
+        return _read_raven(path, read_text(path), filename)
+    if fmt == "audacity":
+        rows = read_audacity(path, filename=filename)
+    else:
+        rows = read_table(path, delimiter="\t" if fmt == "tsv" else ",")
+    return [row.event for row in rows if row.event is not None]
 
 
 def _read_raven(path: Path, text: str, filename: str) -> list[Event]:
-    rows = iter(_located(path, _rows(text, "\t", quoting=csv.QUOTE_NONE)))
-    columns = _header_columns(path, rows, ("Begin Time (s)", "End Time (s)", "Label"))
-    width = max(columns.values()) + 1
+    rows = _rows(path, text, "\t", quoting=csv.QUOTE_NONE)
+    first = next(rows, None)
+    if first is None:
+        return []
+    columns = _columns(first[1], RAVEN_COLUMNS, _RAVEN_REQUIRED, f"{path} line {first[0]}")
     events = []
-    for line, row in rows:
-        where = f"{path} line {line}"
-        if len(row) < width:
-            raise SoundnetError(f"{where}: expected {width} fields, found {len(row)}")
-        get = {name: row[i] for name, i in columns.items()}
-        if get.get("View", "").startswith("Waveform"):
+    for number, cells in rows:
+        where = f"{path} line {number}"
+        if _cell(cells, columns, "view").startswith("Waveform"):
             continue  # Raven repeats each selection once per view
-        events.append(
-            _event(
-                get.get("Begin File", filename),
-                get["Begin Time (s)"],
-                get["End Time (s)"],
-                get["Label"],
-                get.get("Confidence", ""),
-                where,
-            )
-        )
+        onset, offset = _cell(cells, columns, "onset"), _cell(cells, columns, "offset")
+        if not (onset and offset):
+            raise SoundnetError(f"{where}: missing {'onset' if not onset else 'offset'} (expected Begin Time (s), End Time (s))")
+        name = _cell(cells, columns, "filename") or filename
+        events.append(_event(name, onset, offset, _cell(cells, columns, "label"), _cell(cells, columns, "confidence"), where))
     return events
 
 
@@ -509,7 +631,7 @@ def read_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if table.ndim != 2 or table.shape[1] != 2 or not np.issubdtype(table.dtype, np.floating):
             raise SoundnetError(f"{path}: expected a float array of shape (n, 2), found {table.dtype} {table.shape}")
         return table[:, 0].astype(np.float64), table[:, 1].astype(np.float64)
-    lines = _read_text(path).split("\n")
+    lines = read_text(path).split("\n")
     if lines[0].strip() != FRAMES_HEADER:
         raise SoundnetError(f"{path} line 1: expected the header {FRAMES_HEADER!r}, found {lines[0].strip()!r}")
     if not any(line.strip() for line in lines[1:]):

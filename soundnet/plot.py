@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from soundnet.audio import audio_duration, iter_audio
+from soundnet.config import FeatureConfig
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
+from soundnet.features import frame_power, frame_segments
 from soundnet.storage import atomic_path
 
 FIGURE_HEIGHT = 7.0
@@ -29,8 +31,6 @@ most one per pixel of the figure's width: longer windows are pooled, not subsamp
 
 MAX_POINTS = 20000
 """Longer probability curves are drawn as per-bucket minimum and maximum."""
-
-N_MELS = 64
 
 BLOCK_SECONDS = 5.0
 """Audio is read in blocks of this length (memory stays small whatever the file's length)."""
@@ -45,7 +45,7 @@ def plot_detection(
     out: Path,
     *,
     audio: Path,
-    sample_rate: int,
+    sample_rate: int | None = None,
     probabilities: np.ndarray,
     frame_seconds: float,
     threshold: float,
@@ -56,6 +56,7 @@ def plot_detection(
     title: str | None = None,
     width: float = 12.0,
     dpi: int = 100,
+    features: FeatureConfig | None = None,
 ) -> Path:
     """Draw one audio file's detection to an image file and return ``out``.
 
@@ -70,8 +71,8 @@ def plot_detection(
         writes, e.g. ``.svg`` or ``.pdf``); written atomically, folders created.
     audio : Path
         The audio file; only the drawn window is read, block by block.
-    sample_rate : int > 0
-        Rate the audio is read at (as for detection).
+    sample_rate : int > 0 or None
+        Rate the audio is read at (as for detection); default ``features.sample_rate``.
     probabilities : np.ndarray [shape=(n_frames,)]
         Per-frame probability of the target sound; frame ``i`` covers
         ``[i * frame_seconds, (i + 1) * frame_seconds)``.
@@ -91,6 +92,9 @@ def plot_detection(
     dpi : int > 0
         Pixels per inch: the image is ``round(width * dpi)`` by
         ``round(FIGURE_HEIGHT * dpi)`` pixels.
+    features : FeatureConfig or None
+        The detector's features (default ``FeatureConfig()``): the spectrogram has
+        their frames (hop, FFT and window length, in seconds) and mel bands.
 
     Raises
     ------
@@ -101,6 +105,8 @@ def plot_detection(
     from matplotlib.figure import Figure
 
     out, audio = Path(out), Path(audio)
+    features = FeatureConfig() if features is None else features
+    sample_rate = features.sample_rate if sample_rate is None else sample_rate
     if not sample_rate > 0:
         raise SoundnetError(f"sample_rate must be > 0. Received: {sample_rate}")
     if not (math.isfinite(frame_seconds) and frame_seconds > 0):
@@ -129,7 +135,8 @@ def plot_detection(
         raise SoundnetError(f"{out}: cannot draw a .{fmt} picture (use .png, .svg or .pdf)")
     ax_spec, ax_prob, ax_events = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.2]})
 
-    _draw_spectrogram(ax_spec, audio, sample_rate, lo, hi, max_columns=min(MAX_COLUMNS, max(1, round(width * dpi))))
+    columns = min(MAX_COLUMNS, max(1, round(width * dpi)))
+    _draw_spectrogram(ax_spec, audio, sample_rate, lo, hi, max_columns=columns, features=features)
     _draw_probabilities(ax_prob, probabilities, frame_seconds, threshold, lo, hi)
     _draw_events(ax_events, events, reference, lo, hi)
 
@@ -145,12 +152,18 @@ def plot_detection(
 # -- spectrogram ---------------------------------------------------------------------
 
 
-def _stft_sizes(sample_rate: int) -> tuple[int, int, int]:
-    """hop, n_fft, win_length: 10 ms, 32 ms (a power of two), 25 ms (FeatureConfig at 16 kHz)."""
-    hop = max(1, round(0.010 * sample_rate))
-    n_fft = max(16, 2 ** math.ceil(math.log2(0.032 * sample_rate)))
-    win = min(n_fft, max(1, round(0.025 * sample_rate)))
-    return hop, n_fft, win
+def _stft_sizes(features: FeatureConfig, sample_rate: int) -> tuple[int, int, int]:
+    """hop, n_fft, win_length of the spectrogram: the features' own at their sample rate;
+    at another rate the same durations, n_fft rounded up to a power of two."""
+    if sample_rate == features.sample_rate:
+        return features.hop_length, features.n_fft, features.win_length
+
+    def seconds(samples: int) -> float:
+        return samples / features.sample_rate * sample_rate
+
+    hop = max(1, round(seconds(features.hop_length)))
+    n_fft = max(16, 2 ** math.ceil(math.log2(seconds(features.n_fft))))
+    return hop, n_fft, min(n_fft, max(1, round(seconds(features.win_length))))
 
 
 def _window_samples(audio: Path, sample_rate: int, first: int, stop: int) -> Iterator[np.ndarray]:
@@ -165,25 +178,24 @@ def _window_samples(audio: Path, sample_rate: int, first: int, stop: int) -> Ite
             return
 
 
-def _pooled_power(samples: Iterator[np.ndarray], *, hop: int, n_fft: int, win: int, pool: int,
-                  chunk_frames: int = 500) -> tuple[np.ndarray, int]:
+def _pooled_power(
+    samples: Iterator[np.ndarray], *, hop: int, n_fft: int, win: int, pool: int, chunk_frames: int = 500
+) -> tuple[np.ndarray, int]:
     """Power spectrogram of centred frames every ``hop`` samples, averaged over ``pool`` frames.
 
     The same frames as ``librosa.stft(y, center=True, pad_mode="constant")`` of the
-    whole window, computed ``chunk_frames`` at a time as the blocks come (frames that
-    straddle blocks are exact); only one block, one chunk and the pooled columns are
-    held. The last column averages the frames left over. Returns (power [freq, columns],
-    n_frames).
+    whole window (those centred inside it), framed as the blocks come by
+    :func:`soundnet.features.frame_segments`, ``chunk_frames`` at a time; only one
+    block, one chunk and the pooled columns are held. The last column averages the
+    frames left over. Returns (power [freq, columns], n_frames).
     """
-    import librosa
-
     n_freq = n_fft // 2 + 1
     columns: list[np.ndarray] = []
     partial = np.zeros(n_freq)  # sum of the frames of the column being filled
-    count = n_frames = n_samples = 0
-
-    def add(power: np.ndarray) -> None:
-        nonlocal partial, count
+    count = n_frames = 0
+    for segment in frame_segments(samples, n_fft=n_fft, hop_length=hop, max_frames=chunk_frames, inside_only=True):
+        power = frame_power(segment, n_fft=n_fft, hop_length=hop, win_length=win)
+        n_frames += power.shape[1]
         i = 0
         if count:
             take = min(pool - count, power.shape[1])
@@ -198,43 +210,22 @@ def _pooled_power(samples: Iterator[np.ndarray], *, hop: int, n_fft: int, win: i
             i += full
         if i < power.shape[1]:
             partial, count = power[:, i:].sum(axis=1), power.shape[1] - i
-
-    def frames(y: np.ndarray, m: int) -> None:
-        """The first ``m`` frames of ``y`` (frame k starts at sample k * hop)."""
-        nonlocal n_frames
-        for k in range(0, m, chunk_frames):
-            segment = y[k * hop : (min(m, k + chunk_frames) - 1) * hop + n_fft]
-            spec = librosa.stft(segment, n_fft=n_fft, hop_length=hop, win_length=win, center=False)
-            add(np.abs(spec) ** 2)
-        n_frames += m
-
-    def available(n: int) -> int:
-        return (n - n_fft) // hop + 1 if n >= n_fft else 0
-
-    buffer = np.zeros(n_fft // 2, np.float32)  # zeros before the start: frame i is centred on sample i * hop
-    for block in samples:
-        n_samples += len(block)
-        buffer = np.concatenate([buffer, block])
-        m = available(len(buffer))
-        frames(buffer, m)
-        buffer = buffer[m * hop :]
-    tail = np.concatenate([buffer, np.zeros(n_fft // 2, np.float32)])
-    wanted = -(-n_samples // hop)  # the frames centred inside the window
-    frames(tail, min(max(wanted - n_frames, 0), available(len(tail))))
     if count:
         columns.append((partial / count)[:, None])
     power = np.concatenate(columns, axis=1) if columns else np.zeros((n_freq, 0))
     return power.astype(np.float32), n_frames
 
 
-def _draw_spectrogram(ax, audio: Path, sample_rate: int, lo: float, hi: float, *, max_columns: int) -> None:
+def _draw_spectrogram(
+    ax, audio: Path, sample_rate: int, lo: float, hi: float, *, max_columns: int, features: FeatureConfig
+) -> None:
     import librosa
 
-    hop, n_fft, win = _stft_sizes(sample_rate)
+    hop, n_fft, win = _stft_sizes(features, sample_rate)
     first, stop = round(lo * sample_rate), max(round(hi * sample_rate), round(lo * sample_rate) + 1)
     pool = max(1, math.ceil(-(-(stop - first) // hop) / max_columns))
     power, _ = _pooled_power(_window_samples(audio, sample_rate, first, stop), hop=hop, n_fft=n_fft, win=win, pool=pool)
-    n_mels = N_MELS
+    n_mels = features.n_mels
     if power.shape[1]:
         mel = librosa.feature.melspectrogram(S=power, sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
         top = float(mel.max())
@@ -242,8 +233,16 @@ def _draw_spectrogram(ax, audio: Path, sample_rate: int, lo: float, hi: float, *
         # column j pools frames centred on samples (j*pool .. j*pool+pool-1) * hop after `first`
         left = (first - hop / 2) / sample_rate
         right = left + db.shape[1] * pool * hop / sample_rate
-        image = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
-                          extent=(left, right, 0, n_mels), vmin=-80, vmax=0)
+        image = ax.imshow(
+            db,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            interpolation="nearest",
+            extent=(left, right, 0, n_mels),
+            vmin=-80,
+            vmax=0,
+        )
         # the colour bar sits in the right margin, beside the legends of the other panels
         colorbar = ax.figure.colorbar(image, cax=ax.inset_axes((1.01, 0.0, 0.012, 1.0)))
         colorbar.set_label("power (dB)")

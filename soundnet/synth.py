@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,23 +23,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from soundnet.audio import audio_info, error_reason
+from soundnet.audio import audio_files, audio_info, error_reason, load_audio
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
 from soundnet.storage import write_atomic, write_text
 
 log = logging.getLogger(__name__)
-
-AUDIO_EXTENSIONS = frozenset("." + ext.lower() for ext in sf.available_formats()) | {
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".mp3",
-    ".aif",
-    ".aiff",
-}
 
 # An EBR is undefined over digital silence; events placed there are scaled as if the
 # background were at -60 dBFS, loud enough to survive 16-bit quantisation even at
@@ -72,8 +60,9 @@ def synthesize(
     Parameters
     ----------
     events_dir : Path
-        Folder (searched recursively) of clips of the target sound, each at most
-        ``duration`` seconds long, in any format soundfile reads.
+        Folder of clips of the target sound, each at most ``duration`` seconds long,
+        found by :func:`soundnet.audio.audio_files` (recursively, sorted, hidden
+        names skipped, the extensions of ``AUDIO_EXTENSIONS``).
     backgrounds_dir : Path
         Folder (searched recursively) of background recordings of any length; one
         shorter than ``duration`` is looped.
@@ -121,7 +110,7 @@ def synthesize(
     _check_label(label, events_dir)
 
     targets = _ClipPool(events_dir, label=label, sr=sr, max_samples=n_samples)
-    backgrounds = [_Source.open(path) for path in _find_audio(backgrounds_dir)]
+    backgrounds = [_Source.open(path) for path in audio_files(backgrounds_dir)]
     distractors = []
     for folder in map(Path, distractor_dirs):
         distractor_label = _folder_label(folder)
@@ -215,21 +204,6 @@ def _check_label(label: str, folder: Path) -> None:
         raise SoundnetError(f"{folder}: label {label!r} cannot go in a TSV (empty, or with tabs, newlines, edge spaces)")
 
 
-def _find_audio(folder: Path) -> list[Path]:
-    """Audio files under ``folder``, recursively, sorted; hidden files (``._x.wav``) skipped."""
-    if not folder.exists():
-        raise SoundnetError(f"{folder}: no such folder")
-    if not folder.is_dir():
-        raise SoundnetError(f"{folder}: not a folder")
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(root) / f for f in sorted(files) if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS]
-    if not found:
-        raise SoundnetError(f"{folder}: no audio files in this folder")
-    return found
-
-
 @dataclass(frozen=True)
 class _Source:
     """An audio file as its header describes it."""
@@ -244,19 +218,9 @@ class _Source:
         return cls(path, int(info.frames), int(info.samplerate))
 
     def read(self, *, sr: int, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Frames ``start:stop`` (at the file's rate) as mono float64 at ``sr``."""
-        try:
-            data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float64", always_2d=True)
-        except (sf.SoundFileError, RuntimeError, OSError) as error:
-            raise SoundnetError(f"{self.path}: cannot read audio ({error_reason(error)})") from None
-        if not np.isfinite(data).all():
-            raise SoundnetError(f"{self.path}: contains NaN or infinite samples")
-        mono = data.mean(axis=1)
-        if self.samplerate != sr and len(mono):
-            import librosa
-
-            mono = librosa.resample(mono, orig_sr=self.samplerate, target_sr=sr, res_type="soxr_hq")
-        return mono
+        """Frames ``start:stop`` (at the file's rate) as mono float64 at ``sr``, read and
+        resampled the one way audio is (:func:`soundnet.audio.load_audio`)."""
+        return load_audio(self.path, sample_rate=sr, start=start, stop=stop).astype(np.float64)
 
 
 class _ClipPool:
@@ -265,7 +229,7 @@ class _ClipPool:
     def __init__(self, folder: Path, *, label: str, sr: int, max_samples: int) -> None:
         self.label = label
         self.sr = sr
-        self.sources = [_Source.open(path) for path in _find_audio(folder)]
+        self.sources = [_Source.open(path) for path in audio_files(folder)]
         for source in self.sources:
             # exact in integers: frames / rate > max_samples / sr
             if source.frames * sr > max_samples * source.samplerate:

@@ -111,7 +111,9 @@ def test_blank_lines_and_spaces_are_tolerated(tmp_path):
 
 
 def test_duplicate_rows_counted_once(tmp_path):
-    path = table(tmp_path, "a.wav\t1.0\t2.5\tdog\na.wav\t1.0\t2.5\tdog\na.wav\t1\t2.50\tdog\nc.wav\nc.wav\na.wav\t1.0\t2.5\tcat\n")
+    path = table(
+        tmp_path, "a.wav\t1.0\t2.5\tdog\na.wav\t1.0\t2.5\tdog\na.wav\t1\t2.50\tdog\nc.wav\nc.wav\na.wav\t1.0\t2.5\tcat\n"
+    )
     assert events(read_event_table(path)) == [("a.wav", (1.0, 2.5, "dog")), ("c.wav", None), ("a.wav", (1.0, 2.5, "cat"))]
 
 
@@ -244,6 +246,39 @@ def test_audacity_errors_name_file_and_line(tmp_path):
         read_audacity_labels(short, filename="y.wav")
 
 
+def test_audacity_labels_are_tab_separated_and_not_quoted(tmp_path):
+    """Rule change (one Audacity reader): fields are split at tabs only, as Audacity
+    writes them; before, a file without tabs was split at commas and quotes were
+    taken as csv quoting."""
+    path = table(tmp_path, '1\t2\t"loud" dog, barking\n', "x.txt")
+    assert events(read_audacity_labels(path, filename="x.wav")) == [("x.wav", (1.0, 2.0, '"loud" dog, barking'))]
+    commas = table(tmp_path, "1,2,dog\n", "y.txt")
+    with pytest.raises(SoundnetError, match=rf"{re.escape(str(commas))} line 1: expected onset<TAB>offset<TAB>label"):
+        read_audacity_labels(commas, filename="y.wav")
+
+
+def test_audacity_extra_fields_are_ignored_and_repeats_count_once(tmp_path):
+    path = table(tmp_path, "1\t2\tdog\tnote\n1\t2\tdog\n", "x.txt")
+    assert events(read_audacity_labels(path, filename="x.wav")) == [("x.wav", (1.0, 2.0, "dog"))]
+
+
+def test_bad_csv_quoting_names_file_and_line(tmp_path):
+    """Rule change (one csv reading): a quote left open is an error (before: read on, silently)."""
+    _error(table(tmp_path, 'filename,onset,offset,event_label\na.wav,1,2,dog\n"b.wav,1,2,dog\n', "ann.csv"), 3)
+
+
+def test_quoted_field_across_lines_keeps_line_numbers(tmp_path):
+    path = table(tmp_path, 'filename,onset,offset,event_label\n"two\nlines.wav",1,2,dog\nc.wav,3,4,dog\n', "ann.csv")
+    rows = read_event_table(path)
+    assert events(rows) == [("two\nlines.wav", (1.0, 2.0, "dog")), ("c.wav", (3.0, 4.0, "dog"))]
+    assert [r.line for r in rows] == [3, 4]
+
+
+def test_confidence_column_of_a_reference_table_is_not_read(tmp_path):
+    rows = read_event_table(table(tmp_path, "filename,onset,offset,label,confidence\na.wav,1,2,dog,high\n", "ann.csv"))
+    assert rows[0].event == Event("a.wav", 1.0, 2.0, "dog")
+
+
 def test_sidecar_labels(tmp_path):
     audio = tmp_path / "rec.wav"
     audio.write_bytes(b"")
@@ -299,17 +334,25 @@ def test_frame_labels_boundaries():
     assert labels.sum() == 30
 
 
-@pytest.mark.parametrize(("onset", "offset", "first", "stop"), [
-    (0.29, 0.57, 29, 57), (0.291, 0.571, 30, 58), (0.0, 0.001, 0, 1), (0.005, 0.01, 1, 1), (0.123, 0.456, 13, 46),
-])
+@pytest.mark.parametrize(
+    ("onset", "offset", "first", "stop"),
+    [
+        (0.29, 0.57, 29, 57),
+        (0.291, 0.571, 30, 58),
+        (0.0, 0.001, 0, 1),
+        (0.005, 0.01, 1, 1),
+        (0.123, 0.456, 13, 46),
+    ],
+)
 def test_frame_labels_centres(onset, offset, first, stop):
     labels = frame_labels([Event("a.wav", onset, offset, "dog")], 100, frame_seconds=0.01)
     assert np.flatnonzero(labels).tolist() == list(range(first, stop))
 
 
 def test_frame_labels_clip_and_overlap():
-    labels = frame_labels([Event("a", 0.95, 3.0, "x"), Event("a", 0.1, 0.3, "x"), Event("a", 0.2, 0.4, "x")], 100,
-                          frame_seconds=0.01)
+    labels = frame_labels(
+        [Event("a", 0.95, 3.0, "x"), Event("a", 0.1, 0.3, "x"), Event("a", 0.2, 0.4, "x")], 100, frame_seconds=0.01
+    )
     assert np.flatnonzero(labels).tolist() == list(range(10, 40)) + list(range(95, 100))
     assert frame_labels([Event("a", 5.0, 6.0, "x")], 100, frame_seconds=0.01).sum() == 0
     assert frame_labels([], 0, frame_seconds=0.01).shape == (0,)

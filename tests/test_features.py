@@ -12,6 +12,8 @@ from soundnet.config import FeatureConfig
 from soundnet.features import (
     _zero_crossing_rate,
     compute_features,
+    frame_power,
+    frame_segments,
     frame_times,
     iter_features,
     n_frames,
@@ -157,8 +159,16 @@ def test_chunks_follow_chunk_frames_when_blocks_are_small():
 
 def _librosa_reference(y: np.ndarray, c: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mel = librosa.feature.melspectrogram(
-        y=y, sr=c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
-        center=True, pad_mode="constant", n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax,
+        y=y,
+        sr=c.sample_rate,
+        n_fft=c.n_fft,
+        hop_length=c.hop_length,
+        win_length=c.win_length,
+        center=True,
+        pad_mode="constant",
+        n_mels=c.n_mels,
+        fmin=c.fmin,
+        fmax=c.fmax,
     )
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=c.n_mfcc)
     delta = librosa.feature.delta(mfcc, width=c.delta_width, mode="nearest")
@@ -181,8 +191,9 @@ def test_matches_librosa_reference(n):
 
 
 def test_matches_librosa_reference_other_config():
-    c = FeatureConfig(sample_rate=8000, hop_length=80, n_fft=256, win_length=200, n_mels=40, n_mfcc=20,
-                      fmin=50.0, fmax=3500.0, delta_width=5)
+    c = FeatureConfig(
+        sample_rate=8000, hop_length=80, n_fft=256, win_length=200, n_mels=40, n_mfcc=20, fmin=50.0, fmax=3500.0, delta_width=5
+    )
     y = noise(8000 * 2 + 33, seed=11)
     x = compute_features(y, config=c)
     assert x.shape == (1 + len(y) // 80, 41)
@@ -221,3 +232,57 @@ def test_zero_crossing_rate_equals_librosa_exactly():
     ours = _zero_crossing_rate(y, frame_length=CONFIG.n_fft, hop_length=CONFIG.hop_length, n=n)
     ref = librosa.feature.zero_crossing_rate(y, frame_length=CONFIG.n_fft, hop_length=CONFIG.hop_length, center=False)[0]
     np.testing.assert_array_equal(ours, ref)
+
+
+# --- the streaming framer ----------------------------------------------------------------------
+
+
+def _framed(segments, *, n_fft: int, hop: int) -> np.ndarray:
+    """The frames of the segments, one a column."""
+    frames = [librosa.util.frame(s, frame_length=n_fft, hop_length=hop) for s in segments]
+    return np.concatenate(frames, axis=1) if frames else np.zeros((n_fft, 0), np.float32)
+
+
+@pytest.mark.parametrize("n", [1, 159, 160, 1600, 4001])
+@pytest.mark.parametrize("inside_only", [False, True])
+def test_frame_segments_are_the_centred_frames_whatever_the_blocks(n, inside_only):
+    y = noise(n, seed=n)
+    n_fft, hop = 512, 160
+    padded = np.pad(y, n_fft // 2)
+    expected = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop)
+    count = -(-n // hop) if inside_only else 1 + n // hop
+    assert expected.shape[1] >= count
+    splits = [[], [1], [1, 100, 101, 900, 3000], list(range(7, n, 333))]
+    for cuts in splits:
+        blocks = np.split(y, [c for c in cuts if c < n])
+        for min_frames, max_frames in [(1, None), (1, 3), (4, None), (1000, 2)]:
+            segments = list(
+                frame_segments(iter(blocks), n_fft=n_fft, hop_length=hop, min_frames=min_frames,
+                               max_frames=max_frames, inside_only=inside_only)
+            )  # fmt: skip
+            for segment in segments:
+                assert segment.dtype == np.float32 and (len(segment) - n_fft) % hop == 0  # whole frames only
+                if max_frames is not None:
+                    assert (len(segment) - n_fft) // hop + 1 <= max_frames
+            got = _framed([s.copy() for s in segments], n_fft=n_fft, hop=hop)
+            assert got.shape[1] == count
+            np.testing.assert_array_equal(got, expected[:, :count])
+
+
+def test_frame_segments_of_nothing():
+    assert list(frame_segments(iter([]), n_fft=512, hop_length=160)) == []
+    assert list(frame_segments(iter([np.zeros(0)]), n_fft=512, hop_length=160, inside_only=True)) == []
+
+
+def test_frame_power_is_librosas_centred_stft():
+    y = noise(5000, seed=4)
+    c = CONFIG
+    expected = np.abs(librosa.stft(y, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
+                                   center=True, pad_mode="constant")) ** 2  # fmt: skip
+    got = np.concatenate(
+        [frame_power(s, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length)
+         for s in frame_segments(np.split(y, [777, 2000]), n_fft=c.n_fft, hop_length=c.hop_length, max_frames=5)],
+        axis=1,
+    )  # fmt: skip
+    assert got.shape == expected.shape
+    assert_allclose(got, expected, rtol=1e-4, atol=1e-6)

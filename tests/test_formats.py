@@ -24,7 +24,7 @@ from soundnet.formats import (
 )
 
 SPACES = "field recording 01.wav"
-COMMAS = "site A, day 2, \"dawn\".wav"
+COMMAS = 'site A, day 2, "dawn".wav'
 UNICODE = "Käfer – 鳥の声 ÿ.flac"
 EMPTY = "silence only.wav"
 FILES = [SPACES, EMPTY, COMMAS, UNICODE]
@@ -314,18 +314,18 @@ def test_unwritable_destination(tmp_path):
     [
         ("tsv", "filename\tonset\toffset\tevent_label\na.wav\t1.0\tx\tbird\n", "line 2: offset is not a number"),
         ("tsv", "filename\tonset\toffset\tevent_label\na.wav\t2.0\t1.0\tbird\n", "line 2: offset 1.0 is before onset"),
-        ("tsv", "filename\tonset\tevent_label\n", "line 1: header lacks column"),
-        ("tsv", "filename\tonset\toffset\tevent_label\n\na.wav\t1.0\n", "line 3: expected 4 fields"),
+        ("tsv", "filename\tonset\tevent_label\n", "line 1: header has no offset column"),
+        ("tsv", "filename\tonset\toffset\tevent_label\n\na.wav\t1.0\n", "line 3: missing offset"),
+        ("tsv", "filename\tonset\toffset\tevent_label\n\t1.0\t2.0\tbird\n", "line 2: no filename"),
         ("csv", "filename,onset,offset,label,confidence\na.wav,1,2,bird,high\n", "line 2: confidence is not a number"),
-        ("csv", "filename,onset,offset,label,confidence\n\"a.wav,1,2,bird,\n", "line 2"),
-        ("csv", "", "empty file"),
+        ("csv", 'filename,onset,offset,label,confidence\n"a.wav,1,2,bird,\n', "line 2"),
         ("audacity", "1.0\t2.0\tbird\n1.0 2.0 bird\n", "line 2: expected onset<TAB>offset<TAB>label"),
         ("audacity", "-1\t2\tbird\n", "line 1: negative onset"),
-        ("raven", "Selection\tBegin Time (s)\tLabel\n", "header lacks column"),
+        ("raven", "Selection\tBegin Time (s)\tLabel\n", "line 1: header has no offset column (expected one of End Time (s))"),
         ("raven", "\t".join(RAVEN_HEADER) + "\n1\tSpectrogram 1\t1\tnan\t2\t0\t8000\ta.wav\tbird\t\n", "line 2"),
-        ("json", "[{\"filename\": \"a.wav\",\n \"events\": [}]", "line 2: not valid JSON"),
-        ("json", "{\"filename\": \"a.wav\"}", "expected a JSON array"),
-        ("json", "[{\"filename\": \"a.wav\", \"events\": [{\"onset\": \"1\", \"offset\": 2, \"label\": \"b\"}]}]", "event 1"),
+        ("json", '[{"filename": "a.wav",\n "events": [}]', "line 2: not valid JSON"),
+        ("json", '{"filename": "a.wav"}', "expected a JSON array"),
+        ("json", '[{"filename": "a.wav", "events": [{"onset": "1", "offset": 2, "label": "b"}]}]', "event 1"),
     ],
 )
 def test_malformed_files_name_file_and_line(tmp_path, fmt, text, message):
@@ -349,3 +349,81 @@ def test_reading_tolerates_byte_order_mark_and_crlf(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufefffilename,onset,offset,label,confidence\r\nä.wav,1.000,2.000,bird,0.5000\r\n".encode())
     assert read_events(path, "csv") == [Event("ä.wav", 1.0, 2.0, "bird", 0.5)]
+
+
+# ---------------------------------------------------------------------------------
+# One reader per format: annotations (soundnet.annotations) and read_events agree
+
+
+def _annotated(rows) -> list[Event]:
+    return [row.event for row in rows if row.event is not None]
+
+
+# One table of each kind; the format is the name's extension.
+AGREEING = {
+    "dcase.tsv": "filename\tevent_onset\tevent_offset\tevent_label\na.wav\t1.0\t2.5\tdog\nb.wav\n",
+    "aliases.tsv": "Event_Label\tscene\tFile\tEnd\tStart\na\tpark\ta.wav\t2.5\t1\nb\thome\tb.wav\t0.25\t0\n",
+    "plain.tsv": "a.wav\t1.0\t2.5\tdog\nb.wav\t0\t0.25\tcat\nc.wav\n",
+    "dcase.csv": 'filename,onset,offset,event_label\n"a, b.wav",1,2,dog\nc.wav,,,\n',
+    "classes.csv": "audio_filename,start_time,end_time,class_label\na.wav,1,2,dog\n",
+    "soundnet.csv": render_events(EVENTS, "csv", files=FILES),
+    "soundnet.tsv": render_events(EVENTS, "tsv", files=FILES),
+}
+
+
+@pytest.mark.parametrize("name", list(AGREEING))
+def test_annotations_and_read_events_agree_on_tables(tmp_path, name):
+    from soundnet.annotations import read_event_table
+
+    path = tmp_path / name
+    path.write_text(AGREEING[name], encoding="utf-8")
+    got = read_events(path, path.suffix[1:])
+    assert got
+    # references carry no confidence; otherwise the very same events
+    assert _annotated(read_event_table(path)) == [Event(e.filename, e.onset, e.offset, e.label) for e in got]
+
+
+def test_annotations_and_read_events_agree_on_audacity_labels(tmp_path):
+    from soundnet.annotations import read_audacity_labels
+
+    path = tmp_path / "x.txt"
+    path.write_text("1.5\t2.5\tbird\n\\\t100.0\t4000.0\n3\t4\tbird song\textra\n", encoding="utf-8")
+    got = read_events(path, "audacity", filename="x.wav")
+    assert got == [Event("x.wav", 1.5, 2.5, "bird"), Event("x.wav", 3.0, 4.0, "bird song")]
+    assert _annotated(read_audacity_labels(path, filename="x.wav")) == got
+    # a line of two fields: an event without a label, kept by read_events, refused as a reference
+    path.write_text("1.5\t2.5\tbird\n3\t4\n", encoding="utf-8")
+    assert read_events(path, "audacity", filename="x.wav")[1] == Event("x.wav", 3.0, 4.0, "")
+    with pytest.raises(SoundnetError, match=rf"{path} line 2: event without a label"):
+        read_audacity_labels(path, filename="x.wav")
+
+
+def test_read_events_takes_tables_without_a_header_or_with_other_column_names(tmp_path):
+    """Rule change: read_events used to need the exact header soundnet writes."""
+    path = tmp_path / "t.tsv"
+    path.write_text("a.wav\t1\t2\tbird\nc.wav\n", encoding="utf-8")
+    assert read_events(path, "tsv") == [Event("a.wav", 1.0, 2.0, "bird")]
+    path.write_text("FILENAME\tStart\tEnd\tClass\tConfidence\na.wav\t1\t2\tbird\t0.5\n", encoding="utf-8")
+    assert read_events(path, "tsv") == [Event("a.wav", 1.0, 2.0, "bird", 0.5)]
+
+
+def test_read_events_strips_edge_spaces_and_pads_short_rows(tmp_path):
+    """Rule change: fields lose their edge spaces, and a short row is read as its
+    missing fields empty (before: "expected N fields")."""
+    path = tmp_path / "t.csv"
+    path.write_text("filename,onset,offset,label,confidence\n a.wav , 1 , 2 , bird \nb.wav\n", encoding="utf-8")
+    assert read_events(path, "csv") == [Event("a.wav", 1.0, 2.0, "bird")]
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "raven", "audacity"])
+def test_an_empty_file_holds_no_events(tmp_path, fmt):
+    """Rule change: an empty tsv, csv or raven file is no events (before: "empty file, expected a header")."""
+    path = tmp_path / "empty.txt"
+    path.write_text("\n", encoding="utf-8")
+    assert read_events(path, fmt) == []
+
+
+def test_raven_header_in_any_case_and_annotation_column(tmp_path):
+    path = tmp_path / "t.selections.txt"
+    path.write_text("selection\tbegin time (s)\tEND TIME (S)\tAnnotation\n1\t1.5\t2\tbird\n", encoding="utf-8")
+    assert read_events(path, "raven", filename="x.wav") == [Event("x.wav", 1.5, 2.0, "bird")]

@@ -12,6 +12,7 @@ import soundfile as sf
 from numpy.testing import assert_allclose
 
 from soundnet import plot
+from soundnet.config import FeatureConfig
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
 from soundnet.plot import FIGURE_HEIGHT, plot_detection
@@ -128,7 +129,7 @@ def test_pooled_power_matches_librosa_whole_signal():
 
     rng = np.random.default_rng(1)
     y = rng.standard_normal(16000 + 123).astype(np.float32)
-    hop, n_fft, win = plot._stft_sizes(SR)
+    hop, n_fft, win = plot._stft_sizes(FeatureConfig(), SR)
     expected = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win, center=True, pad_mode="constant")) ** 2
     expected = expected[:, : -(-len(y) // hop)]
     blocks = np.split(y, [1, 700, 5000, 5001, 12000])  # odd block boundaries, one of one sample
@@ -164,8 +165,16 @@ def test_long_file_is_summarised_in_little_memory(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(plot, "_pooled_power", traced)
-    out = plot_detection(tmp_path / "long.png", audio=audio, sample_rate=SR, probabilities=probabilities,
-                         frame_seconds=FRAME, threshold=0.5, events=events, reference=[])
+    out = plot_detection(
+        tmp_path / "long.png",
+        audio=audio,
+        sample_rate=SR,
+        probabilities=probabilities,
+        frame_seconds=FRAME,
+        threshold=0.5,
+        events=events,
+        reference=[],
+    )
     assert seen["frames"] == n_frames and seen["power"].shape[1] <= 1200  # pooled to at most one column a pixel
     assert seen["peak"] < 16e6  # the whole file as float32 would be 38 MB
     assert png_size(out) == (1200, round(FIGURE_HEIGHT * 100))
@@ -183,3 +192,29 @@ def test_probabilities_longer_than_max_points_keep_their_peaks():
     x, y = line.get_data()
     assert len(x) <= plot.MAX_POINTS + 2
     assert y.max() == 1.0 and abs(x[np.argmax(y)] - 543.21) < 1.0
+
+
+def test_spectrogram_frames_come_from_the_feature_config():
+    """The spectrogram has the detector's frames: FeatureConfig's own at its rate, the same
+    durations at another (n_fft up to a power of two), as the fixed 10/32/25 ms gave before."""
+    default = FeatureConfig()
+    assert plot._stft_sizes(default, 16000) == (160, 512, 400)
+    assert plot._stft_sizes(default, 44100) == (441, 2048, 1102)
+    assert plot._stft_sizes(default, 8000) == (80, 256, 200)
+    other = FeatureConfig(sample_rate=22050, hop_length=256, n_fft=1000, win_length=800, n_mels=40, n_mfcc=20)
+    assert plot._stft_sizes(other, 22050) == (256, 1000, 800)
+    assert plot._stft_sizes(other, 44100) == (512, 2048, 1600)
+
+
+def test_features_set_the_mel_bands_and_the_default_rate(tmp_path, burst, monkeypatch):
+    seen = {}
+    draw_spectrogram = plot._draw_spectrogram
+
+    def spy(ax, *args, **kwargs):
+        draw_spectrogram(ax, *args, **kwargs)
+        seen["rate"], seen["ylim"] = args[1], ax.get_ylim()
+
+    monkeypatch.setattr(plot, "_draw_spectrogram", spy)
+    config = FeatureConfig(n_mels=40, n_mfcc=20)
+    draw(tmp_path / "a.png", burst, sample_rate=None, features=config)
+    assert seen == {"rate": 16000, "ylim": (0.0, 40.0)}

@@ -155,8 +155,11 @@ def tables(draw):
 @given(tables())
 def test_event_table_round_trip(case):
     rows, header, newline = case
-    lines = {"none": [], "short": ["filename\tonset\toffset\tevent_label"],
-             "dcase": ["filename\tevent_onset\tevent_offset\tevent_label"]}[header]
+    lines = {
+        "none": [],
+        "short": ["filename\tonset\toffset\tevent_label"],
+        "dcase": ["filename\tevent_onset\tevent_offset\tevent_label"],
+    }[header]
     for name, event in rows:
         lines.append(name if event is None else f"{name}\t{event.onset!r}\t{event.offset!r}\t{event.label}")
     with tempfile.TemporaryDirectory() as folder:

@@ -101,9 +101,7 @@ def test_smaller_n_is_a_prefix(data):
 
 def test_output_files_and_annotations(data):
     out = data["tmp"] / "out"
-    events = synthesize(
-        data["events"], data["backgrounds"], out, n=12, duration=1.5, distractor_dirs=[data["dog"]], seed=3
-    )
+    events = synthesize(data["events"], data["backgrounds"], out, n=12, duration=1.5, distractor_dirs=[data["dog"]], seed=3)
     for i in range(12):
         info = sf.info(str(out / f"mixture_{i:04d}.wav"))
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (SR, 1, 24000, "PCM_16")
@@ -136,17 +134,11 @@ def test_target_label_option_and_default_from_folder(data, monkeypatch):
 
 
 def test_presence_zero_and_one(data):
-    none = synthesize(
-        data["events"], data["backgrounds"], data["tmp"] / "none", n=5, duration=1.0, presence=0.0
-    )
+    none = synthesize(data["events"], data["backgrounds"], data["tmp"] / "none", n=5, duration=1.0, presence=0.0)
     assert none == []
-    assert read_tsv(data["tmp"] / "none" / "annotations.tsv")[1:] == [
-        [f"mixture_{i:04d}.wav"] for i in range(5)
-    ]
+    assert read_tsv(data["tmp"] / "none" / "annotations.tsv")[1:] == [[f"mixture_{i:04d}.wav"] for i in range(5)]
 
-    every = synthesize(
-        data["events"], data["backgrounds"], data["tmp"] / "all", n=5, duration=1.0, presence=1.0
-    )
+    every = synthesize(data["events"], data["backgrounds"], data["tmp"] / "all", n=5, duration=1.0, presence=1.0)
     assert [e.filename for e in every] == [f"mixture_{i:04d}.wav" for i in range(5)]
     assert {e.label for e in every} == {"beep"}
 
@@ -194,9 +186,7 @@ def test_loud_mixture_is_scaled_not_clipped_and_keeps_its_ebr(tmp_path):
     background = 0.9 * np.sign(noise(1.0, 1.0, seed=8))  # square-ish noise at 0.9 peak
     write(tmp_path / "bg" / "bg.wav", background, subtype="FLOAT")
     write(tmp_path / "beep" / "a.wav", tone(0.3))
-    events = synthesize(
-        tmp_path / "beep", tmp_path / "bg", tmp_path / "out", n=2, duration=1.0, ebrs=[6.0], presence=1
-    )
+    events = synthesize(tmp_path / "beep", tmp_path / "bg", tmp_path / "out", n=2, duration=1.0, ebrs=[6.0], presence=1)
     for e in events:
         y, _ = sf.read(str(tmp_path / "out" / e.filename))
         assert np.max(np.abs(y)) <= PEAK_LIMIT + 1e-4
@@ -212,9 +202,7 @@ def test_loud_mixture_is_scaled_not_clipped_and_keeps_its_ebr(tmp_path):
 def test_silent_background_uses_the_floor(tmp_path):
     write(tmp_path / "bg" / "silence.wav", np.zeros(SR))
     write(tmp_path / "beep" / "a.wav", tone(0.3))
-    (event,) = synthesize(
-        tmp_path / "beep", tmp_path / "bg", tmp_path / "out", n=1, duration=1.0, ebrs=[0.0], presence=1
-    )
+    (event,) = synthesize(tmp_path / "beep", tmp_path / "bg", tmp_path / "out", n=1, duration=1.0, ebrs=[0.0], presence=1)
     y, _ = sf.read(str(tmp_path / "out" / event.filename))
     assert rms(y[span(event)]) == pytest.approx(RMS_FLOOR, rel=0.05)
 
@@ -320,3 +308,15 @@ def test_failed_write_leaves_no_temporary_file(data, monkeypatch):
     with raises(f"{out / 'mixture_0000.wav'}: cannot write"):
         synthesize(data["events"], data["backgrounds"], out, n=2, duration=1.0)
     assert list(out.iterdir()) == []
+
+
+def test_clips_are_found_as_soundnet_finds_audio(data):
+    """Rule change (one discovery, soundnet.audio.audio_files): only the extensions of
+    AUDIO_EXTENSIONS count (before: also every format libsndfile names, such as .raw)."""
+    (data["events"] / "headerless.raw").write_bytes(b"\x00\x01" * 100)  # unreadable without a header
+    (data["events"] / "._a.wav").write_bytes(b"\x00\x05\x16\x07")  # hidden: skipped
+    (data["events"] / ".trash").mkdir()
+    (data["events"] / ".trash" / "old.wav").write_bytes(b"junk")
+    events = synthesize(data["events"], data["backgrounds"], data["tmp"] / "out", n=4, duration=1.0, presence=1.0)
+    assert len(events) == 4
+    assert (data["tmp"] / "out" / "mixture_0003.wav").exists()
