@@ -48,7 +48,11 @@ def fails(result, *fragments: str, code: int = 1):
 def child_env() -> dict:
     """The environment of a real ``python -m soundnet.cli``: this checkout's soundnet after any given path."""
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, str(Path(__file__).resolve().parents[1])]), "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([*paths, str(Path(__file__).resolve().parents[1])]),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def soundnet(*args) -> list[str]:

@@ -84,68 +84,83 @@ def _refused(tmp_path: Path, text: str, *words: str) -> str:
     return message
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ("features:\n  hop_lenght: 160\n", "hop_lenght"),
-    ("training:\n  epoch: 3\n", "epoch"),
-    ("postprocessing:\n  threshhold: 0.3\n", "threshhold"),
-    ("network:\n  window: 100\n", "network"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("features:\n  hop_lenght: 160\n", "hop_lenght"),
+        ("training:\n  epoch: 3\n", "epoch"),
+        ("postprocessing:\n  threshhold: 0.3\n", "threshhold"),
+        ("network:\n  window: 100\n", "network"),
+    ],
+)
 def test_unknown_keys(tmp_path, text, key):
     _refused(tmp_path, text, key)
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ("features:\n  hop_length: '160'\n", "hop_length"),
-    ("features:\n  hop_length: 160.0\n", "hop_length"),
-    ("training:\n  epochs: true\n", "epochs"),
-    ("model:\n  dropout: true\n", "dropout"),
-    ("model:\n  dropout: '0.4'\n", "dropout"),
-    ("postprocessing:\n  threshold: [0.5]\n", "threshold"),
-    ("features:\n  fmax: high\n", "fmax"),
-    ("training:\n  seed: null\n", "seed"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("features:\n  hop_length: '160'\n", "hop_length"),
+        ("features:\n  hop_length: 160.0\n", "hop_length"),
+        ("training:\n  epochs: true\n", "epochs"),
+        ("model:\n  dropout: true\n", "dropout"),
+        ("model:\n  dropout: '0.4'\n", "dropout"),
+        ("postprocessing:\n  threshold: [0.5]\n", "threshold"),
+        ("features:\n  fmax: high\n", "fmax"),
+        ("training:\n  seed: null\n", "seed"),
+    ],
+)
 def test_wrong_types(tmp_path, text, key):
     _refused(tmp_path, text, key)
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ("features:\n  hop_length: -160\n", "hop_length"),
-    ("features:\n  sample_rate: 0\n", "sample_rate"),
-    ("features:\n  n_fft: 511\n", "n_fft"),
-    ("features:\n  n_mfcc: 80\n", "n_mfcc"),
-    ("features:\n  win_length: 1024\n", "win_length"),
-    ("features:\n  fmax: 9000\n", "fmax"),
-    ("features:\n  fmin: -1\n", "fmin"),
-    ("features:\n  delta_width: 4\n", "delta_width"),
-    ("model:\n  dropout: 1.5\n", "dropout"),
-    ("model:\n  window: 0\n", "window"),
-    ("training:\n  learning_rate: -0.1\n", "learning_rate"),
-    ("training:\n  validation_fraction: 1.2\n", "validation_fraction"),
-    ("training:\n  max_positive_weight: 0.5\n", "max_positive_weight"),
-    ("postprocessing:\n  threshold: 1.01\n", "threshold"),
-    ("postprocessing:\n  min_duration: -0.1\n", "min_duration"),
-    ("postprocessing:\n  merge_gap: -1\n", "merge_gap"),
-    ("postprocessing:\n  median_seconds: -0.5\n", "median_seconds"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("features:\n  hop_length: -160\n", "hop_length"),
+        ("features:\n  sample_rate: 0\n", "sample_rate"),
+        ("features:\n  n_fft: 511\n", "n_fft"),
+        ("features:\n  n_mfcc: 80\n", "n_mfcc"),
+        ("features:\n  win_length: 1024\n", "win_length"),
+        ("features:\n  fmax: 9000\n", "fmax"),
+        ("features:\n  fmin: -1\n", "fmin"),
+        ("features:\n  delta_width: 4\n", "delta_width"),
+        ("model:\n  dropout: 1.5\n", "dropout"),
+        ("model:\n  window: 0\n", "window"),
+        ("training:\n  learning_rate: -0.1\n", "learning_rate"),
+        ("training:\n  validation_fraction: 1.2\n", "validation_fraction"),
+        ("training:\n  max_positive_weight: 0.5\n", "max_positive_weight"),
+        ("postprocessing:\n  threshold: 1.01\n", "threshold"),
+        ("postprocessing:\n  min_duration: -0.1\n", "min_duration"),
+        ("postprocessing:\n  merge_gap: -1\n", "merge_gap"),
+        ("postprocessing:\n  median_seconds: -0.5\n", "median_seconds"),
+    ],
+)
 def test_out_of_range(tmp_path, text, key):
     _refused(tmp_path, text, key)
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ("training:\n  learning_rate: .nan\n", "learning_rate"),
-    ("training:\n  max_positive_weight: .nan\n", "max_positive_weight"),
-    ("postprocessing:\n  median_seconds: .nan\n", "median_seconds"),
-    ("postprocessing:\n  min_duration: .nan\n", "min_duration"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("training:\n  learning_rate: .nan\n", "learning_rate"),
+        ("training:\n  max_positive_weight: .nan\n", "max_positive_weight"),
+        ("postprocessing:\n  median_seconds: .nan\n", "median_seconds"),
+        ("postprocessing:\n  min_duration: .nan\n", "min_duration"),
+    ],
+)
 def test_nan_refused(tmp_path, text, key):
     _refused(tmp_path, text, key)
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ("model:\n  dropout: .nan\n", "dropout"),
-    ("postprocessing:\n  threshold: .nan\n", "threshold"),
-    ("features:\n  fmin: .nan\n", "fmin"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("model:\n  dropout: .nan\n", "dropout"),
+        ("postprocessing:\n  threshold: .nan\n", "threshold"),
+        ("features:\n  fmin: .nan\n", "fmin"),
+    ],
+)
 def test_nan_refused_by_interval_checks(tmp_path, text, key):
     _refused(tmp_path, text, key)
 

@@ -1,4 +1,4 @@
-"""Tests of soundnet.detect's feature pipeline (the network is covered in test_cli)."""
+"""Tests of soundnet.detection's feature pipeline (the network is covered in test_cli)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from soundnet.config import FeatureConfig, ModelConfig, PostConfig
-from soundnet.detect import frame_probabilities, prefetched
+from soundnet.detection import frame_probabilities, prefetched
 from soundnet.errors import SoundnetError
 from soundnet.features import compute_features
 from soundnet.run import ModelCard

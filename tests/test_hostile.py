@@ -8,6 +8,7 @@ and no traceback; odd but valid inputs work, and a batch goes on past bad files.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -106,23 +107,13 @@ def make(folder: Path, name: str, writer) -> Path:
 
 
 # ---------------------------------------------------------------------------------
-# A tiny trained run (3 planted files x 3 s, 2 epochs)
+# The trained run and dataset are the session's (conftest.py ``trained``): never
+# changed here, a test that damages a run or a dataset damages a copy.
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hostile")
-    table, _ = planted_set(root / "train", files=3, seconds=3.0, seed=1, empty_every=0)
-    config = root / "tiny.yaml"
-    config.write_text("training:\n  epochs: 2\n  batch_size: 16\n")
-    ok(cli("extract", root / "train", "--annotations", table, "--out", root / "data"))
-    ok(cli("train", root / "data", "--out", root / "run", "--config", config))
-    return root
-
-
-def run_copy(trained: Path, tmp_path: Path, *, tflite: bool = True) -> Path:
+def run_copy(trained, tmp_path: Path, *, tflite: bool = True) -> Path:
     copy = tmp_path / "run_copy"
-    shutil.copytree(trained / "run", copy)
+    shutil.copytree(trained.run, copy)
     if not tflite:
         (copy / "model.tflite").unlink()
     return copy
@@ -146,52 +137,55 @@ def edit_card(run: Path, **changes) -> None:
 def test_detect_refuses_bad_audio(trained, tmp_path, name):
     writer, problem = BAD_AUDIO[name]
     path = make(tmp_path, name, writer)
-    fails(cli("detect", path, "--model", trained / "run"), str(path), problem)
+    fails(cli("detect", path, "--model", trained.run), str(path), problem)
 
 
 @pytest.mark.parametrize("name", sorted(GOOD_AUDIO))
 def test_detect_reads_odd_but_valid_audio(trained, tmp_path, name):
     writer, seconds = GOOD_AUDIO[name]
     path = make(tmp_path, name, writer)
-    result = ok(cli("detect", path, "--model", trained / "run"))
+    result = ok(cli("detect", path, "--model", trained.run))
     assert f"{name}: " in result.stdout and f"event(s) in {seconds:.2f} s" in result.stdout, result.stdout
 
 
 def test_detect_cut_data_is_read_as_far_as_it_goes(trained, tmp_path):
-    """A WAV cut in the middle of its data (header promises more) is not a crash."""
+    """A WAV cut in the middle of its data (the header promises 1 s) is what it holds:
+    the samples that are there, detected like any file, not an error."""
     data = wav_bytes(signal_1s())
     path = tmp_path / "cut.wav"
     path.write_bytes(data[: len(data) // 2])
-    result = cli("detect", path, "--model", trained / "run")
-    no_traceback(result)
-    if result.exit_code == 0:
-        assert "cut.wav: " in result.stdout
-    else:
-        fails(result, str(path))
+    samples = (len(data) // 2 - 44) // 2  # after the 44-byte header, 16-bit samples
+    result = ok(cli("detect", path, "--model", trained.run))
+    assert "cut.wav: " in result.stdout and f"event(s) in {samples / SR:.2f} s" in result.stdout, result.stdout
 
 
 def test_detect_silent_file_has_no_events(trained, tmp_path):
     path = tmp_path / "zeros.wav"
     sf.write(path, np.zeros(3 * SR, np.float32), SR)
-    result = ok(cli("detect", path, "--model", trained / "run"))
+    result = ok(cli("detect", path, "--model", trained.run))
     assert "zeros.wav: 0 event(s) in 3.00 s" in result.stdout
     # whatever the threshold: frames of digital silence cannot hold the target sound
-    result = ok(cli("detect", path, "--model", trained / "run", "--threshold", "0.001"))
+    result = ok(cli("detect", path, "--model", trained.run, "--threshold", "0.001"))
     assert "zeros.wav: 0 event(s) in 3.00 s" in result.stdout
 
 
-def test_detect_silent_file_is_not_an_error(trained, tmp_path):
-    path = tmp_path / "zeros.wav"
-    sf.write(path, np.zeros(3 * SR, np.float32), SR)
-    result = ok(cli("detect", path, "--model", trained / "run"))
-    assert "zeros.wav: " in result.stdout and "in 3.00 s" in result.stdout
+def test_detect_silent_file_in_a_batch_is_a_processed_file(trained, tmp_path):
+    """Beside a file with sound, a silent one is neither a failure nor left out of the
+    results: it appears in the event table as a file without events."""
+    sf.write(tmp_path / "zeros.wav", np.zeros(3 * SR, np.float32), SR)
+    sf.write(tmp_path / "sound.wav", signal_1s(), SR)
+    out = tmp_path / "events.tsv"
+    ok(cli("detect", tmp_path / "zeros.wav", tmp_path / "sound.wav", "--model", trained.run, "--format", "tsv", "--output", out))
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    assert ["zeros.wav"] in [row[:1] for row in rows if not any(row[1:])], rows
+    assert any(row[0] == "sound.wav" and row[1] for row in rows), rows
 
 
 def test_detect_stderr_holds_only_soundnet_lines(trained, tmp_path):
     """As a user sees it (a real process): the failure named on its line, and no library chatter."""
     good = make(tmp_path, "good.wav", lambda p: sf.write(p, signal_1s(), SR))
     bad = make(tmp_path, "bad.wav", BAD_AUDIO["text.wav"][0])
-    command = [sys.executable, "-m", "soundnet.cli", "detect", str(good), str(bad), "--model", str(trained / "run")]
+    command = [sys.executable, "-m", "soundnet.cli", "detect", str(good), str(bad), "--model", str(trained.run)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=child_env())
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -215,7 +209,7 @@ def test_detect_folder_without_audio(trained, tmp_path):
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "readme.txt").write_text("no audio here\n")
-    fails(cli("detect", folder, "--model", trained / "run"), str(folder), "no audio files")
+    fails(cli("detect", folder, "--model", trained.run), str(folder), "no audio files")
 
 
 def test_detect_symlink_loops_do_not_hang(trained, tmp_path):
@@ -226,12 +220,12 @@ def test_detect_symlink_loops_do_not_hang(trained, tmp_path):
     os.symlink(folder, folder / "sub" / "back")
     os.symlink("self.wav", folder / "self.wav")  # a file link to itself
     with deadline(120):
-        result = cli("detect", folder, "--model", trained / "run")
-    no_traceback(result)
-    assert "good.wav: " in result.stdout
+        result = cli("detect", folder, "--model", trained.run)
+    # the file link that loops is a file that cannot be read: named, and the batch goes on
+    fails(result, str(folder / "self.wav"), "cannot read audio (broken or looping symbolic link)")
+    assert "soundnet: 1 of 2 file(s) failed:" in result.stderr
     assert result.stdout.count("good.wav: ") == 1  # found once, not once per loop turn
-    if result.exit_code:
-        fails(result, "self.wav")
+    assert [line.split(":")[0] for line in result.stdout.splitlines() if "event(s) in" in line] == ["good.wav"]
 
 
 # ---------------------------------------------------------------------------------
@@ -348,14 +342,17 @@ def test_extract_table_that_is_not_text(annotated, tmp_path):
     audio, _ = annotated
     table = tmp_path / "table.tsv"
     table.write_bytes(wav_bytes(signal_1s()))
-    fails(cli("extract", audio, "--annotations", table, "--out", tmp_path / "data"), str(table))
+    fails(cli("extract", audio, "--annotations", table, "--out", tmp_path / "data"), f"{table}: not a UTF-8 text file")
 
 
+@pytest.mark.xfail(
+    strict=True, reason="library: the 'annotations hold no event' error does not name the table (soundnet/annotations.py)"
+)
 def test_extract_empty_table_asks_for_a_target(annotated, tmp_path):
     audio, _ = annotated
     table = tmp_path / "table.tsv"
     table.write_text("")
-    fails(cli("extract", audio, "--annotations", table, "--out", tmp_path / "data"), "--target")
+    fails(cli("extract", audio, "--annotations", table, "--out", tmp_path / "data"), str(table), "hold no event", "--target")
 
 
 def test_extract_bad_audacity_sidecar_names_file_and_line(tmp_path):
@@ -478,7 +475,7 @@ def test_train_refuses_bad_config(trained, tmp_path, monkeypatch, case):
     config = tmp_path / f"{case}.yaml"
     config.write_text(text)
     where = "data" if case == "other_features_than_dataset" else str(config)
-    fails(cli("train", trained / "data", "--out", tmp_path / "run", "--config", config), where, problem)
+    fails(cli("train", trained.data, "--out", tmp_path / "run", "--config", config), where, problem)
     assert not (tmp_path / "PWNED").exists()
     assert not (tmp_path / "run").exists()
 
@@ -501,22 +498,25 @@ def test_extract_refuses_python_tags_in_config(annotated, tmp_path, monkeypatch)
 def test_train_refuses_infinite_learning_rate(trained, tmp_path):
     config = tmp_path / "inf.yaml"
     config.write_text("training:\n  learning_rate: .inf\n  epochs: 1\n")
-    fails(cli("train", trained / "data", "--out", tmp_path / "run", "--config", config), "learning_rate")
+    fails(
+        cli("train", trained.data, "--out", tmp_path / "run", "--config", config),
+        str(config),
+        "learning_rate must be > 0 and finite",
+    )
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_train_diverging_to_nan_is_a_one_line_error(trained, tmp_path):
     config = tmp_path / "huge.yaml"
     config.write_text("training:\n  learning_rate: 1.0e+30\n  epochs: 1\n")
-    result = cli("train", trained / "data", "--out", tmp_path / "run", "--config", config)
-    no_traceback(result)
-    assert result.exit_code == 1, explain(result)
-    assert any("nan" in line.lower() or "diverge" in line.lower() for line in result.stderr.splitlines()), explain(result)
+    result = cli("train", trained.data, "--out", tmp_path / "run", "--config", config)
+    fails(result, "training diverged in epoch 1", "lower training.learning_rate")
+    assert not (tmp_path / "run").exists()
 
 
-def test_train_window_longer_than_every_file(tmp_path, monkeypatch):
-    """Clips of 0.6 s (61 frames) and the default 1 s window: a clear one-line error
-    naming the window and the longest file; a 0.5 s window then trains and detects."""
+def short_dataset(tmp_path: Path) -> tuple[Path, Path]:
+    """Three planted clips of 0.6 s (61 frames), extracted: (audio folder, dataset)."""
     from planted import planted_file
 
     folder = tmp_path / "short"
@@ -529,13 +529,37 @@ def test_train_window_longer_than_every_file(tmp_path, monkeypatch):
     table = tmp_path / "short.tsv"
     table.write_text(HEADER + "\n".join(rows) + "\n")
     ok(cli("extract", folder, "--annotations", table, "--out", tmp_path / "data"))
+    return folder, tmp_path / "data"
+
+
+@pytest.mark.xfail(
+    strict=True, reason="library: a train refused for its window leaves run.partial behind, and the next train is then refused"
+)
+def test_train_window_longer_than_every_file(tmp_path):
+    """The default 1 s window and clips of 0.6 s: a clear one-line error naming the
+    window and the longest file, nothing left behind, and a retry can train."""
+    _, data = short_dataset(tmp_path)
     config = tmp_path / "one.yaml"
     config.write_text("training:\n  epochs: 1\n  batch_size: 4\n")
-    fails(cli("train", tmp_path / "data", "--out", tmp_path / "run", "--config", config), "model.window (100 frames)", "61 frames")
+    fails(cli("train", data, "--out", tmp_path / "run", "--config", config), "model.window (100 frames)", "61 frames")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "one.yaml", "short", "short.tsv"]
+
+
+def test_train_window_shorter_than_the_files(tmp_path, monkeypatch):
+    """A 0.5 s window trains on the 0.6 s clips, into a relative --out, and detects."""
+    folder, _ = short_dataset(tmp_path)
+    config = tmp_path / "half.yaml"
     config.write_text("training:\n  epochs: 1\n  batch_size: 4\n  stride: 10\nmodel:\n  window: 50\n")
     monkeypatch.chdir(tmp_path)  # a relative --out, as users type it
     ok(cli("train", "data", "--out", "run", "--config", config))
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["card.json", "history.csv", "model.keras", "model.tflite", "train.log"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "card.json",
+        "history.csv",
+        "model.keras",
+        "model.tflite",
+        "train.log",
+    ]
+    assert not (tmp_path / "run.partial").exists()
     assert "s0.wav: " in ok(cli("detect", folder / "s0.wav", "--model", tmp_path / "run")).stdout
 
 
@@ -560,49 +584,75 @@ def test_detect_folder_that_is_not_a_run(clip, tmp_path):
     fails(cli("detect", clip, "--model", tmp_path / "empty"), str(tmp_path / "empty"), "no card.json")
 
 
+def reseal(run: Path, *names: str) -> None:
+    """Record in the card the SHA-256 of these network files as they now are (what a
+    tampered run shipped whole, card included, would hold)."""
+    card = json.loads((run / "card.json").read_text())
+    card["checksums"] = {**card["checksums"], **{name: hashlib.sha256((run / name).read_bytes()).hexdigest() for name in names}}
+    (run / "card.json").write_text(json.dumps(card))
+
+
+def unseal(run: Path) -> None:
+    """A card without checksums, as soundnet wrote them before it recorded any."""
+    card = json.loads((run / "card.json").read_text())
+    del card["checksums"]
+    (run / "card.json").write_text(json.dumps(card))
+
+
+CHECKSUM_DIFFERS = "does not match the run's card (checksum differs: replaced, damaged or from another run); retrain"
+
+
+@pytest.mark.parametrize("card", ["sealed", "without_checksums"])
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
-def test_detect_corrupted_keras_model(trained, tmp_path, clip, damage):
+def test_detect_corrupted_keras_model(trained, tmp_path, clip, damage, card):
+    """Damaged after training: the card's checksum tells; with a card that records
+    none (older runs), loading the file does."""
     run = run_copy(trained, tmp_path, tflite=False)
     model = run / "model.keras"
     data = model.read_bytes()
     model.write_bytes({"garbage": b"PK\x03\x04 not really a zip", "truncated": data[: len(data) // 2], "empty": b""}[damage])
-    fails(cli("detect", clip, "--model", run), str(model), "cannot load the model")
+    if card == "sealed":
+        fails(cli("detect", clip, "--model", run), f"{model}: {CHECKSUM_DIFFERS}")
+    else:
+        unseal(run)
+        fails(cli("detect", clip, "--model", run), f"{model}: cannot load the model")
 
 
 def test_detect_missing_keras_model(trained, tmp_path, clip):
     run = run_copy(trained, tmp_path, tflite=False)
     (run / "model.keras").unlink()
-    fails(cli("detect", clip, "--model", run), str(run), "model.keras")
+    fails(cli("detect", clip, "--model", run), f"{run}: not a soundnet model folder (no model.keras)")
 
 
+@pytest.mark.parametrize("card", ["sealed", "without_checksums"])
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_detect_corrupted_tflite_model(trained, tmp_path, clip, damage):
+def test_detect_corrupted_tflite_model(trained, tmp_path, clip, damage, card):
     run = run_copy(trained, tmp_path)
     model = run / "model.tflite"
     data = model.read_bytes()
     model.write_bytes(os.urandom(100) if damage == "garbage" else data[: len(data) // 3])
-    fails(cli("detect", clip, "--model", run, "--runtime", "litert"), str(model), "cannot load the LiteRT model")
+    if card == "sealed":
+        fails(cli("detect", clip, "--model", run, "--runtime", "litert"), f"{model}: {CHECKSUM_DIFFERS}")
+    else:
+        unseal(run)
+        fails(cli("detect", clip, "--model", run, "--runtime", "litert"), f"{model}: cannot load the LiteRT model")
 
 
 @pytest.mark.parametrize("runtime", ["auto", "keras"])
 def test_detect_card_from_another_feature_config(trained, tmp_path, clip, runtime):
     run = run_copy(trained, tmp_path)
     edit_card(run, features={"n_mfcc": 40})
-    fails(cli("detect", clip, "--model", run, "--runtime", runtime), str(run / "card.json"))
+    problem = "normalisation statistics do not match the feature config (81 features)"
+    fails(cli("detect", clip, "--model", run, "--runtime", runtime), str(run / "card.json"), problem)
 
 
-@pytest.mark.parametrize(
-    "runtime",
-    [
-        "auto",
-        "keras",
-    ],
-)
-def test_detect_card_consistent_with_another_feature_config(trained, tmp_path, clip, runtime):
-    """n_mfcc 40 with matching (81-value) statistics: only the network itself can tell."""
+@pytest.mark.parametrize("runtime, network", [("auto", "model.tflite"), ("keras", "model.keras")])
+def test_detect_card_consistent_with_another_feature_config(trained, tmp_path, clip, runtime, network):
+    """n_mfcc 40 with matching (81-value) statistics: only the network itself can tell
+    (the one the runtime loads: LiteRT's when the run has it)."""
     run = run_copy(trained, tmp_path)
     edit_card(run, features={"n_mfcc": 40}, normalisation={"mean": [0.0] * 81, "std": [1.0] * 81})
-    fails(cli("detect", clip, "--model", run, "--runtime", runtime), str(run), "model")
+    fails(cli("detect", clip, "--model", run, "--runtime", runtime), str(run / network), "the card's feature config")
 
 
 def test_detect_card_from_a_newer_soundnet(trained, tmp_path, clip):
@@ -611,12 +661,20 @@ def test_detect_card_from_a_newer_soundnet(trained, tmp_path, clip):
     fails(cli("detect", clip, "--model", run), str(run / "card.json"), "99.0.0", "upgrade")
 
 
-@pytest.mark.parametrize("damage", ["not_json", "not_an_object", "missing_keys"])
+DAMAGED_CARDS = {
+    "not_json": ("{ half a card", "not a readable JSON file"),
+    "not_an_object": ("[1, 2]", "expected a JSON object"),
+    "missing_keys": ('{"target": "beep"}', "not a soundnet model card"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_CARDS))
 def test_detect_damaged_card(trained, tmp_path, clip, damage):
     run = run_copy(trained, tmp_path)
     card = run / "card.json"
-    card.write_text({"not_json": "{ half a card", "not_an_object": "[1, 2]", "missing_keys": '{"target": "beep"}'}[damage])
-    fails(cli("detect", clip, "--model", run), str(card))
+    text, problem = DAMAGED_CARDS[damage]
+    card.write_text(text)
+    fails(cli("detect", clip, "--model", run), f"{card}: {problem}")
 
 
 # ---------------------------------------------------------------------------------
@@ -633,8 +691,10 @@ def lambda_model(path: Path) -> None:
 
 @pytest.mark.parametrize("tflite", [False, True])
 def test_detect_refuses_a_keras_file_carrying_code(trained, tmp_path, clip, tflite):
+    """Even when the card vouches for it (a tampered run shipped whole)."""
     run = run_copy(trained, tmp_path, tflite=tflite)
     lambda_model(run / "model.keras")
+    reseal(run, "model.keras")
     fails(cli("detect", clip, "--model", run, "--runtime", "keras"), str(run / "model.keras"), "Lambda")
 
 
@@ -657,7 +717,7 @@ class _Touch:
 )
 def test_train_refuses_pickled_arrays_in_a_dataset(trained, tmp_path, padded):
     data = tmp_path / "data"
-    shutil.copytree(trained / "data", data)
+    shutil.copytree(trained.data, data)
     entry = manifest(data)["files"][0]
     marker = tmp_path / "PICKLE_RAN"
     evil = np.empty((entry["frames"], 129), dtype=object)
@@ -700,7 +760,7 @@ def mixed(tmp_path_factory):
 
 def test_detect_batch_reports_every_failure_and_every_result(trained, mixed):
     folder, good, hostile = mixed
-    result = cli("detect", folder, "--model", trained / "run")
+    result = cli("detect", folder, "--model", trained.run)
     no_traceback(result)
     assert result.exit_code == 1, explain(result)
     results = [line for line in result.stdout.splitlines() if "event(s) in" in line]
@@ -712,7 +772,7 @@ def test_detect_batch_reports_every_failure_and_every_result(trained, mixed):
 
 def test_detect_fail_fast_stops_at_the_first_failure(trained, mixed):
     folder, good, hostile = mixed
-    result = cli("detect", folder, "--model", trained / "run", "--fail-fast")
+    result = cli("detect", folder, "--model", trained.run, "--fail-fast")
     no_traceback(result)
     assert result.exit_code == 1, explain(result)
     assert [line.split(":")[0] for line in result.stdout.splitlines() if "event(s) in" in line] == [good[0].name]
