@@ -70,19 +70,23 @@ def _unique(rows: Iterable[Annotation]) -> list[Annotation]:
     return annotations
 
 
-def choose_target(annotations: Iterable[Annotation], target: str | None) -> str:
-    """The target label: ``target`` if given and present, else the only label there is."""
+def choose_target(annotations: Iterable[Annotation], target: str | None, *, where: str | None = None) -> str:
+    """The target label: ``target`` if given and present, else the only label there is.
+
+    ``where`` names the annotations in messages (the table's path, say).
+    """
+    prefix = f"{where}: " if where else ""
     labels = sorted({a.event.label for a in annotations if a.event is not None})
     if target is not None:
         if target not in labels:
             present = ", ".join(labels) if labels else "none"
-            raise SoundnetError(f"unknown target label {target!r} (labels in the annotations: {present})")
+            raise SoundnetError(f"{prefix}unknown target label {target!r} (labels in the annotations: {present})")
         return target
     if len(labels) == 1:
         return labels[0]
     if not labels:
-        raise SoundnetError("the annotations hold no event: give the target label with --target")
-    raise SoundnetError(f"the annotations hold several labels ({', '.join(labels)}): choose one with --target")
+        raise SoundnetError(f"{prefix}the annotations hold no event: give the target label with --target")
+    raise SoundnetError(f"{prefix}the annotations hold several labels ({', '.join(labels)}): choose one with --target")
 
 
 def match_files(annotations: Sequence[Annotation], audio: Sequence[Path], roots: Sequence[Path]) -> dict[Path, list[Annotation]]:

@@ -137,6 +137,11 @@ def _extract_task(task: tuple) -> tuple[Entry, bool]:
     return _extract_one(*task)
 
 
+def annotations_name(annotations: Path | None) -> str:
+    """How messages name the annotations: the table, or the label files beside the audio."""
+    return str(annotations) if annotations is not None else "the Audacity label files beside the audio"
+
+
 def collect_annotations(audio: Sequence[Path], roots: Sequence[Path], annotations: Path | None) -> dict[Path, list[Annotation]]:
     """Annotation rows of each audio file: from the table if given, else Audacity sidecars."""
     if annotations is not None:
@@ -191,7 +196,7 @@ def extract(
     roots = [Path(p) for p in audio_paths]
     audio = find_audio(roots)
     matched = collect_annotations(audio, roots, annotations)
-    target = choose_target([row for rows in matched.values() for row in rows], target)
+    target = choose_target([row for rows in matched.values() for row in rows], target, where=annotations_name(annotations))
     report = ExtractReport(out, target, skipped=[p for p in audio if p not in matched])
     for path in report.skipped:
         log.warning("%s: no annotation, skipped", path)

@@ -50,13 +50,13 @@ def read_references(inputs: Path | str | Iterable[Path | str], annotations: Path
     ``annotations`` is a DCASE table; None reads Audacity labels beside the audio. Only
     annotated files are kept; ``target`` None takes the only label there is.
     """
-    from soundnet.dataset import collect_annotations
+    from soundnet.dataset import annotations_name, collect_annotations
     from soundnet.detection import display_name
 
     roots = _roots(inputs)
     audio = find_audio(roots)
     matched = collect_annotations(audio, roots, annotations)
-    target = choose_target([row for rows in matched.values() for row in rows], target)
+    target = choose_target([row for rows in matched.values() for row in rows], target, where=annotations_name(annotations))
     names = {p: display_name(p, roots) for p in audio if p in matched}
     return References(target, {n: p for p, n in names.items()}, _rows_by_name(matched, names))
 

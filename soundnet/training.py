@@ -340,19 +340,27 @@ def train(
     logging.getLogger("soundnet").addHandler(handler)
     try:
         plan = _plan(dataset, config)
-        write_json(partial / STATE, {"config": to_dict(config)})
         model, validation, checkpoint = _fit(plan, partial, resume=resume, tensorboard=tensorboard)
         tuned, frames = _tune_on_validation(plan, validation, checkpoint)
         card = _final_card(plan, tuned, frames, epochs=checkpoint.progress["epochs_done"])
         card = _write_run_files(partial, model, card)
+    except BaseException:
+        if not (partial / PROGRESS).is_file():  # refused or stopped before any epoch was done: nothing to resume
+            _close(handler)
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
     finally:
-        logging.getLogger("soundnet").removeHandler(handler)
-        handler.close()
+        _close(handler)
     replace_run(partial, out)
     return TrainResult(out, card, checkpoint.progress["epochs_done"])
 
 
 STATE = "state.json"
+
+
+def _close(handler: logging.Handler) -> None:
+    logging.getLogger("soundnet").removeHandler(handler)
+    handler.close()
 
 
 def _work_folder(out: Path, config: Config, *, resume: bool) -> Path:
@@ -368,6 +376,7 @@ def _work_folder(out: Path, config: Config, *, resume: bool) -> Path:
             raise SoundnetError(f"{partial}: exists and is not an interrupted soundnet training: move it away")
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
+    write_json(partial / STATE, {"config": to_dict(config)})
     return partial
 
 

@@ -140,7 +140,7 @@ def test_changed_annotation_past_the_end_is_refused_on_rerun(tmp_path, planted):
     name = sorted(truth)[0]
     table.write_text(table.read_text() + f"{name}\t2.5\t{SECONDS + 1}\tbeep\n")
     report = extract([audio], out=out, annotations=table)
-    assert [p.name for p, _ in report.failures] == [name]
+    assert [f.item.name for f in report.failures] == [name]
 
 
 def test_changed_audio_is_recomputed(tmp_path, planted):
@@ -164,7 +164,7 @@ def test_jobs_two_gives_the_same_arrays_and_reports_failures(tmp_path, planted):
     report_one = extract([audio], out=one, annotations=table, jobs=1)
     report = extract([audio], out=two, annotations=table, jobs=2)
     assert len(report.extracted) == FILES
-    assert [p for p, _ in report.failures] == [bad] and "zero.wav" in report.failures[0][1]
+    assert [f.item for f in report.failures] == [bad] and "zero.wav" in report.failures[0].message
     assert report.failures == report_one.failures
     a, b = arrays(one), arrays(two)
     assert a.keys() == b.keys() and len(a) == FILES
@@ -182,8 +182,8 @@ def test_corrupt_file_is_reported_and_others_extracted(tmp_path, planted):
     table.write_text(table.read_text() + "broken clip.wav\t0.5\t1.0\tbeep\n")
     out = tmp_path / "ds"
     report = extract([audio], out=out, annotations=table)
-    assert [p for p, _ in report.failures] == [bad]
-    assert "broken clip.wav" in report.failures[0][1]
+    assert [f.item for f in report.failures] == [bad]
+    assert "broken clip.wav" in report.failures[0].message
     assert sorted(p.name for p in report.extracted) == sorted(truth)
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["counts"]["files"] == FILES
@@ -196,8 +196,8 @@ def test_event_past_the_end_is_a_failure_naming_the_line(tmp_path, planted):
     text = table.read_text()
     table.write_text(text + f"{name}\t2.5\t{SECONDS + 1}\tbeep\n")
     report = extract([audio], out=tmp_path / "ds", annotations=table)
-    assert [p.name for p, _ in report.failures] == [name]
-    assert f"line {len(text.splitlines()) + 1}" in report.failures[0][1]
+    assert [f.item.name for f in report.failures] == [name]
+    assert f"line {len(text.splitlines()) + 1}" in report.failures[0].message
     assert len(report.extracted) == FILES - 1
 
 

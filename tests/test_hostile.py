@@ -345,9 +345,6 @@ def test_extract_table_that_is_not_text(annotated, tmp_path):
     fails(cli("extract", audio, "--annotations", table, "--out", tmp_path / "data"), f"{table}: not a UTF-8 text file")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="library: the 'annotations hold no event' error does not name the table (soundnet/annotations.py)"
-)
 def test_extract_empty_table_asks_for_a_target(annotated, tmp_path):
     audio, _ = annotated
     table = tmp_path / "table.tsv"
@@ -532,9 +529,6 @@ def short_dataset(tmp_path: Path) -> tuple[Path, Path]:
     return folder, tmp_path / "data"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="library: a train refused for its window leaves run.partial behind, and the next train is then refused"
-)
 def test_train_window_longer_than_every_file(tmp_path):
     """The default 1 s window and clips of 0.6 s: a clear one-line error naming the
     window and the longest file, nothing left behind, and a retry can train."""
