@@ -6,7 +6,8 @@
   ``getrusage(RUSAGE_CHILDREN)`` so each measurement has its own child set);
 - a run folder to detect with: ``--model``, the bundled model, or a quick untrained
   one (speed does not depend on the weights);
-- long planted-tone WAVs written block by block (little memory), cached in /tmp.
+- long planted-tone WAVs written block by block (little memory), cached in /tmp, from
+  the generators of ``soundnet.signals``.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from soundnet.signals import SR, mix_in, tone, white_noise
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 SOUNDNET = str(BIN / "soundnet") if (BIN / "soundnet").exists() else "soundnet"
 CACHE = Path(os.environ.get("SOUNDNET_BENCH_CACHE", "/tmp/soundnet-bench"))
 TIME = "/usr/bin/time"
-SR = 16000
 
 # Children inherit this: TensorFlow's C++ start-up chatter off, oneDNN notes off.
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -189,12 +191,6 @@ def resolve_model(arg: str | None) -> tuple[Path, str]:
 
 
 # ---------------------------------------------------------------- long audio
-def tone_burst(freq: float, seconds: float, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(round(seconds * SR))) / SR
-    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)
-    return (amplitude * ramp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
 def long_wav(seconds: float, *, path: Path | None = None, seed: int = 0, block_seconds: float = 60.0) -> Path:
     """A 16 kHz PCM_16 WAV of low noise with a 2 kHz burst every ~10 s, written block by
     block (memory: one block). Cached: reused when a file of the same length exists."""
@@ -212,16 +208,16 @@ def long_wav(seconds: float, *, path: Path | None = None, seed: int = 0, block_s
     rng = np.random.default_rng(seed)
     tmp = path.with_name(path.name + ".part")
     block = int(block_seconds * SR)
-    burst = tone_burst(2000.0, 0.5)
+    burst = tone(2000.0, 0.5, sr=SR)
     with sf.SoundFile(str(tmp), "w", samplerate=SR, channels=1, subtype="PCM_16", format="WAV") as f:
         for start in range(0, total, block):
             n = min(block, total - start)
-            y = (0.03 * rng.standard_normal(n)).astype(np.float32)
-            # a burst at 3 s past every 10 s mark inside this block
+            y = white_noise(n, rng=rng, std=0.03)
+            # a burst at 3 s past every 10 s mark that starts inside this block
             for onset in range(((start // SR) // 10) * 10 + 3, (start + n) // SR + 1, 10):
                 s = onset * SR - start
                 if 0 <= s < n:
-                    y[s : s + len(burst)] += burst[: n - s]
+                    mix_in(y, burst, s)
             f.write(y)
     tmp.rename(path)
     return path

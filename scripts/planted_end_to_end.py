@@ -4,8 +4,8 @@
 
 Generates isolated clips of a target sound (rising harmonic chirps, 0.2-0.8 s, 1.5-4 kHz),
 backgrounds (white, pink and brown noise, mains hum, at several levels) and distractors
-(steady tones, clicks), all with seeded numpy. Then, through the ``soundnet`` command
-installed beside this Python:
+(steady tones, clicks), all with seeded numpy by the generators of ``soundnet.signals``.
+Then, through the ``soundnet`` command installed beside this Python:
 
 1. ``soundnet synth`` makes training mixtures from one set of clips and test mixtures from
    fresh clips and backgrounds made with other seeds;
@@ -28,45 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-SR = 16000
-
-
-def chirp(rng: np.random.Generator) -> np.ndarray:
-    seconds = rng.uniform(0.2, 0.8)
-    t = np.arange(int(seconds * SR)) / SR
-    f0, f1 = rng.uniform(1500, 2500), rng.uniform(3000, 4000)
-    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
-    y = np.sin(phase) + 0.3 * np.sin(2 * phase)
-    envelope = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.02)
-    return (0.3 * envelope * y).astype(np.float32)
-
-
-def background(rng: np.random.Generator, seconds: float) -> np.ndarray:
-    n = int(seconds * SR)
-    kind = rng.integers(4)
-    white = rng.standard_normal(n)
-    if kind == 0:
-        y = white
-    elif kind in (1, 2):  # pink (1/f) or brown (1/f^2) by spectral shaping
-        spectrum = np.fft.rfft(white)
-        f = np.maximum(np.fft.rfftfreq(n, 1 / SR), 20.0)
-        y = np.fft.irfft(spectrum / (f ** (0.5 if kind == 1 else 1.0)), n)
-    else:  # mains hum with harmonics over faint noise
-        t = np.arange(n) / SR
-        y = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 6)) + 0.1 * white
-    level = 10 ** (rng.uniform(-40, -20) / 20)
-    return (level * y / np.sqrt(np.mean(y**2))).astype(np.float32)
-
-
-def distractor(rng: np.random.Generator) -> np.ndarray:
-    seconds = rng.uniform(0.1, 0.6)
-    t = np.arange(int(seconds * SR)) / SR
-    if rng.random() < 0.5:
-        y = np.sin(2 * np.pi * rng.uniform(300, 1200) * t)
-    else:
-        y = np.zeros_like(t)
-        y[:: int(SR * 0.05)] = 1.0
-    return (0.2 * y).astype(np.float32)
+from soundnet.signals import SR, harmonic_chirp, noise_background, tone_or_clicks
 
 
 def write_clips(folder: Path, make, count: int, rng: np.random.Generator) -> Path:
@@ -93,9 +55,9 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     for split, seed in (("train", 1), ("test", 2)):  # the test clips and backgrounds are fresh
         rng = np.random.default_rng(seed)
-        write_clips(work / split / "chirp", chirp, 40, rng)
-        write_clips(work / split / "backgrounds", lambda r: background(r, 30.0), 8, rng)
-        write_clips(work / split / "tone_or_click", distractor, 30, rng)
+        write_clips(work / split / "chirp", harmonic_chirp, 40, rng)
+        write_clips(work / split / "backgrounds", lambda r: noise_background(30.0, rng=r), 8, rng)
+        write_clips(work / split / "tone_or_click", tone_or_clicks, 30, rng)
     config = work / "train.yaml"
     config.write_text(f"training:\n  epochs: {args.epochs}\n  patience: 4\n  seed: 0\n")
     for split, n, seed in (("train", args.train_mixtures, 10), ("test", args.test_mixtures, 20)):

@@ -1,4 +1,8 @@
-"""Planted-event audio for tests: files whose right answers are known."""
+"""Planted-event audio for tests: files whose right answers are known.
+
+The signals come from :mod:`soundnet.signals`; this module writes them as test WAVs
+and their annotation tables.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-SR = 16000
+from soundnet.signals import SR, planted_scene, tone
 
-
-def tone(freq: float, seconds: float, *, sr: int = SR, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(round(seconds * sr))) / sr
-    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # 10 ms fades, no clicks
-    return (amplitude * ramp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+__all__ = ["SR", "planted_file", "planted_set", "tone"]
 
 
 def planted_file(
@@ -27,16 +27,7 @@ def planted_file(
     sr: int = SR,
 ) -> None:
     """Write a WAV of noise with `target` tone bursts at `events` and 500 Hz distractor bursts."""
-    y = (0.03 * rng.standard_normal(int(seconds * sr))).astype(np.float32)
-    for onset, offset in events:
-        start = int(onset * sr)
-        burst = tone(freq, offset - onset, sr=sr)
-        y[start : start + len(burst)] += burst[: len(y) - start]
-    for _ in range(distractors):
-        onset = rng.uniform(0, seconds - 0.5)
-        burst = tone(500.0, 0.4, sr=sr)
-        start = int(onset * sr)
-        y[start : start + len(burst)] += burst[: len(y) - start]
+    y = planted_scene(seconds, events, rng=rng, freq=freq, distractors=distractors, sr=sr)
     sf.write(path, y, sr, subtype="PCM_16")
 
 
