@@ -118,7 +118,9 @@ def main() -> None:
             stage_rows.append(
                 [runtime, "(imports before load / Detector.load)", f"{data['import_s']:.2f} / {data['load_s']:.2f}", ""]
             )
-        print("\nWhere detect's time goes (one instrumented in-process Detector.detect_file per runtime, with the features thread off so the stages add up)")
+        print(
+            "\nWhere detect's time goes (one instrumented in-process Detector.detect_file per runtime, with the features thread off so the stages add up)"
+        )
         print(table(stage_rows, ["runtime", "stage", "seconds", "% of detect_file"]))
     dump_json(args.json, results)
     if args.delete:

@@ -48,7 +48,17 @@ def main() -> None:
         "python -c 'import tensorflow'": [PYTHON, "-c", "import tensorflow"],
         "python -c 'import keras' (TF backend)": [PYTHON, "-c", "import keras"],
         **{
-            f"detect 10 s clip --runtime {runtime}": [SOUNDNET, "detect", str(clip), "--model", str(run), "--runtime", runtime, "-o", str(out)]
+            f"detect 10 s clip --runtime {runtime}": [
+                SOUNDNET,
+                "detect",
+                str(clip),
+                "--model",
+                str(run),
+                "--runtime",
+                runtime,
+                "-o",
+                str(out),
+            ]
             for runtime in ("litert", "keras")
         },
     }
