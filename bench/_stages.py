@@ -76,9 +76,9 @@ def main() -> None:
         out.update(frames=frames, total_s=time.perf_counter() - start, stages=clock.spent)
     elif mode == "detect":
         run, runtime = Path(sys.argv[3]), sys.argv[4]
-        import soundnet.detect as detect_module
+        import soundnet.detection as detect_module
         import soundnet.windows as windows_module
-        from soundnet.detect import Detector
+        from soundnet.detection import Detector
 
         detector = Detector(run, runtime=runtime)
         start = time.perf_counter()

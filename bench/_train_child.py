@@ -1,7 +1,7 @@
 """Child process of bench/train_memory.py: ``soundnet train ARGS...`` with phase timers.
 
 Runs the real command line (``soundnet.cli.main``) in this process, after wrapping a
-few of soundnet.train's steps (by reference, nothing in soundnet changes) so the wall
+few of soundnet.training's steps (by reference, nothing in soundnet changes) so the wall
 time and the peak RSS so far (VmHWM) are known at the end of each phase. Writes them as
 JSON to the path in the environment variable SOUNDNET_BENCH_PHASES.
 """
@@ -35,7 +35,7 @@ def main() -> None:
     quiet_import_keras()
     import keras
 
-    import soundnet.train as train_module
+    import soundnet.training as train_module
 
     mark("imports", time.perf_counter() - t0)
 

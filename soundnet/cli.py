@@ -152,9 +152,7 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-model_option = click.option(
-    "--model", "-m", type=EXISTING_FOLDER, help="Run folder (default: the bundled detector)."
-)
+model_option = click.option("--model", "-m", type=EXISTING_FOLDER, help="Run folder (default: the bundled detector).")
 reference_option = click.option(
     "--annotations",
     "-a",
@@ -208,13 +206,31 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Draw the file's spectrogram, probability, threshold and events to this PNG.",
 )
-@click.option("--runtime", type=click.Choice(("auto", "litert", "keras")), default="auto", show_default=True,
-              help="Network runtime: LiteRT (fast start) when the model has it, or Keras.")
+@click.option(
+    "--runtime",
+    type=click.Choice(("auto", "litert", "keras")),
+    default="auto",
+    show_default=True,
+    help="Network runtime: LiteRT (fast start) when the model has it, or Keras.",
+)
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @post_options
 @library_errors
 def detect(
-    inputs, model, output, fmt, output_dir, frames, json_frames, plot, runtime, fail_fast, threshold, median_seconds, min_duration, merge_gap
+    inputs,
+    model,
+    output,
+    fmt,
+    output_dir,
+    frames,
+    json_frames,
+    plot,
+    runtime,
+    fail_fast,
+    threshold,
+    median_seconds,
+    min_duration,
+    merge_gap,
 ):
     """Find the target sound in audio FILES and folders: events, and per-frame probabilities on request."""
     from soundnet.detection import detect as run_detect

@@ -227,10 +227,19 @@ class Detector:
             filename=name or Path(path).name,
             label=self.card.target,
         )
-        log.debug("%s: %.1f s of audio scored in %.2f s, %d event(s) with %s", path, duration, time.perf_counter() - started, len(events), post)
+        log.debug(
+            "%s: %.1f s of audio scored in %.2f s, %d event(s) with %s",
+            path,
+            duration,
+            time.perf_counter() - started,
+            len(events),
+            post,
+        )
         return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events, name=name or Path(path).name)
 
-    def postprocessing(self, post: PostConfig | Mapping[str, float | None] | None = None, **overrides: float | None) -> PostConfig:
+    def postprocessing(
+        self, post: PostConfig | Mapping[str, float | None] | None = None, **overrides: float | None
+    ) -> PostConfig:
         """The post-processing to use: ``post`` if a PostConfig, else the card's with the
         values of ``post`` (a mapping) and ``overrides`` replaced (None values keep the card's)."""
         if isinstance(post, PostConfig):

@@ -142,7 +142,9 @@ def evaluate(
         detection = detector.detect_file(references.paths[name], post=post, name=name)
         if name in plots:
             sample_rate = detector.card.features.sample_rate
-            plot_file(plots[name], detection, sample_rate=sample_rate, threshold=post.threshold, reference=references.events[name])
+            plot_file(
+                plots[name], detection, sample_rate=sample_rate, threshold=post.threshold, reference=references.events[name]
+            )
         if on_detection is not None:
             on_detection(detection, references.events[name])
         return detection
@@ -151,7 +153,9 @@ def evaluate(
     detections = {name: d for name, d in batch.done}
     labels = [
         frame_labels(
-            [e for e in references.events[name] if e.label == references.target], len(d.probabilities), frame_seconds=d.frame_seconds
+            [e for e in references.events[name] if e.label == references.target],
+            len(d.probabilities),
+            frame_seconds=d.frame_seconds,
         )
         for name, d in detections.items()
     ]

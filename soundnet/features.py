@@ -18,6 +18,7 @@ import librosa
 import numpy as np
 
 from soundnet.config import FeatureConfig
+from soundnet.inputs import INPUTS, split_inputs
 
 CHUNK_FRAMES = 6000
 AMIN = 1e-10  # power floor of the log-mel spectrogram: -100 dB
@@ -59,8 +60,10 @@ def frame_times(n: int, *, config: FeatureConfig) -> np.ndarray:
 
 
 def split_features(x: np.ndarray, *, n_mfcc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the MFCC, delta and ZCR columns of a feature matrix ``(..., 2*n_mfcc+1)``."""
-    return x[..., :n_mfcc], x[..., n_mfcc : 2 * n_mfcc], x[..., 2 * n_mfcc :]
+    """Views of the MFCC, delta and ZCR columns of a feature matrix ``(..., 2*n_mfcc+1)``
+    (the split of :func:`soundnet.inputs.split_inputs`, in input order)."""
+    parts = split_inputs(x, n_mfcc=n_mfcc)
+    return tuple(parts[name] for name in INPUTS)
 
 
 def frame_segments(

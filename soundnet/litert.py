@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from soundnet.inputs import input_name, input_shapes, split_inputs
+from soundnet.run import TFLITE_FILE
 from soundnet.storage import atomic_path
 
-TFLITE_FILE = "model.tflite"
+__all__ = ["TFLITE_FILE", "LiteRTPredictor", "available", "export_tflite"]
 
 
 def export_tflite(model, path: Path, *, n_mfcc: int) -> Path:
@@ -93,24 +95,16 @@ class LiteRTPredictor:
         with stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
             self.interpreter = Interpreter(model_path=str(path), num_threads=usable_cores() if threads is None else threads)
         details = self.interpreter.get_input_details()
-        self.inputs = {self._input_name(d["name"]): d["index"] for d in details}
-        expected = {"mfcc": (window, n_mfcc), "delta": (window, n_mfcc), "zcr": (window, 1)}
-        found = {self._input_name(d["name"]): tuple(int(x) for x in d["shape"][1:]) for d in details}
+        self.inputs = {input_name(d["name"]): d["index"] for d in details}
+        expected = input_shapes(n_mfcc, window)
+        found = {input_name(d["name"]): tuple(int(x) for x in d["shape"][1:]) for d in details}
         if found != expected:
             raise ValueError(f"the network takes inputs {found}, the card's feature config gives {expected}")
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.batch = None
 
-    @staticmethod
-    def _input_name(tensor: str) -> str:
-        for name in ("mfcc", "delta", "zcr"):
-            if name in tensor:
-                return name
-        raise ValueError(f"unexpected LiteRT input tensor {tensor!r}")
-
     def __call__(self, windows: np.ndarray) -> np.ndarray:
-        n = self.n_mfcc
-        parts = {"mfcc": windows[..., :n], "delta": windows[..., n : 2 * n], "zcr": windows[..., 2 * n :]}
+        parts = split_inputs(windows, n_mfcc=self.n_mfcc)
         if self.batch != len(windows):
             from soundnet.backend import stderr_silenced
 

@@ -68,6 +68,7 @@ class PooledBatchNorm(layers.Layer):
         else:
             mean, variance = self.moving_mean, self.moving_variance
         scale = self.gamma * ops.rsqrt(variance + self.epsilon)
+
         # max(BN(x)) is BN(max x) where the scale is >= 0 and BN(min x) where it is < 0.
         def both() -> keras.KerasTensor:
             return ops.where(scale >= 0, ops.max(inputs, axis=2), ops.min(inputs, axis=2))

@@ -39,7 +39,9 @@ def unique_paths(folder: Path, names: Sequence[str], extension: str, *, what: st
     for name in names:
         path = per_file_path(folder, name, extension)
         if path in owners:
-            raise UsageError(f"{path}: {what} of both {owners[path]!r} and {name!r} would be written here; detect them separately")
+            raise UsageError(
+                f"{path}: {what} of both {owners[path]!r} and {name!r} would be written here; detect them separately"
+            )
         owners[path] = name
         paths[name] = path
     return paths
@@ -181,4 +183,3 @@ class OutputWriter:
             return text
         write_text(self.plan.output, text)
         return None
-

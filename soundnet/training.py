@@ -236,7 +236,9 @@ class Checkpoint(keras.callbacks.Callback):
         best = self.progress.get("best_file")
         if best:
             self.model.load_weights(self.folder / best)
-            log.info("kept the weights of epoch %d (validation loss %.4f)", self.progress["best_epoch"] + 1, self.progress["best_loss"])
+            log.info(
+                "kept the weights of epoch %d (validation loss %.4f)", self.progress["best_epoch"] + 1, self.progress["best_loss"]
+            )
 
 
 LAST_STATE = "last.keras"

@@ -76,8 +76,9 @@ def test_stream_one_value_per_frame_equal_to_the_predictor(window, hop):
         x = rng.standard_normal((n, 3)).astype(np.float32)
         for _ in range(3):
             chunks = random_chunks(x, rng)
-            p = stream_probabilities(iter(chunks), sigmoid_of_first_feature, window=window, hop=hop,
-                                     batch_windows=int(rng.integers(1, 5)))
+            p = stream_probabilities(
+                iter(chunks), sigmoid_of_first_feature, window=window, hop=hop, batch_windows=int(rng.integers(1, 5))
+            )
             assert p.shape == (n,) and p.dtype == np.float32
             assert_allclose(p, expected(x), atol=1e-6)
 
@@ -105,6 +106,7 @@ def test_stream_empty():
 @pytest.mark.parametrize("n", [1, 2, 37, 99])
 def test_padding_never_leaks(n):
     """Padded frames (all zeros) predict 1, real frames 0: a short file's frames must all stay 0."""
+
     def predict(windows):
         return (np.abs(windows).sum(axis=-1) == 0).astype(np.float32)
 
@@ -125,6 +127,7 @@ def test_padding_never_leaks(n):
 def test_weighted_overlap_favours_later_positions():
     """A predictor that says 1 on a window's first half and 0 on its second: the frames in the middle
     of the file, seen both early and late in windows, lean towards the later (better-informed) view."""
+
     def predict(windows):
         p = np.zeros(windows.shape[:2], np.float32)
         p[:, : windows.shape[1] // 2] = 1.0
@@ -149,5 +152,7 @@ def test_card_detection_hop_follows_a_small_window():
     from soundnet.config import FeatureConfig, ModelConfig, PostConfig
     from soundnet.run import ModelCard
 
-    card = ModelCard("x", FeatureConfig(), ModelConfig(window=20), np.zeros(129, np.float32), np.ones(129, np.float32), PostConfig())
+    card = ModelCard(
+        "x", FeatureConfig(), ModelConfig(window=20), np.zeros(129, np.float32), np.ones(129, np.float32), PostConfig()
+    )
     assert card.detection_hop == 10
