@@ -22,6 +22,9 @@ log = logging.getLogger("soundnet")
 EXISTING = click.Path(exists=True, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 EXISTING_FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
+OUTPUT_FILE = click.Path(dir_okay=False, path_type=Path)
+OUTPUT_FOLDER = click.Path(file_okay=False, path_type=Path)
+fail_fast_option = click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails (else report it and go on).")
 OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")  # soundnet.outputs.OUTPUT_FORMATS (a test holds them equal)
 
 
@@ -76,7 +79,7 @@ def main(verbose: int, quiet: bool) -> None:
     type=EXISTING_FILE,
     help="DCASE table (filename onset offset label, TSV or CSV). Without it, Audacity labels beside the audio (x.wav + x.txt).",
 )
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder to write.")
+@click.option("--out", "-o", required=True, type=OUTPUT_FOLDER, help="Dataset folder to write.")
 @click.option("--target", "-t", help="Label of the target sound (implied when the annotations hold one label).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option(
@@ -85,7 +88,7 @@ def main(verbose: int, quiet: bool) -> None:
     type=EXISTING_FILE,
     help="YAML config (its features section is used).",
 )
-@click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
+@fail_fast_option
 @library_errors
 def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
     """Turn AUDIO files and folders and their annotations into a dataset of features and frame labels."""
@@ -117,7 +120,7 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
 
 @main.command()
 @click.argument("dataset", type=EXISTING_FOLDER)
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder to write.")
+@click.option("--out", "-o", required=True, type=OUTPUT_FOLDER, help="Run folder to write.")
 @click.option(
     "--config",
     "config_path",
@@ -128,7 +131,7 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
 @click.option("--seed", type=int, help="Random seed (overrides the config).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Windows per batch (overrides the config).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training of the same RUN from its last completed epoch.")
-@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), help="Write TensorBoard logs to this folder.")
+@click.option("--tensorboard", type=OUTPUT_FOLDER, help="Write TensorBoard logs to this folder.")
 @library_errors
 def train(dataset, out, config_path, epochs, seed, batch_size, resume, tensorboard):
     """Train the CNN-LSTM-Dense detector on DATASET (written by soundnet extract)."""
@@ -184,15 +187,13 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=EXISTING)
 @model_option
-@click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the events to this file instead of stdout."
-)
+@click.option("--output", "-o", type=OUTPUT_FILE, help="Write the events to this file instead of stdout.")
 @click.option(
     "--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True, help="Event output format."
 )
 @click.option(
     "--output-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OUTPUT_FOLDER,
     help="Write one event file per audio file here (audacity: x.txt, raven: x.selections.txt).",
 )
 @click.option(
@@ -203,7 +204,7 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
 @click.option("--json-frames", is_flag=True, help="With --format json, include each file's per-frame probabilities.")
 @click.option(
     "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OUTPUT_FILE,
     help="Draw the file's spectrogram, probability, threshold and events to this PNG.",
 )
 @click.option(
@@ -213,7 +214,7 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
     show_default=True,
     help="Network runtime: LiteRT (fast start) when the model has it, or Keras.",
 )
-@click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
+@fail_fast_option
 @post_options
 @library_errors
 def detect(
@@ -260,15 +261,13 @@ def detect(
     help="Score this ready event table (DCASE TSV, any detector's) instead of running a model.",
 )
 @click.option("--target", "-t", help="Label to score (default: the model's target).")
-@click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure and per-file counts as JSON."
-)
+@click.option("--output", "-o", type=OUTPUT_FILE, help="Write every figure and per-file counts as JSON.")
 @click.option(
     "--plot-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OUTPUT_FOLDER,
     help="Draw one picture per file here (spectrogram, probability, detected and reference events).",
 )
-@click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
+@fail_fast_option
 @post_options
 @library_errors
 def evaluate(
@@ -334,7 +333,7 @@ def tune(run, inputs, annotations):
     "--out",
     "-o",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OUTPUT_FOLDER,
     help="Folder for the mixtures and annotations.tsv.",
 )
 @click.option("-n", "count", type=click.IntRange(min=1), default=100, show_default=True, help="Number of mixtures.")
