@@ -4,8 +4,25 @@ Every generator here is a pure function of its parameters and, when it draws
 anything, of the ``numpy.random.Generator`` passed to it: there is no module-level
 randomness, so the same seed gives the same signal sample for sample (the default
 model's clips and ``examples/smoke_alarm.wav`` are rebuilt byte for byte from them).
-Signals are mono arrays of shape ``(n,)`` at ``sr`` Hz (16 kHz unless told); they
-need only numpy.
+They need only numpy.
+
+Conventions
+    Every function here follows these; its own docstring says only what is
+    particular to it.
+
+    ``rng``
+        A ``numpy.random.Generator``: the only source of randomness.
+    ``sr``
+        The sample rate in Hz; :data:`SR` (16 kHz) unless told.
+    ``n``
+        A length in samples.
+    ``seconds``, ``duration``
+        A length in seconds: ``int(seconds * sr)`` samples, or
+        ``round(duration * sr)`` where the docstring says *rounded*.
+    ``x``, ``y`` (inputs)
+        Mono signals of shape ``(n,)``.
+    Returned signals
+        Mono arrays of shape ``(n,)``, float64 unless the docstring says float32.
 
 Levels
     :func:`db`, :func:`rms`, :func:`set_level`.
@@ -84,50 +101,19 @@ __all__ = [
 
 
 def db(value: float) -> float:
-    """Amplitude gain of ``value`` decibels.
-
-    Parameters
-    ----------
-    value : float
-        Decibels (20 log10 of an amplitude ratio).
-
-    Returns
-    -------
-    float
-        ``10 ** (value / 20)``.
-    """
+    """Amplitude gain of ``value`` decibels (20 log10 of an amplitude ratio): ``10 ** (value / 20)``."""
     return float(10.0 ** (value / 20.0))
 
 
 def rms(y: np.ndarray) -> float:
-    """Root mean square of ``y``, accumulated in float64.
-
-    Parameters
-    ----------
-    y : np.ndarray
-        Samples, any shape.
-
-    Returns
-    -------
-    float
-        The RMS; 0 for an empty array.
-    """
+    """Root mean square of ``y`` (any shape), accumulated in float64; 0 for an empty array."""
     return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if np.size(y) else 0.0
 
 
 def set_level(y: np.ndarray, *, dbfs: float) -> np.ndarray:
-    """``y`` scaled to an RMS of ``dbfs`` decibels re full scale.
+    """``y`` scaled to an RMS of ``dbfs`` decibels re full scale (0 dBFS is an RMS of 1).
 
-    Parameters
-    ----------
-    y : np.ndarray
-    dbfs : float
-        Target RMS level (0 dBFS is an RMS of 1).
-
-    Returns
-    -------
-    np.ndarray
-        A scaled copy; ``y`` itself when it is all zeros.
+    A scaled copy, or ``y`` itself when it is all zeros.
     """
     level = rms(y)
     return y if level == 0.0 else y * (db(dbfs) / level)
@@ -138,25 +124,10 @@ def set_level(y: np.ndarray, *, dbfs: float) -> np.ndarray:
 
 
 def tone(freq: float, seconds: float, *, sr: int = SR, amplitude: float = 0.3, fade: float = 0.01) -> np.ndarray:
-    """A sine burst with linear fades (no clicks at its ends).
+    """A float32 sine burst at ``freq`` Hz, ``seconds`` long (rounded), with linear fades.
 
-    Parameters
-    ----------
-    freq : float
-        Frequency in Hz.
-    seconds : float
-        Length; ``round(seconds * sr)`` samples.
-    sr : int
-        Sample rate in Hz.
-    amplitude : float
-        Peak amplitude.
-    fade : float
-        Length of the fade-in and fade-out in seconds (0: none).
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float32]
-        Zero phase at the first sample; peak ``amplitude``.
+    Zero phase at the first sample and peak ``amplitude``; the fade-in and the fade-out
+    last ``fade`` seconds each (0: none), so there are no clicks at the ends.
     """
     t = np.arange(int(round(seconds * sr))) / sr
     ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / fade) if fade > 0 else 1.0
@@ -173,25 +144,11 @@ def linear_chirp(
     second_harmonic: float = 0.3,
     fade: float = 0.02,
 ) -> np.ndarray:
-    """A sweep from ``f0`` to ``f1`` Hz, linear in frequency, with a second harmonic.
+    """A float32 sweep from ``f0`` to ``f1`` Hz over ``seconds``, linear in frequency.
 
-    Parameters
-    ----------
-    f0, f1 : float
-        Instantaneous frequency at the start and at the end (Hz).
-    seconds : float
-        Length; ``int(seconds * sr)`` samples.
-    sr : int
-    amplitude : float
-        Scale of the sum (the peak is up to ``amplitude * (1 + second_harmonic)``).
-    second_harmonic : float
-        Relative amplitude of the harmonic at twice the frequency.
-    fade : float
-        Linear fade-in and fade-out in seconds.
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float32]
+    A harmonic at twice the frequency, ``second_harmonic`` times as strong, is added;
+    the sum is scaled by ``amplitude`` (a peak of up to ``amplitude * (1 + second_harmonic)``)
+    and faded in and out linearly over ``fade`` seconds.
     """
     t = np.arange(int(seconds * sr)) / sr
     phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
@@ -201,21 +158,9 @@ def linear_chirp(
 
 
 def click_train(seconds: float, *, interval: float = 0.05, sr: int = SR, amplitude: float = 0.2) -> np.ndarray:
-    """Single-sample clicks every ``interval`` seconds, the first at sample 0.
+    """Float32 single-sample clicks of height ``amplitude``, the first at sample 0.
 
-    Parameters
-    ----------
-    seconds : float
-        Length; ``int(seconds * sr)`` samples.
-    interval : float
-        Seconds between clicks (``int(interval * sr)`` samples).
-    sr : int
-    amplitude : float
-        Height of each click.
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float32]
+    They come every ``interval`` seconds (``int(interval * sr)`` samples).
     """
     y = np.zeros(int(seconds * sr))
     y[:: max(1, int(sr * interval))] = 1.0
@@ -223,39 +168,14 @@ def click_train(seconds: float, *, interval: float = 0.05, sr: int = SR, amplitu
 
 
 def white_noise(n: int, *, rng: np.random.Generator, std: float = 1.0) -> np.ndarray:
-    """Gaussian white noise.
-
-    Parameters
-    ----------
-    n : int
-        Samples.
-    rng : numpy.random.Generator
-    std : float
-        Standard deviation.
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float32]
-    """
+    """Float32 Gaussian white noise with standard deviation ``std``."""
     return (std * rng.standard_normal(n)).astype(np.float32)
 
 
 def slow_noise(n: int, *, sr: int = SR, rate: float, rng: np.random.Generator) -> np.ndarray:
-    """A smooth random curve in [-1, 1]: uniform values at ``rate`` knots per second,
-    joined by cosine interpolation.
+    """A smooth random curve in [-1, 1] that wanders at ``rate`` knots per second.
 
-    Parameters
-    ----------
-    n : int
-        Samples.
-    sr : int
-    rate : float
-        Knots per second (how fast the curve wanders).
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
+    The knots are uniform random values, joined by cosine interpolation.
     """
     knots = max(2, int(np.ceil(n / sr * rate)) + 2)
     values = rng.uniform(-1.0, 1.0, knots)
@@ -267,20 +187,10 @@ def slow_noise(n: int, *, sr: int = SR, rate: float, rng: np.random.Generator) -
 
 
 def ramp_envelope(n: int, *, sr: int = SR, attack: float, release: float) -> np.ndarray:
-    """A flat envelope with raised-cosine attack and release.
+    """A flat envelope of 1 with raised-cosine ramps ``attack`` and ``release`` seconds long.
 
-    Parameters
-    ----------
-    n : int
-        Samples.
-    sr : int
-    attack, release : float
-        Seconds (each shortened to fit; at least one sample).
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        0 at the first sample, 1 between the ramps, small at the last sample.
+    Each ramp is shortened to fit and lasts at least one sample; the envelope is 0 at
+    the first sample and small at the last.
     """
     env = np.ones(n)
     a = min(n // 2, max(1, int(attack * sr)))
@@ -291,24 +201,10 @@ def ramp_envelope(n: int, *, sr: int = SR, attack: float, release: float) -> np.
 
 
 def adsr(n: int, *, sr: int = SR, attack: float, decay: float, sustain: float, release: float) -> np.ndarray:
-    """An attack-decay-sustain-release envelope.
+    """An attack-decay-sustain-release envelope spanning a whole note of ``n`` samples.
 
-    Parameters
-    ----------
-    n : int
-        Samples (the note's whole length).
-    sr : int
-    attack, decay : float
-        Seconds of the rise to 1 and of the fall to ``sustain``.
-    sustain : float
-        Level held between decay and release.
-    release : float
-        Seconds of the fall to 0 at the end of the note (shortened to fit).
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Peak 1, last sample 0.
+    It rises to 1 over ``attack`` seconds, falls to the ``sustain`` level over ``decay``,
+    holds it and falls to 0 at the last sample over ``release`` (each shortened to fit).
     """
     a = min(n, max(1, int(attack * sr)))
     d = min(n - a, max(1, int(decay * sr)))
@@ -325,16 +221,9 @@ def adsr(n: int, *, sr: int = SR, attack: float, decay: float, sustain: float, r
 
 
 def fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Linear convolution through the FFT.
+    """Linear convolution of ``x`` and ``h`` through the FFT.
 
-    Parameters
-    ----------
-    x, h : np.ndarray [shape=(n,), (m,)]
-
-    Returns
-    -------
-    np.ndarray [shape=(n + m - 1,)]
-        The full convolution (as ``np.convolve(x, h)``).
+    The full convolution, ``len(x) + len(h) - 1`` samples, as ``np.convolve(x, h)``.
     """
     n = len(x) + len(h) - 1
     size = 1 << int(np.ceil(np.log2(max(n, 2))))
@@ -344,16 +233,7 @@ def fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
 def spectral_shape(x: np.ndarray, *, gain: Callable[[np.ndarray], np.ndarray], sr: int = SR) -> np.ndarray:
     """``x`` filtered by a zero-phase magnitude response.
 
-    Parameters
-    ----------
-    x : np.ndarray [shape=(n,)]
-    gain : callable
-        ``gain(frequencies_in_hz) -> gains``, same shape.
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
+    ``gain(frequencies_in_hz)`` returns the gains, of the same shape.
     """
     size = 1 << int(np.ceil(np.log2(max(len(x), 2))))  # a fast FFT length; the zero padding is cut off
     spectrum = np.fft.rfft(x, size)
@@ -369,17 +249,11 @@ def time_varying_filter(x: np.ndarray, *, gain, sr: int = SR, n_fft: int = 512) 
 
     Parameters
     ----------
-    x : np.ndarray [shape=(n,)]
     gain : callable
         ``gain(times, freqs) -> (frames, bins)``: the frame centre times ``(frames,)``
         in seconds and the bin frequencies ``(bins,)`` in Hz give the gains.
-    sr : int
     n_fft : int
         Frame length (even).
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
     """
     hop = n_fft // 2
     n = len(x)
@@ -400,40 +274,21 @@ def time_varying_filter(x: np.ndarray, *, gain, sr: int = SR, n_fft: int = 512) 
 
 
 def resonance(freqs: np.ndarray, *, centre, bandwidth) -> np.ndarray:
-    """Magnitude response of a two-pole resonator with unit gain at 0 Hz.
+    """Gains at ``freqs`` (Hz) of a two-pole resonator with unit gain at 0 Hz.
 
-    Parameters
-    ----------
-    freqs : np.ndarray
-        Frequencies in Hz.
-    centre, bandwidth : float or np.ndarray
-        Resonance frequency and bandwidth in Hz (broadcast against ``freqs``).
-
-    Returns
-    -------
-    np.ndarray
-        Gains; the peak, near ``centre``, is about ``centre / bandwidth``.
+    ``centre`` and ``bandwidth`` are the resonance frequency and bandwidth in Hz (floats
+    or arrays broadcast against ``freqs``); the peak, near ``centre``, is about
+    ``centre / bandwidth``.
     """
     ratio = freqs / centre
     return 1.0 / np.sqrt((1.0 - ratio**2) ** 2 + (freqs * bandwidth / centre**2) ** 2)
 
 
 def room_response(y: np.ndarray, *, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
-    """``y`` in a random simple room.
+    """``y`` in a random simple room, cut to the length of ``y``.
 
     The direct sound plus an exponentially decaying noise tail: RT60 0.15-0.8 s,
     direct-to-reverberant ratio -3 to +12 dB, 2-12 ms of pre-delay, duller with time.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Same length as ``y``: the tail past its end is cut.
     """
     rt60 = rng.uniform(0.15, 0.8)
     length = int(min(rt60, 0.6) * sr)
@@ -449,19 +304,9 @@ def room_response(y: np.ndarray, *, rng: np.random.Generator, sr: int = SR) -> n
 
 
 def pattern(beeps: list[np.ndarray], onsets: list[float], *, sr: int = SR) -> np.ndarray:
-    """Clips laid at their onsets (seconds) and summed.
+    """The clips ``beeps`` laid at their ``onsets`` (seconds, one per clip) and summed.
 
-    Parameters
-    ----------
-    beeps : list of np.ndarray
-    onsets : list of float
-        Start of each clip in seconds (one per clip).
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Ends at the end of the clip that ends last.
+    The result ends where the clip that ends last ends.
     """
     starts = [int(round(t * sr)) for t in onsets]
     y = np.zeros(max(s + len(b) for s, b in zip(starts, beeps, strict=True)))
@@ -471,21 +316,9 @@ def pattern(beeps: list[np.ndarray], onsets: list[float], *, sr: int = SR) -> np
 
 
 def mix_in(y: np.ndarray, clip: np.ndarray, start: int) -> np.ndarray:
-    """Add ``clip`` into ``y`` in place from sample ``start``, cropped to ``y``.
+    """Add ``clip`` into ``y`` in place from sample ``start``, cropped to ``y``; returns ``y``.
 
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Modified in place.
-    clip : np.ndarray [shape=(m,)]
-    start : int
-        Sample of ``y`` where the clip's first sample lands (may be negative or past
-        the end: what falls outside ``y`` is dropped).
-
-    Returns
-    -------
-    np.ndarray
-        ``y``.
+    ``start`` may be negative or past the end: what falls outside ``y`` is dropped.
     """
     lo, hi = max(0, start), min(len(y), start + len(clip))
     if hi > lo:
@@ -498,24 +331,10 @@ def mix_in(y: np.ndarray, clip: np.ndarray, start: int) -> np.ndarray:
 
 
 def piezo_beep(duration: float, *, frequency: float, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
-    """One piezo beep.
+    """One piezo beep at ``frequency`` Hz lasting ``duration`` (rounded); peak about 1, at most 1.2.
 
     A sine with a little 2nd and 3rd harmonic (below Nyquist), slight frequency drift
     and wobble, a random attack and release and a ripple of the amplitude.
-
-    Parameters
-    ----------
-    duration : float
-        Seconds; ``round(duration * sr)`` samples.
-    frequency : float
-        Fundamental in Hz.
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Peak about 1 (at most 1.2).
     """
     n = int(round(duration * sr))
     wobble = rng.uniform(0.0005, 0.004) * slow_noise(n, sr=sr, rate=rng.uniform(3, 20), rng=rng)
@@ -531,24 +350,11 @@ def piezo_beep(duration: float, *, frequency: float, rng: np.random.Generator, s
 
 
 def square_beep(duration: float, *, frequency: float, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
-    """One beep of a low-frequency (520 Hz class) sounder.
+    """One beep of a low-frequency (520 Hz class) sounder; peak below 1.5.
 
-    A band-limited square wave (odd harmonics below 0.47 ``sr``, 1/k) with a random
-    high-frequency tilt of the loudspeaker and a slight drift of pitch.
-
-    Parameters
-    ----------
-    duration : float
-        Seconds; ``round(duration * sr)`` samples.
-    frequency : float
-        Fundamental in Hz.
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Peak below 1.5.
+    A band-limited square wave at ``frequency`` Hz (odd harmonics below 0.47 ``sr``, 1/k)
+    with a random high-frequency tilt of the loudspeaker and a slight drift of pitch,
+    lasting ``duration`` (rounded).
     """
     n = int(round(duration * sr))
     drift = rng.uniform(0.0005, 0.003) * slow_noise(n, sr=sr, rate=rng.uniform(2, 10), rng=rng)
@@ -581,9 +387,11 @@ def alarm_clip(
     at 3.1-3.4 kHz. Each beep has its own small detuning, length and level jitter;
     the clip a slow level drift.
 
+    Returns ``(clip, info)``: the clip, peak exactly 0.5, and a dict of its kind,
+    frequency, cycles, room (bool) and duration (seconds).
+
     Parameters
     ----------
-    rng : numpy.random.Generator
     kind : {"t3_piezo", "t3_520", "t4_co"} or None
         None draws one (55 %, 20 %, 25 %).
     cycles : int or None
@@ -593,14 +401,6 @@ def alarm_clip(
     room : bool or None
         Apply a random :func:`room_response` (None: half the time); its tail is
         faded out at the last beep's offset.
-    sr : int
-
-    Returns
-    -------
-    clip : np.ndarray [shape=(n,), float64]
-        Peak exactly 0.5.
-    info : dict
-        kind, frequency, cycles, room (bool), duration (seconds).
     """
     if kind is None:
         kind = str(rng.choice(["t3_piezo", "t3_520", "t4_co"], p=[0.55, 0.20, 0.25]))
@@ -651,19 +451,7 @@ def alarm_clip(
 def colored_noise(n: int, *, exponent: float, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
     """Gaussian noise with power spectrum ``1 / f ** exponent``, flat below 20 Hz.
 
-    Parameters
-    ----------
-    n : int
-        Samples.
-    exponent : float
-        0 white, 1 pink, 2 brown.
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Zero mean, unit RMS.
+    ``exponent`` 0 is white, 1 pink, 2 brown; zero mean, unit RMS.
     """
     low = 20.0
     y = spectral_shape(rng.standard_normal(n), gain=lambda f: np.maximum(f, low) ** (-exponent / 2), sr=sr)
@@ -672,22 +460,10 @@ def colored_noise(n: int, *, exponent: float, rng: np.random.Generator, sr: int 
 
 
 def mains_hum(n: int, *, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
-    """Mains hum over faint pink noise.
+    """Mains hum at unit RMS over pink noise 35 dB below it.
 
     50 or 60 Hz and its harmonics up to about 1.5 kHz (odd ones stronger, as in
     transformer buzz), slowly drifting in pitch and level.
-
-    Parameters
-    ----------
-    n : int
-        Samples.
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        The hum at unit RMS plus pink noise 35 dB below it.
     """
     mains = float(rng.choice([50.0, 60.0])) * (1 + rng.uniform(-0.004, 0.004))
     drift = 1 + 0.002 * slow_noise(n, sr=sr, rate=0.2, rng=rng)
@@ -703,27 +479,13 @@ def mains_hum(n: int, *, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
 
 
 def babble(n: int, *, rng: np.random.Generator, talkers: int | None = None, sr: int = SR) -> np.ndarray:
-    """Speech-like babble.
+    """Speech-like babble of ``talkers`` voices (None: 1-6), at unit RMS.
 
     Each talker: a glottal pulse train at 90-250 Hz with a random pitch contour and
     declination, tilted -12 dB/octave, through four formant resonators whose
     frequencies move from syllable to syllable (vowel-like targets), plus short
     fricative noise bursts; the sum is amplitude-modulated at syllable rate (3-7 Hz)
     with pauses between phrases.
-
-    Parameters
-    ----------
-    n : int
-        Samples.
-    rng : numpy.random.Generator
-    talkers : int or None
-        Voices (None: 1-6).
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Unit RMS.
     """
     talkers = int(rng.integers(1, 7)) if talkers is None else talkers
     total = np.zeros(n)
@@ -784,23 +546,11 @@ def _talker(n: int, *, rng: np.random.Generator, sr: int) -> np.ndarray:
 
 
 def music(n: int, *, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
-    """A music-like texture.
+    """A music-like texture at unit RMS.
 
     1-3 voices of random notes from a major or minor scale (110 Hz-1 kHz
     fundamentals) on a beat grid: harmonic tones with random spectra, ADSR envelopes
     and sometimes vibrato, over faint pink noise.
-
-    Parameters
-    ----------
-    n : int
-        Samples.
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Unit RMS.
     """
     y = np.zeros(n)
     root = rng.integers(45, 58)
@@ -843,22 +593,10 @@ def music(n: int, *, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
 
 
 def clicks(n: int, *, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
-    """Clicks, ticks and knocks over a faint noise floor.
+    """Clicks, ticks and knocks over a faint noise floor, at unit RMS.
 
     Short noise bursts and damped resonances (1-50 ms decay) at a Poisson rate of
     0.3-5 per second, their levels spread over 20 dB.
-
-    Parameters
-    ----------
-    n : int
-        Samples.
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Unit RMS.
     """
     y = db(-30) * colored_noise(n, exponent=rng.uniform(0, 2), rng=rng, sr=sr)
     rate = rng.uniform(0.3, 5.0)
@@ -876,20 +614,7 @@ def clicks(n: int, *, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
 
 
 def near_silence(n: int, *, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
-    """A quiet room: pink-ish noise (the caller sets it to a very low level).
-
-    Parameters
-    ----------
-    n : int
-        Samples.
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Unit RMS.
-    """
+    """A quiet room: pink-ish noise at unit RMS (the caller sets it to a very low level)."""
     return colored_noise(n, exponent=rng.uniform(0.5, 1.5), rng=rng, sr=sr)
 
 
@@ -907,25 +632,14 @@ BACKGROUND_KINDS: dict[str, Callable[..., np.ndarray]] = {
 
 
 def background_clip(rng: np.random.Generator, *, kind: str | None = None, sr: int = SR) -> tuple[np.ndarray, dict]:
-    """A 20-40 s background for mixing.
+    """A 20-40 s background for mixing, with its description.
 
-    One kind of :data:`BACKGROUND_KINDS`, with (half the time, except near-silence)
-    a second kind 6-20 dB below it, at -50 to -15 dBFS RMS (near-silence at -50 to
-    -42 dBFS); lowered further when its peak would pass 0.9.
+    One kind of :data:`BACKGROUND_KINDS` (``kind``, or drawn when None), with (half the
+    time, except near-silence) a second kind 6-20 dB below it, at -50 to -15 dBFS RMS
+    (near-silence at -50 to -42 dBFS); lowered further when its peak would pass 0.9.
 
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    kind : str or None
-        A key of :data:`BACKGROUND_KINDS` (None: drawn).
-    sr : int
-
-    Returns
-    -------
-    clip : np.ndarray [shape=(n,), float64]
-        Peak at most 0.9.
-    info : dict
-        kind, second (kind or None), dbfs (the RMS level), duration (seconds).
+    Returns ``(clip, info)``: the clip, peak at most 0.9, and a dict of its kind, second
+    (kind or None), dbfs (the RMS level) and duration (seconds).
     """
     kinds = list(BACKGROUND_KINDS)
     kind = kind or kinds[int(rng.integers(len(kinds)))]
@@ -945,19 +659,9 @@ def background_clip(rng: np.random.Generator, *, kind: str | None = None, sr: in
 
 
 def noise_background(seconds: float, *, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
-    """A plain background: white, pink or brown noise or mains hum (one drawn, each a
-    quarter of the time) at -40 to -20 dBFS RMS.
+    """A float32 plain background at -40 to -20 dBFS RMS.
 
-    Parameters
-    ----------
-    seconds : float
-        Length; ``int(seconds * sr)`` samples.
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float32]
+    White, pink or brown noise or mains hum, one drawn, each a quarter of the time.
     """
     n = int(seconds * sr)
     kind = ("white", "pink", "brown", "hum")[int(rng.integers(4))]
@@ -970,20 +674,10 @@ def noise_background(seconds: float, *, rng: np.random.Generator, sr: int = SR) 
 
 
 def appliance_beep(rng: np.random.Generator, *, sr: int = SR) -> np.ndarray:
-    """A single appliance beep (microwave, oven, washing machine).
+    """A single appliance beep (microwave, oven, washing machine); peak exactly 0.5.
 
     0.1-0.3 s at 0.8-2.5 kHz, a piezo sine (60 %) or a buzzy square tone, in a room
     40 % of the time.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Peak exactly 0.5.
     """
     duration = rng.uniform(0.1, 0.3)
     frequency = rng.uniform(800, 2500)
@@ -997,21 +691,11 @@ def appliance_beep(rng: np.random.Generator, *, sr: int = SR) -> np.ndarray:
 
 
 def phone_ring(rng: np.random.Generator, *, sr: int = SR) -> np.ndarray:
-    """A telephone ring.
+    """A telephone ring; peak exactly 0.5.
 
     Two tones at 400-480 Hz, either alternated at 15-25 Hz (a trill) or sounding
     together, in one continuous 0.8-2 s burst or a UK-style double burst (0.4 s on,
     0.2 s off, 0.4 s on), slightly distorted.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Peak exactly 0.5.
     """
     low = rng.uniform(400, 440)
     high = min(480.0, low + rng.uniform(25, 60))
@@ -1041,20 +725,10 @@ def phone_ring(rng: np.random.Generator, *, sr: int = SR) -> np.ndarray:
 
 
 def whistle(rng: np.random.Generator, *, sr: int = SR) -> np.ndarray:
-    """A whistle or kettle.
+    """A whistle or kettle; peak exactly 0.5.
 
     A sine gliding at least a third of an octave (straight, or up-and-back) between
     0.8 and 3.8 kHz over 0.3-2.5 s, with vibrato and breath noise.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float64]
-        Peak exactly 0.5.
     """
     duration = rng.uniform(0.3, 2.5)
     n = int(duration * sr)
@@ -1078,18 +752,10 @@ DISTRACTORS: dict[str, Callable[..., np.ndarray]] = {"beep": appliance_beep, "ri
 
 
 def tone_or_clicks(rng: np.random.Generator, *, sr: int = SR) -> np.ndarray:
-    """A plain distractor: 0.1-0.6 s of a steady 300-1200 Hz sine or of a 20 Hz click
-    train (half the time each), amplitude 0.2.
+    """A plain float32 distractor, peak at most 0.2.
 
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float32]
-        Peak at most 0.2.
+    0.1-0.6 s of a steady 300-1200 Hz sine or of a 20 Hz click train (half the time
+    each), amplitude 0.2.
     """
     seconds = rng.uniform(0.1, 0.6)
     if rng.random() < 0.5:
@@ -1102,18 +768,9 @@ def tone_or_clicks(rng: np.random.Generator, *, sr: int = SR) -> np.ndarray:
 
 
 def harmonic_chirp(rng: np.random.Generator, *, sr: int = SR) -> np.ndarray:
-    """A rising harmonic chirp: 0.2-0.8 s from 1.5-2.5 kHz up to 3-4 kHz (see
-    :func:`linear_chirp`), amplitude 0.3.
+    """A rising float32 harmonic chirp, amplitude 0.3 (peak below 0.39).
 
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float32]
-        Peak below 0.39.
+    0.2-0.8 s from 1.5-2.5 kHz up to 3-4 kHz (see :func:`linear_chirp`).
     """
     seconds = rng.uniform(0.2, 0.8)
     f0, f1 = rng.uniform(1500, 2500), rng.uniform(3000, 4000)
@@ -1130,26 +787,18 @@ def planted_scene(
     noise: float = 0.03,
     sr: int = SR,
 ) -> np.ndarray:
-    """Noise with target tone bursts at known times and 500 Hz distractor bursts.
+    """Float32 noise with target tone bursts at known times and 500 Hz distractor bursts.
 
     Parameters
     ----------
-    seconds : float
-        Length; ``int(seconds * sr)`` samples.
     events : list of (onset, offset)
         Seconds: a :func:`tone` burst at ``freq`` (amplitude 0.3) fills each.
-    rng : numpy.random.Generator
     freq : float
         The target's frequency in Hz.
     distractors : int
         0.4 s bursts at 500 Hz at random onsets (they may overlap events).
     noise : float
         Standard deviation of the white noise bed.
-    sr : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float32]
     """
     y = white_noise(int(seconds * sr), rng=rng, std=noise)
     for onset, offset in events:
@@ -1167,21 +816,11 @@ def kitchen_scene(
 
     Babble of three talkers, mains hum and pink noise at -30 dBFS, three appliance
     beeps (at 1.2, 11.0 and 21.8 s) and one T3 piezo alarm, in a room, sounding two
-    cycles from 3.0 s and one cycle from 15.5 s.
+    cycles from 3.0 s and one cycle from 15.5 s. ``seconds`` must be at least 20 for
+    the alarm to fit.
 
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    sr : int
-    seconds : float
-        Length (at least 20 s for the alarm to fit).
-
-    Returns
-    -------
-    audio : np.ndarray [shape=(n,), float64]
-        Clipped to [-1, 1].
-    events : list of (onset, offset)
-        The alarm's true events in seconds.
+    Returns ``(audio, events)``: the audio, clipped to [-1, 1], and the alarm's true
+    events as (onset, offset) in seconds.
     """
     n = int(seconds * sr)
     bed = babble(n, rng=rng, talkers=3, sr=sr) + db(-12) * mains_hum(n, rng=rng, sr=sr)
