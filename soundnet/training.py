@@ -9,6 +9,7 @@ seed and the epoch).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -337,22 +338,17 @@ def train(
     out = Path(out)
     check_run_destination(out, keep=[dataset.root])
     partial = _work_folder(out, config, resume=resume)
-    handler = logging.FileHandler(partial / LOG_FILE, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("soundnet").addHandler(handler)
     try:
-        plan = _plan(dataset, config)
-        model, validation, checkpoint = _fit(plan, partial, resume=resume, tensorboard=tensorboard)
-        tuned, frames = _tune_on_validation(plan, validation, checkpoint)
-        card = _final_card(plan, tuned, frames, epochs=checkpoint.progress["epochs_done"])
-        card = _write_run_files(partial, model, card)
+        with _run_log(partial / LOG_FILE):
+            plan = _plan(dataset, config)
+            model, validation, checkpoint = _fit(plan, partial, resume=resume, tensorboard=tensorboard)
+            tuned, frames = _tune_on_validation(plan, validation, checkpoint)
+            card = _final_card(plan, tuned, frames, epochs=checkpoint.progress["epochs_done"])
+            card = _write_run_files(partial, model, card)
     except BaseException:
         if not (partial / PROGRESS).is_file():  # refused or stopped before any epoch was done: nothing to resume
-            _close(handler)
             shutil.rmtree(partial, ignore_errors=True)
         raise
-    finally:
-        _close(handler)
     replace_run(partial, out)
     return TrainResult(out, card, checkpoint.progress["epochs_done"])
 
@@ -360,9 +356,49 @@ def train(
 STATE = "state.json"
 
 
-def _close(handler: logging.Handler) -> None:
-    logging.getLogger("soundnet").removeHandler(handler)
-    handler.close()
+@contextlib.contextmanager
+def _run_log(path: Path):
+    """The run's ``train.log`` gets soundnet's INFO messages whatever the caller's logging
+    shows: where the soundnet logger is quieter than INFO (a notebook's default), it is
+    opened to INFO for the file alone, and everything else still sees only what it saw."""
+    logger = logging.getLogger("soundnet")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    shown = logger.getEffectiveLevel()
+    saved = logger.level, logger.propagate, [(h, h.level) for h in logger.handlers]
+    forward = None
+    if shown > logging.INFO:
+        for other, level in saved[2]:
+            other.setLevel(max(level, shown))
+        if logger.propagate:  # what the parent's handlers saw before, and no more
+            forward = _Forward(logger.parent, level=shown)
+            logger.addHandler(forward)
+            logger.propagate = False
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        if forward is not None:
+            logger.removeHandler(forward)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        for other, level in saved[2]:
+            other.setLevel(level)
+
+
+class _Forward(logging.Handler):
+    """Hands records at or above ``level`` to another logger's handlers."""
+
+    def __init__(self, target: logging.Logger, *, level: int):
+        super().__init__(level)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
 
 
 def _work_folder(out: Path, config: Config, *, resume: bool) -> Path:

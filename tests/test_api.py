@@ -60,6 +60,8 @@ def test_train_writes_a_run_whose_card_tells_its_validation(demo):
     assert set(card.checksums) == {"model.keras", "model.tflite"}
     assert 0 <= card.validation["event_onset"]["f_measure"] <= 1
     assert soundnet.load_model(root / result.run).count_params() == 38788
+    log = (root / result.run / "train.log").read_text(encoding="utf-8")
+    assert "training files" in log and "epoch 1/6" in log and "validation: event F1" in log  # whatever the caller's logging
 
 
 def test_detect_finds_the_planted_events(demo):
