@@ -275,14 +275,13 @@ def evaluate(
 ):
     """Score detection on annotated audio with the DCASE metrics of sed_eval."""
     from soundnet.report import render_report
-    from soundnet.storage import write_json
 
     if estimated is not None:
         if model is not None:
             raise click.UsageError("give either --model or --estimated, not both")
         from soundnet.evaluation import evaluate_table
 
-        evaluation = evaluate_table(inputs, estimated, annotations=annotations, target=target)
+        evaluation = evaluate_table(inputs, estimated, annotations=annotations, target=target, output=output)
     else:
         from soundnet.evaluation import evaluate as run_evaluate
 
@@ -292,12 +291,11 @@ def evaluate(
             model=model,
             target=target,
             post=_overrides(threshold, median_seconds, min_duration, merge_gap),
+            output=output,
             plot_dir=plot_dir,
             fail_fast=fail_fast,
         )
     click.echo(render_report(evaluation), nl=False)
-    if output is not None:
-        write_json(output, evaluation.to_json())
     _fail_batch(evaluation.failures, attempted=len(evaluation.scores.files) + len(evaluation.failures))
 
 

@@ -43,6 +43,7 @@ from soundnet.batch import Failure, run_batch
 from soundnet.config import FeatureConfig, from_dict, to_dict
 from soundnet.errors import SoundnetError
 from soundnet.features import compute_features, iter_features, one_blas_thread
+from soundnet.guard import refuse_overwrites, with_sidecars
 from soundnet.storage import NpyRows, read_json, save_npy, save_npy_chunks, write_json
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,8 @@ def extract(
     audio = find_audio(roots)
     matched = collect_annotations(audio, roots, annotations)
     target = choose_target([row for rows in matched.values() for row in rows], target, where=annotations_name(annotations))
+    read = [*with_sidecars(audio), *([Path(annotations)] if annotations is not None else [])]
+    refuse_overwrites([("--out", out)], read)
     report = ExtractReport(out, target, skipped=[p for p in audio if p not in matched])
     for path in report.skipped:
         log.warning("%s: no annotation, skipped", path)

@@ -304,7 +304,7 @@ def detect(
     detector = Detector(model, runtime=runtime)
     post = detector.postprocessing(post)
     writer = OutputWriter(
-        outputs or OutputPlan(), list(names.values()), sample_rate=detector.card.features.sample_rate, post=post
+        outputs or OutputPlan(), list(names.values()), sample_rate=detector.card.features.sample_rate, post=post, inputs=paths
     )
     detector.load()
 

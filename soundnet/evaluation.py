@@ -16,8 +16,10 @@ from soundnet.audio import audio_duration, find_audio
 from soundnet.batch import Failure, run_batch
 from soundnet.config import PostConfig
 from soundnet.events import Event
+from soundnet.guard import refuse_overwrites, with_sidecars
 from soundnet.outputs import plot_file, unique_paths
 from soundnet.scoring import EventScores, FrameScores, event_scores, frame_scores
+from soundnet.storage import write_json
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +91,18 @@ class Evaluation:
         }
 
 
-def _scored(references: References, reference: dict, estimated: dict, frame, failures) -> Evaluation:
+def _scored(references: References, reference: dict, estimated: dict, frame, failures, output: Path | None) -> Evaluation:
     durations = {name: audio_duration(references.paths[name]) for name in reference}
     scores = event_scores(reference, estimated, label=references.target, durations=durations)
-    return Evaluation(references.target, scores, frame, reference, estimated, failures)
+    evaluation = Evaluation(references.target, scores, frame, reference, estimated, failures)
+    if output is not None:
+        write_json(output, evaluation.to_json())
+    return evaluation
+
+
+def _refuse_overwrites(outputs: list[tuple[str, Path]], references: References, *tables: Path | None) -> None:
+    """No output may replace an evaluated file, its label file, or a table read."""
+    refuse_overwrites(outputs, [*with_sidecars(references.paths.values()), *(t for t in tables if t is not None)])
 
 
 def evaluate(
@@ -102,6 +112,7 @@ def evaluate(
     model: Path | None = None,
     target: str | None = None,
     post: PostConfig | Mapping[str, float | None] | None = None,
+    output: Path | None = None,
     plot_dir: Path | None = None,
     on_detection: Callable | None = None,
     fail_fast: bool = False,
@@ -122,6 +133,8 @@ def evaluate(
         The post-processing: a whole PostConfig, or some of its values
         (``{"threshold": 0.6}``; None values ignored) replacing the model card's tuned
         ones; None keeps the card's.
+    output : Path or None
+        Also write every figure and the per-file counts there as JSON (``to_json``).
     plot_dir : Path or None
         Draw each file's spectrogram, probability, detected and reference events here
         (one PNG per file, named as detect's per-file outputs).
@@ -137,6 +150,8 @@ def evaluate(
     post = detector.postprocessing(post)
 
     plots = {} if plot_dir is None else unique_paths(plot_dir, list(references.paths), ".png", what="the plot")
+    outputs = [("--plot-dir", path) for path in plots.values()] + ([("--output", Path(output))] if output is not None else [])
+    _refuse_overwrites(outputs, references, annotations)
 
     def detect_one(name: str) -> Detection:
         detection = detector.detect_file(references.paths[name], post=post, name=name)
@@ -162,7 +177,7 @@ def evaluate(
     frame = frame_scores(labels, [d.probabilities for d in detections.values()])
     reference = {name: references.events[name] for name in detections}
     estimated = {name: d.events for name, d in detections.items()}
-    return _scored(references, reference, estimated, frame, batch.failures)
+    return _scored(references, reference, estimated, frame, batch.failures, output)
 
 
 def evaluate_table(
@@ -171,10 +186,12 @@ def evaluate_table(
     *,
     annotations: Path | None = None,
     target: str | None = None,
+    output: Path | None = None,
 ) -> Evaluation:
     """Score a ready event table (``estimated``: a DCASE table, any detector's) on the
     annotated audio in ``inputs``, exactly as :func:`evaluate` scores a soundnet model."""
     references = read_references(inputs, annotations, target=target)
+    _refuse_overwrites([("--output", Path(output))] if output is not None else [], references, annotations, Path(estimated))
     matched = match_files(read_event_table(Path(estimated)), list(references.paths.values()), _roots(inputs))
     names = {p: n for n, p in references.paths.items()}
-    return _scored(references, references.events, _rows_by_name(matched, names), None, [])
+    return _scored(references, references.events, _rows_by_name(matched, names), None, [], output)

@@ -17,6 +17,7 @@ from pathlib import Path
 from soundnet.config import PostConfig
 from soundnet.errors import UsageError
 from soundnet.formats import EXTENSIONS, FORMATS, render_events, write_frames
+from soundnet.guard import refuse_overwrites, with_sidecars
 from soundnet.storage import write_text
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,9 @@ class OutputWriter:
         The post-processing in use (the plot draws its threshold).
     """
 
-    def __init__(self, plan: OutputPlan, names: Sequence[str], *, sample_rate: int, post: PostConfig):
+    def __init__(
+        self, plan: OutputPlan, names: Sequence[str], *, sample_rate: int, post: PostConfig, inputs: Sequence[Path] = ()
+    ):
         plan.check(len(names))
         self.plan, self.names, self.sample_rate, self.post = plan, list(names), sample_rate, post
         self.label_files = {}
@@ -145,6 +148,16 @@ class OutputWriter:
             else:
                 suffix = ".npy" if plan.frames.suffix.lower() == ".npy" else ".csv"
                 self.frame_files = unique_paths(plan.frames.with_suffix(""), self.names, suffix, what="the frames")
+        refuse_overwrites(self.paths(), with_sidecars(inputs))
+
+    def paths(self) -> list[tuple[str, Path]]:
+        """Every file this writer may write, with the option that asked for it."""
+        single = [("--output", self.plan.output), ("--plot", self.plan.plot)]
+        return [
+            *((what, path) for what, path in single if path is not None),
+            *(("--frames", path) for path in self.frame_files.values()),
+            *(("--output-dir", path) for path in self.label_files.values()),
+        ]
 
     @property
     def high_freq(self) -> float:

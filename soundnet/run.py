@@ -26,6 +26,7 @@ import numpy as np
 from soundnet import __version__
 from soundnet.config import FEATURE_CODE_VERSION, FeatureConfig, ModelConfig, PostConfig, from_dict, to_dict
 from soundnet.errors import SoundnetError
+from soundnet.guard import holds
 from soundnet.inputs import input_shapes
 from soundnet.storage import read_json, write_json
 
@@ -186,11 +187,6 @@ def is_run(folder: Path) -> bool:
     return {"target", "features", "model", "normalisation"} <= set(data)
 
 
-def _contains(folder: Path, path: Path) -> bool:
-    folder, path = Path(folder).resolve(), Path(path).resolve()
-    return path == folder or folder in path.parents
-
-
 def check_run_destination(out: Path, *, keep: Iterable[Path] = ()) -> None:
     """Refuse a run destination whose replacement could destroy the user's data.
 
@@ -207,7 +203,7 @@ def check_run_destination(out: Path, *, keep: Iterable[Path] = ()) -> None:
     if str(out) in ("", "."):
         raise SoundnetError(f"{out or '.'}: give the run a folder of its own (--out runs/NAME)")
     for path in keep:
-        if _contains(out, path):
+        if holds(out, path):
             raise SoundnetError(f"{out}: holds {path}, which training reads: choose another --out")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise SoundnetError(f"{out}: exists and is not a folder: choose another --out")

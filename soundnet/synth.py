@@ -24,8 +24,9 @@ import numpy as np
 import soundfile as sf
 
 from soundnet.audio import audio_files, audio_info, error_reason, load_audio
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, UsageError
 from soundnet.events import Event
+from soundnet.guard import holds, refuse_overwrites
 from soundnet.storage import write_atomic, write_text
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,11 @@ def synthesize(
             raise SoundnetError(f"{folder}: distractor folder has the target label {label!r}")
         distractors.append(_ClipPool(folder, label=distractor_label, sr=sr, max_samples=n_samples))
     ebr_choices = [float(ebr) for ebr in ebrs]
+    sources = [events_dir, backgrounds_dir, *map(Path, distractor_dirs)]
+    refuse_overwrites([("--out", out_dir)], sources)  # the output folder holds no clip folder...
+    for folder in sources:  # ...and lies inside none (its mixtures would become clips)
+        if holds(folder, out_dir):
+            raise UsageError(f"{out_dir}: --out lies inside {folder}, which synth reads clips from: choose another folder")
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

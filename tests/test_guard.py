@@ -1,0 +1,112 @@
+"""Outputs never destroy inputs: every such case is refused before any work, exit 2,
+one line naming the output and the input, and the input byte-identical afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from clirun import cli, fails
+
+SR = 16000
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def recordings(tmp_path):
+    """A folder with two 1-s WAVs, an Audacity label file beside one, and a DCASE table."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.wav", "b.wav"):
+        sf.write(folder / name, (0.1 * rng.standard_normal(SR)).astype(np.float32), SR)
+    (folder / "a.txt").write_text("0.1\t0.4\tbeep\n")
+    table = tmp_path / "gt.tsv"
+    table.write_text("filename\tonset\toffset\tevent_label\na.wav\t0.1\t0.4\tbeep\nb.wav\n")
+    return folder, table
+
+
+@pytest.mark.parametrize(
+    "given, option, target, kind",
+    [
+        ("rec/a.wav", "--output", "rec/a.wav", "is"),
+        ("rec/a.wav", "--frames", "rec/a.wav", "is"),
+        ("rec/a.wav", "--plot", "rec/a.wav", "is"),
+        ("rec/a.wav", "--output", "rec/a.txt", "is"),
+        ("rec", "--output", "rec/b.txt", "is"),  # the label file b.wav may have, even before it exists
+    ],
+)
+def test_detect_output_replacing_an_input_is_refused(recordings, tmp_path, given, option, target, kind):
+    folder, _ = recordings
+    files = sorted(folder.iterdir())
+    before = {p: _digest(p) for p in files}
+    args = ["detect", tmp_path / given, option, tmp_path / target]
+    fails(cli(*args), str(tmp_path / target), option, kind, "which this command reads", code=2)
+    assert {p: _digest(p) for p in sorted(folder.iterdir())} == before
+
+
+def test_detect_output_dir_onto_the_audio_folder_keeps_the_users_labels(recordings):
+    folder, _ = recordings
+    labels = _digest(folder / "a.txt")
+    fails(cli("detect", folder, "--format", "audacity", "--output-dir", folder), "a.txt", "--output-dir", code=2)
+    assert _digest(folder / "a.txt") == labels
+
+
+def test_evaluate_output_replacing_the_reference_is_refused(recordings):
+    folder, table = recordings
+    reference = _digest(table)
+    fails(cli("evaluate", folder, "-a", table, "--target", "beep", "--output", table), str(table), "--output", code=2)
+    assert _digest(table) == reference
+
+
+def test_evaluate_table_output_replacing_the_estimate_is_refused(recordings, tmp_path):
+    folder, table = recordings
+    estimated = tmp_path / "est.tsv"
+    estimated.write_text("filename\tonset\toffset\tevent_label\na.wav\t0.1\t0.4\tbeep\n")
+    mine = _digest(estimated)
+    fails(
+        cli("evaluate", folder, "--annotations", table, "--estimated", estimated, "--output", estimated),
+        str(estimated),
+        code=2,
+    )
+    assert _digest(estimated) == mine
+
+
+def test_extract_into_the_audio_folder_is_refused(recordings):
+    folder, table = recordings
+    fails(cli("extract", folder, "--annotations", table, "--out", folder), str(folder), "--out", "holds", code=2)
+    assert not (folder / "manifest.json").exists() and not (folder / "files").exists()
+
+
+def test_train_out_holding_the_dataset_or_a_project_is_refused(recordings, tmp_path):
+    folder, table = recordings
+    project = tmp_path / "project"
+    data = project / "data"
+    ok_extract = cli("extract", folder, "--annotations", table, "--out", data)
+    assert ok_extract.exit_code == 0, ok_extract.stderr
+    (project / "notes.txt").write_text("my notes\n")
+    fails(cli("train", data, "--out", project), str(project), "holds", "--out")
+    fails(cli("train", data, "--out", data), str(data), "--out")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("keep\n")
+    fails(cli("train", data, "--out", other), str(other), "not a soundnet run")
+    assert (project / "notes.txt").read_text() == "my notes\n" and (other / "keep.txt").is_file()
+    assert (data / "manifest.json").is_file()
+
+
+def test_synth_out_inside_or_holding_a_clip_folder_is_refused(tmp_path):
+    clips, noise = tmp_path / "clips" / "beep", tmp_path / "noise"
+    for folder in (clips, noise):
+        folder.mkdir(parents=True)
+        sf.write(folder / "x.wav", np.zeros(SR, np.float32) + 0.01, SR)
+    base = ["synth", "--events", clips, "--backgrounds", noise, "-n", 1, "--duration", 2.0]
+    fails(cli(*base, "--out", clips / "mix"), "inside", str(clips), code=2)
+    fails(cli(*base, "--out", tmp_path), "--out", "holds", code=2)
+    assert sorted(p.name for p in clips.iterdir()) == ["x.wav"]
