@@ -90,40 +90,42 @@ def choose_target(annotations: Iterable[Annotation], target: str | None, *, wher
 
 
 def match_files(annotations: Sequence[Annotation], audio: Sequence[Path], roots: Sequence[Path]) -> dict[Path, list[Annotation]]:
-    """Assign annotation rows to the audio files they name.
+    """Assign annotation rows to the audio files they name, exactly.
 
-    A row's filename matches an audio file by its path relative to one of ``roots``
-    (the folders or files the user gave) or, when unique, by its base name. Only the
-    given audio files are ever matched, so a row naming ``../../elsewhere`` or an
+    A row names a file by its path relative to one of ``roots`` (the folders or files
+    the user gave), or by a trailing part of the file's path (``site_A/rec.wav`` names
+    ``.../site_A/rec.wav`` and nothing else). A bare file name (``rec.wav``) matches
+    by base name. A row that could name two recordings is an error naming both. Only
+    the given audio files are ever matched, so a row naming ``../../elsewhere`` or an
     absolute path outside them is refused as unknown, never opened.
 
     Raises
     ------
     SoundnetError
-        A row names a file that is not among the audio, or a base name that is ambiguous.
+        A row names a file that is not among the audio, or could name several.
     """
-    by_relative: dict[str, Path] = {}
-    by_name: dict[str, list[Path]] = {}
+    by_relative: dict[str, set[Path]] = {}
     for path in audio:
-        by_name.setdefault(path.name, []).append(path)
         for root in roots:
             base = root if root.is_dir() else root.parent
             try:
-                by_relative[path.relative_to(base).as_posix()] = path
+                by_relative.setdefault(path.relative_to(base).as_posix(), set()).add(path)
             except ValueError:
                 pass
     matched: dict[Path, list[Annotation]] = {}
     for row in annotations:
         name = PurePosixPath(row.filename.replace("\\", "/"))
-        path = by_relative.get(str(name))
-        if path is None and ".." not in name.parts and not name.is_absolute():
-            candidates = by_name.get(name.name, [])
-            if len(candidates) > 1:
-                raise SoundnetError(f"{row.where}: file name {row.filename!r} matches several audio files; give its path")
-            path = candidates[0] if candidates else None
-        if path is None:
+        candidates = by_relative.get(str(name), set())
+        if not candidates and ".." not in name.parts and not name.is_absolute():
+            candidates = {path for path in audio if Path(path).parts[-len(name.parts) :] == name.parts}
+        if len(candidates) > 1:
+            both = " and ".join(sorted(map(str, candidates))[:2])
+            raise SoundnetError(
+                f"{row.where}: file name {row.filename!r} could name {both}; give its path relative to the folder given"
+            )
+        if not candidates:
             raise SoundnetError(f"{row.where}: unknown file {row.filename!r} (not among the audio given)")
-        matched.setdefault(path, []).append(row)
+        matched.setdefault(candidates.pop(), []).append(row)
     return matched
 
 

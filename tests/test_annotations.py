@@ -382,3 +382,24 @@ def test_check_within_event_starting_after_the_end(tmp_path):
     rows = [Annotation(tmp_path / "t.tsv", 7, "a.wav", Event("a.wav", 12, 13, "dog"))]
     with pytest.raises(SoundnetError, match="line 7"):
         check_within(rows, 10.0)
+
+
+def test_a_row_with_a_folder_never_labels_a_recording_in_another_folder(tmp_path):
+    """``site_A/rec.wav`` in a table names site_A's recording only, never site_B's of the
+    same name; a bare name that two recordings share is an error naming both."""
+    from soundnet.annotations import Annotation, match_files
+    from soundnet.errors import SoundnetError
+
+    for site in ("site_A", "site_B"):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / "rec.wav").write_bytes(b"")
+    only_b = [tmp_path / "site_B" / "rec.wav"]
+    row = Annotation(tmp_path / "t.tsv", 2, "site_A/rec.wav", None)
+    with pytest.raises(SoundnetError, match="unknown file 'site_A/rec.wav'"):
+        match_files([row], only_b, [tmp_path / "site_B"])
+    both = [tmp_path / "site_A" / "rec.wav", tmp_path / "site_B" / "rec.wav"]
+    assert list(match_files([row], both, [tmp_path])) == [both[0]]
+    assert list(match_files([row], both, [tmp_path / "site_A", tmp_path / "site_B"])) == [both[0]]
+    bare = Annotation(tmp_path / "t.tsv", 3, "rec.wav", None)
+    with pytest.raises(SoundnetError, match="could name .*site_A/rec.wav and .*site_B/rec.wav"):
+        match_files([bare], both, [tmp_path / "site_A", tmp_path / "site_B"])

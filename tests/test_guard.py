@@ -110,3 +110,14 @@ def test_synth_out_inside_or_holding_a_clip_folder_is_refused(tmp_path):
     fails(cli(*base, "--out", clips / "mix"), "inside", str(clips), code=2)
     fails(cli(*base, "--out", tmp_path), "--out", "holds", code=2)
     assert sorted(p.name for p in clips.iterdir()) == ["x.wav"]
+
+
+@pytest.mark.parametrize("names", [("x.wav", "x.flac"), ("sub/a.wav", "sub__a.wav")])
+def test_per_file_outputs_that_would_collide_are_refused_before_work(tmp_path, names):
+    folder = tmp_path / "in"
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / name, np.zeros(SR, np.float32), SR)
+    out = tmp_path / "labels"
+    fails(cli("detect", folder, "--format", "audacity", "--output-dir", out), *names, code=2)
+    assert not out.exists()
