@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -57,10 +58,31 @@ def audio_files(folder: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
-        found += [Path(root) / f for f in files if not _is_hidden(f) and is_audio(Path(f))]
+        for name in files:
+            path = Path(root) / name
+            if _is_hidden(name) or not is_audio(path):
+                continue
+            if _special_file(path):
+                log.warning("%s: skipped (%s, not an audio file)", path, _special_file(path))
+                continue
+            found.append(path)
     if not found:
         raise SoundnetError(f"{folder}: no audio files in this folder")
     return sorted(found)
+
+
+def _special_file(path: Path) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a folder
+    (a FIFO, a device, a socket), else None; links are followed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or a broken link: the caller says so
+    kinds = ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+    for test, kind in (*kinds, (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return kind
+    return None
 
 
 def find_audio(paths: Iterable[Path]) -> list[Path]:
@@ -79,6 +101,10 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
     for path in map(Path, paths):
         if path.is_dir():
             found.update(dict.fromkeys(audio_files(path)))
+        elif _special_file(path):
+            raise SoundnetError(
+                f"{path}: a {_special_file(path)}, not an audio file (soundnet reads files, never waits on a stream)"
+            )
         elif path.exists():
             found[path] = None
         else:
@@ -99,7 +125,7 @@ def audio_info(path: Path) -> sf._SoundFileInfo:
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise SoundnetError(f"{path}: cannot read audio (empty file, 0 bytes)")
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: names that are not UTF-8 open too
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise SoundnetError(f"{path}: cannot read audio ({error_reason(error)})") from None
     if info.frames <= 0:
@@ -149,7 +175,7 @@ def iter_audio(
     start = min(max(0, start), info.frames)
     remaining = None if stop is None else max(0, stop - start)  # None: to the end, however long
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
             if start:
                 f.seek(start)
             while True:

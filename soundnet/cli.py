@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from soundnet import __version__
-from soundnet.errors import SoundnetError, UsageError
+from soundnet.errors import SoundnetError, UsageError, printable
 
 log = logging.getLogger("soundnet")
 
@@ -28,6 +28,13 @@ fail_fast_option = click.option("--fail-fast", is_flag=True, help="Stop at the f
 OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")  # soundnet.outputs.OUTPUT_FORMATS (a test holds them equal)
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines as one printable line each (see soundnet.errors.printable)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def library_errors(command):
     """Turn library errors into one-line messages with exit status 1."""
 
@@ -36,9 +43,9 @@ def library_errors(command):
         try:
             return command(*args, **kwargs)
         except UsageError as error:
-            raise click.UsageError(str(error)) from None
+            raise click.UsageError(printable(str(error))) from None
         except SoundnetError as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(printable(str(error))) from None
 
     return wrapper
 
@@ -51,7 +58,7 @@ def _fail_batch(failures, *, attempted: int) -> None:
         if attempted > 1:
             click.echo(f"soundnet: {len(failures)} of {attempted} file(s) failed:", err=True)
             for failure in failures:
-                click.echo(f"  {failure.message}", err=True)
+                click.echo(f"  {printable(failure.message)}", err=True)
         sys.exit(1)
 
 
@@ -65,7 +72,7 @@ def main(verbose: int, quiet: bool) -> None:
         raise click.UsageError("give -v or -q, not both")
     level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_PrintableFormatter("%(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False

@@ -21,7 +21,7 @@ import numpy as np
 from soundnet.audio import find_audio, iter_audio
 from soundnet.batch import BatchResult, Failure, run_batch
 from soundnet.config import PostConfig
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, printable
 from soundnet.events import Event
 from soundnet.features import iter_features, one_blas_thread, silent_frames
 from soundnet.postprocess import to_events
@@ -319,7 +319,13 @@ def detect(
 
 
 def display_name(path: Path, roots: Iterable[Path]) -> str:
-    """A file's name relative to the folder it was found in (its base name if given directly)."""
+    """A file's name relative to the folder it was found in (its base name if given
+    directly), printable: bytes that are not UTF-8 become ``\\xNN`` and tabs and line
+    breaks ``\\t``, ``\\n``, ``\\r``, so no name can break a line of any output."""
+    return printable(_relative_name(path, roots))
+
+
+def _relative_name(path: Path, roots: Iterable[Path]) -> str:
     for root in roots:
         root = Path(root)
         if root.is_dir():

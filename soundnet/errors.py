@@ -1,4 +1,4 @@
-"""The one error type of the soundnet library."""
+"""The one error type of the soundnet library, and text safe to print."""
 
 
 class SoundnetError(Exception):
@@ -11,3 +11,11 @@ class SoundnetError(Exception):
 
 class UsageError(SoundnetError):
     """Options that cannot work together (the command line exits 2, as for a bad option)."""
+
+
+def printable(text: str) -> str:
+    """``text`` with bytes that are not UTF-8 (a file name's, kept by Python as
+    surrogates) written as ``\\xNN``, and tabs and line breaks as ``\\t``, ``\\n``,
+    ``\\r``: one line that any UTF-8 output takes, and no name can forge another line."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

@@ -75,7 +75,12 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: object) -> None:
-    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8: \u escapes read back to the same name
+        text = json.dumps(data, indent=2)
+    write_text(path, text + "\n")
 
 
 def read_json(path: Path) -> dict:

@@ -121,3 +121,43 @@ def test_per_file_outputs_that_would_collide_are_refused_before_work(tmp_path, n
     out = tmp_path / "labels"
     fails(cli("detect", folder, "--format", "audacity", "--output-dir", out), *names, code=2)
     assert not out.exists()
+
+
+def test_a_fifo_never_hangs_detect(recordings, tmp_path):
+    """Inside a folder a FIFO is skipped with a note and the good files are done; named
+    explicitly it is refused at once (a reader would wait on it for ever)."""
+    import os
+    import subprocess
+
+    from clirun import child_env, soundnet
+
+    folder, _ = recordings
+    os.mkfifo(folder / "stream.wav")
+    done = subprocess.run(soundnet("detect", folder), env=child_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "a.wav: 0 event(s)" in done.stdout and "b.wav" in done.stdout
+    assert "stream.wav: skipped (named pipe (FIFO), not an audio file)" in done.stderr
+    done = subprocess.run(soundnet("detect", folder / "stream.wav"), env=child_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "stream.wav: a named pipe (FIFO), not an audio file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_file_names_that_are_not_utf8_are_processed_and_printed_escaped(tmp_path):
+    """A name with a Latin-1 byte (and one with a tab) is read, extracted and reported
+    with escapes; the good files beside it are done too; no traceback."""
+    import os
+
+    from clirun import ok
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    latin = os.fsdecode(b"caf\xe9.wav")
+    for name in (latin, "tab\there.wav", "plain.wav"):
+        sf.write(os.fsencode(folder / name), np.full(SR, 0.01, np.float32), SR)
+        (folder / name).with_suffix(".txt").write_text("0.1\t0.3\tbeep\n")
+    detected = ok(cli("detect", folder, "--format", "tsv"))
+    lines = detected.stdout.splitlines()
+    assert lines == ["filename\tonset\toffset\tevent_label", "caf\\xe9.wav", "plain.wav", "tab\\there.wav"]
+    extracted = ok(cli("extract", folder, "--out", tmp_path / "data"))
+    assert "3 file(s) extracted" in extracted.stderr
+    assert '"source"' in (tmp_path / "data" / "manifest.json").read_text(encoding="utf-8")
