@@ -135,7 +135,7 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
     help="YAML config (see configs/default.yaml).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (overrides the config).")
-@click.option("--seed", type=int, help="Random seed (overrides the config).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Random seed (overrides the config).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Windows per batch (overrides the config).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training of the same RUN from its last completed epoch.")
 @click.option("--tensorboard", type=OUTPUT_FOLDER, help="Write TensorBoard logs to this folder.")

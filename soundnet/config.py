@@ -97,6 +97,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "stride", "patience")
         _unit_interval(self, "validation_fraction")
+        if not 0 <= self.seed < 2**32:
+            _fail(f"seed must be in [0, 2**32). Received: seed={self.seed}")
         if not 1 <= self.max_positive_weight < math.inf:
             _fail(f"max_positive_weight must be >= 1 and finite. Received: {self.max_positive_weight}")
 
@@ -129,6 +131,18 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
     postprocessing: PostConfig = field(default_factory=PostConfig)
+
+    def __post_init__(self) -> None:
+        check_taps(self.model, self.features)
+
+
+def check_taps(model: ModelConfig, features: FeatureConfig) -> None:
+    """The per-frame convolution must fit in a frame's MFCC vector."""
+    if model.taps > features.n_mfcc:
+        _fail(
+            f"model.taps ({model.taps}) must be <= features.n_mfcc ({features.n_mfcc}): "
+            "the per-frame convolution runs over a frame's MFCC; lower model.taps"
+        )
 
 
 def _fail(message: str) -> typing.NoReturn:

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from soundnet import __version__
-from soundnet.config import Config, to_dict
+from soundnet.config import Config, check_taps, to_dict
 from soundnet.dataset import Dataset, Entry
 from soundnet.detection import frame_probabilities
 from soundnet.errors import SoundnetError
@@ -335,6 +335,10 @@ def train(
     dataset = Dataset.open(dataset_dir)
     if config.features != dataset.feature_config and config.features != type(config.features)():
         raise SoundnetError(f"{dataset_dir}: the dataset's feature config differs from the config given; re-extract it")
+    try:
+        check_taps(config.model, dataset.feature_config)
+    except SoundnetError as error:
+        raise SoundnetError(f"{dataset_dir}: {error}") from None
     out = Path(out)
     check_run_destination(out, keep=[dataset.root])
     partial = _work_folder(out, config, resume=resume)

@@ -213,3 +213,28 @@ def test_dataclasses_validate_directly():
         TrainConfig(patience=0)
     with pytest.raises(SoundnetError, match="threshold"):
         PostConfig(threshold=-0.1)
+
+
+def test_taps_longer_than_the_mfcc_are_refused_when_the_config_loads(tmp_path):
+    """``features: {n_mfcc: 13}`` with the default 16 taps is refused at load time (it
+    used to pass extract and crash train with a traceback)."""
+    from soundnet.config import load_config
+    from soundnet.errors import SoundnetError
+
+    path = tmp_path / "c.yaml"
+    path.write_text("features:\n  n_mfcc: 13\n")
+    with pytest.raises(SoundnetError, match=r"c.yaml: model.taps \(16\) must be <= features.n_mfcc \(13\)"):
+        load_config(path)
+    path.write_text("features:\n  n_mfcc: 13\nmodel:\n  taps: 8\n")
+    assert load_config(path).model.taps == 8
+
+
+def test_seed_out_of_range_is_refused():
+    from clirun import cli, fails
+
+    from soundnet.config import load_config
+    from soundnet.errors import SoundnetError
+
+    with pytest.raises(SoundnetError, match=r"seed must be in \[0, 2\*\*32\)"):
+        load_config(seed=-1)
+    fails(cli("train", ".", "--out", "x", "--seed", "-1"), "--seed", code=2)
