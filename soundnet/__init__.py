@@ -97,6 +97,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
+        if not name.startswith("_") and importlib.util.find_spec(f"soundnet.{name}") is not None:
+            return importlib.import_module(f"soundnet.{name}")  # a module: soundnet.tuning.GRID
         raise AttributeError(f"module 'soundnet' has no attribute {name!r}")
     if name in ("train", "TrainResult"):
         from soundnet.backend import quiet_import_keras

@@ -52,12 +52,12 @@ class ModelCard:
     target: str
     features: FeatureConfig
     model: ModelConfig
-    mean: np.ndarray
-    std: np.ndarray
+    mean: np.ndarray = dataclasses.field(repr=False)
+    std: np.ndarray = dataclasses.field(repr=False)
     postprocessing: PostConfig
     detection_hop: int = 0  # 0: half a window
-    validation: dict = dataclasses.field(default_factory=dict)
-    training: dict = dataclasses.field(default_factory=dict)
+    validation: dict = dataclasses.field(default_factory=dict, repr=False)
+    training: dict = dataclasses.field(default_factory=dict, repr=False)
     soundnet_version: str = __version__
     feature_code_version: int = FEATURE_CODE_VERSION
     checksums: dict = dataclasses.field(default_factory=dict)  # network file name -> SHA-256; empty: not recorded

@@ -99,8 +99,8 @@ class Tuning:
     post: PostConfig
     scores: EventScores
     baseline: EventScores
-    card: ModelCard
-    files: list[Path]
+    card: ModelCard = dataclasses.field(repr=False)
+    files: list[Path] = dataclasses.field(repr=False)
 
 
 def tune(

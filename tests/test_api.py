@@ -146,6 +146,13 @@ def test_import_is_light_and_registers_the_layer_for_keras():
     assert out.stdout.strip().endswith("38788")
 
 
+def test_modules_are_reachable_as_attributes_and_cards_print_short(demo):
+    root, ns = demo
+    assert soundnet.tuning.GRID["threshold"] and soundnet.scoring.Scores and soundnet.batch.Failure
+    shown = repr(ns["tuning"]) + repr(ns["result"].card)
+    assert "mean=" not in shown and "std=" not in shown and len(repr(ns["tuning"])) < 2500
+
+
 def test_every_public_name_resolves():
     assert set(soundnet.__all__) == {"__version__", "load_model", *soundnet._EXPORTS}
     for name in soundnet.__all__:
