@@ -62,8 +62,9 @@ def audio_files(folder: Path) -> list[Path]:
             path = Path(root) / name
             if _is_hidden(name) or not is_audio(path):
                 continue
-            if _special_file(path):
-                log.warning("%s: skipped (%s, not an audio file)", path, _special_file(path))
+            special = _special_file(path)
+            if special:
+                log.warning("%s: skipped (%s, not an audio file)", path, special)
                 continue
             found.append(path)
     if not found:
@@ -85,6 +86,11 @@ def _special_file(path: Path) -> str | None:
     return None
 
 
+def as_paths(inputs: Path | str | Iterable[Path | str]) -> list[Path]:
+    """One path or several, as a list of paths (the API takes either)."""
+    return [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+
+
 def find_audio(paths: Iterable[Path]) -> list[Path]:
     """Audio files among ``paths``, unique, in order; a folder gives its
     :func:`audio_files` (searched recursively, sorted, hidden names skipped).
@@ -99,12 +105,11 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
     """
     found: dict[Path, None] = {}
     for path in map(Path, paths):
+        special = _special_file(path)
         if path.is_dir():
             found.update(dict.fromkeys(audio_files(path)))
-        elif _special_file(path):
-            raise SoundnetError(
-                f"{path}: a {_special_file(path)}, not an audio file (soundnet reads files, never waits on a stream)"
-            )
+        elif special:
+            raise SoundnetError(f"{path}: a {special}, not an audio file (soundnet reads files, never waits on a stream)")
         elif path.exists():
             found[path] = None
         else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from soundnet.audio import find_audio, iter_audio
+from soundnet.audio import as_paths, find_audio, iter_audio
 from soundnet.batch import BatchResult, Failure, run_batch
 from soundnet.config import PostConfig
 from soundnet.errors import SoundnetError, printable
@@ -237,15 +237,12 @@ class Detector:
         )
         return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events, name=name or Path(path).name)
 
-    def postprocessing(
-        self, post: PostConfig | Mapping[str, float | None] | None = None, **overrides: float | None
-    ) -> PostConfig:
+    def postprocessing(self, post: PostConfig | Mapping[str, float | None] | None = None) -> PostConfig:
         """The post-processing to use: ``post`` if a PostConfig, else the card's with the
-        values of ``post`` (a mapping) and ``overrides`` replaced (None values keep the card's)."""
+        values of ``post`` (a mapping) replaced (None values keep the card's)."""
         if isinstance(post, PostConfig):
             return post
-        values = {**(post or {}), **overrides}
-        return replace(self.card.postprocessing, **{k: v for k, v in values.items() if v is not None})
+        return replace(self.card.postprocessing, **{k: v for k, v in (post or {}).items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -298,7 +295,7 @@ def detect(
     """
     from soundnet.outputs import OutputPlan, OutputWriter
 
-    roots = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+    roots = as_paths(inputs)
     paths = find_audio(roots)
     names = {path: display_name(path, roots) for path in paths}
     detector = Detector(model, runtime=runtime)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from soundnet.annotations import choose_target, frame_labels, match_files, read_event_table
-from soundnet.audio import audio_duration, find_audio
+from soundnet.audio import as_paths, audio_duration, find_audio
 from soundnet.batch import Failure, run_batch
 from soundnet.config import PostConfig
 from soundnet.events import Event
@@ -34,10 +34,6 @@ class References:
     events: dict[str, list[Event]]
 
 
-def _roots(inputs: Path | str | Iterable[Path | str]) -> list[Path]:
-    return [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
-
-
 def _rows_by_name(matched: dict, names: dict[Path, str]) -> dict[str, list[Event]]:
     return {
         names[p]: sorted(Event(names[p], r.event.onset, r.event.offset, r.event.label) for r in rows if r.event is not None)
@@ -55,7 +51,7 @@ def read_references(inputs: Path | str | Iterable[Path | str], annotations: Path
     from soundnet.dataset import annotations_name, collect_annotations
     from soundnet.detection import display_name
 
-    roots = _roots(inputs)
+    roots = as_paths(inputs)
     audio = find_audio(roots)
     matched = collect_annotations(audio, roots, annotations)
     target = choose_target([row for rows in matched.values() for row in rows], target, where=annotations_name(annotations))
@@ -192,6 +188,6 @@ def evaluate_table(
     annotated audio in ``inputs``, exactly as :func:`evaluate` scores a soundnet model."""
     references = read_references(inputs, annotations, target=target)
     _refuse_overwrites([("--output", Path(output))] if output is not None else [], references, annotations, Path(estimated))
-    matched = match_files(read_event_table(Path(estimated)), list(references.paths.values()), _roots(inputs))
+    matched = match_files(read_event_table(Path(estimated)), list(references.paths.values()), as_paths(inputs))
     names = {p: n for n, p in references.paths.items()}
     return _scored(references, references.events, _rows_by_name(matched, names), None, [], output)
