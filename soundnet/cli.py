@@ -95,9 +95,20 @@ def main(verbose: int, quiet: bool) -> None:
     type=EXISTING_FILE,
     help="YAML config (its features section is used).",
 )
+@click.option(
+    "--negatives",
+    multiple=True,
+    type=EXISTING,
+    help="Audio files or folders known to hold no target sound (local noise, the site's own sounds): every frame negative; repeatable.",
+)
+@click.option(
+    "--group-pattern",
+    help="Regular expression whose first group (or match) in a file's path names its group (site, device, source); "
+    "validation holds out whole groups. Default: the table's group column, else each file.",
+)
 @fail_fast_option
 @library_errors
-def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
+def extract(audio, annotations, out, target, jobs, config_path, negatives, group_pattern, fail_fast):
     """Turn AUDIO files and folders and their annotations into a dataset of features and frame labels."""
     from soundnet.config import load_config
     from soundnet.dataset import extract as run_extract
@@ -112,6 +123,8 @@ def extract(audio, annotations, out, target, jobs, config_path, fail_fast):
         jobs=jobs,
         fail_fast=fail_fast,
         progress=log.isEnabledFor(logging.INFO),  # -q hides the bar
+        negatives=negatives,
+        group_pattern=group_pattern,
     )
     log.info(
         "%s: %d file(s) extracted, %d unchanged, %d without annotation, %d failed (target %r)",
@@ -363,8 +376,15 @@ def tune(run, inputs, annotations):
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same files.")
 @click.option("--sample-rate", type=click.IntRange(min=1), default=16000, show_default=True, help="Sample rate of the mixtures.")
+@click.option(
+    "--groups",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Folds of clips and backgrounds; each mixture uses one fold's (the table's group column), so validation can hold out sources.",
+)
 @library_errors
-def synth(events_dir, backgrounds, out, count, duration, ebr, presence, distractors, seed, sample_rate):
+def synth(events_dir, backgrounds, out, count, duration, ebr, presence, distractors, seed, sample_rate, groups):
     """Mix isolated target clips into backgrounds: an annotated training set (DCASE 2017 task 2 style)."""
     from soundnet.synth import synthesize
 
@@ -383,6 +403,7 @@ def synth(events_dir, backgrounds, out, count, duration, ebr, presence, distract
         distractor_dirs=distractors,
         sr=sample_rate,
         seed=seed,
+        groups=groups,
     )
     click.echo(f"{out}: {count} mixture(s), {len(events)} event(s), annotations in {out / 'annotations.tsv'}")
 

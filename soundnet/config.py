@@ -93,6 +93,10 @@ class TrainConfig:
     patience: int = 8  # epochs without a better validation loss before stopping; >= 1
     max_positive_weight: float = 20.0  # cap of the positive frames' class weight; >= 1, finite
     seed: int = 0  # data split, order and initial weights
+    shift_frames: int = 25  # each epoch moves every training window by up to this many frames; >= 0
+    negative_ratio: float = 0.5  # windows of --negatives recordings per epoch, per annotated window (at most); >= 0
+    hard_negative_weight: float = 3.0  # weight of negative windows the network fired on at the last epoch; >= 1 (1: off)
+    hard_negative_windows: int = 2048  # negative windows scored for that after each epoch; >= 1
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "stride", "patience")
@@ -101,6 +105,13 @@ class TrainConfig:
             _fail(f"seed must be in [0, 2**32). Received: seed={self.seed}")
         if not 1 <= self.max_positive_weight < math.inf:
             _fail(f"max_positive_weight must be >= 1 and finite. Received: {self.max_positive_weight}")
+        if not 1 <= self.hard_negative_weight < math.inf:
+            _fail(f"hard_negative_weight must be >= 1 and finite. Received: {self.hard_negative_weight}")
+        if not 0 <= self.negative_ratio < math.inf:
+            _fail(f"negative_ratio must be >= 0 and finite. Received: {self.negative_ratio}")
+        if self.shift_frames < 0:
+            _fail(f"shift_frames must be >= 0. Received: {self.shift_frames}")
+        _positive(self, "hard_negative_windows")
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,9 @@ from soundnet.annotations import (
 from soundnet.audio import audio_duration, find_audio, iter_audio
 from soundnet.batch import Failure, run_batch
 from soundnet.config import FeatureConfig, from_dict, to_dict
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, UsageError
 from soundnet.features import compute_features, iter_features, one_blas_thread
+from soundnet.groups import file_groups, negative_groups, relative_name, table_group
 from soundnet.guard import refuse_overwrites, with_sidecars
 from soundnet.storage import NpyRows, read_json, save_npy, save_npy_chunks, write_json
 
@@ -60,6 +61,8 @@ class Entry:
     frames: int
     positive_frames: int
     events: int
+    group: str = ""  # validation holds out whole groups (soundnet.groups); "" in datasets before groups
+    negative: bool = False  # a --negatives recording: known to hold no target, every frame negative
 
     def features_path(self, root: Path) -> Path:
         return Path(root) / "files" / f"{self.id}.features.npy"
@@ -165,6 +168,8 @@ def extract(
     jobs: int = 1,
     fail_fast: bool = False,
     progress: bool = False,
+    negatives: Sequence[Path] = (),
+    group_pattern: str | None = None,
 ) -> ExtractReport:
     """Turn audio files and their annotations into a dataset folder.
 
@@ -184,6 +189,15 @@ def extract(
         Worker processes.
     fail_fast : bool
         Stop at the first file that fails instead of going on.
+    negatives : sequence of Path
+        Audio files and folders known to hold no target sound (local noise, the
+        site's own sounds): every frame of them is a negative, whatever their length,
+        and training mines them for hard negatives. They need no annotation.
+    group_pattern : str or None
+        A regular expression whose first capture group (or whole match), searched in
+        each file's path relative to the folder given, names its group (a site, a
+        device, a source). Without it, the table's ``group`` column, else each file is
+        its own group. Validation holds out whole groups (:mod:`soundnet.groups`).
 
     Returns
     -------
@@ -198,7 +212,12 @@ def extract(
     audio = find_audio(roots)
     matched = collect_annotations(audio, roots, annotations)
     target = choose_target([row for rows in matched.values() for row in rows], target, where=annotations_name(annotations))
-    read = [*with_sidecars(audio), *([Path(annotations)] if annotations is not None else [])]
+    negative_roots = [Path(p) for p in negatives]
+    negative_audio = find_audio(negative_roots) if negative_roots else []
+    both = sorted(set(negative_audio) & set(audio))
+    if both:
+        raise UsageError(f"{both[0]}: given both as audio to annotate and in --negatives; give it once")
+    read = [*with_sidecars(audio), *negative_audio, *([Path(annotations)] if annotations is not None else [])]
     refuse_overwrites([("--out", out)], read)
     report = ExtractReport(out, target, skipped=[p for p in audio if p not in matched])
     for path in report.skipped:
@@ -212,7 +231,14 @@ def extract(
             )
     (out / "files").mkdir(parents=True, exist_ok=True)
 
-    tasks = [(path, matched[path], target, out, config) for path in audio if path in matched]
+    annotated = [path for path in audio if path in matched]
+    groups, grouped_by = file_groups(
+        {p: relative_name(p, roots) for p in annotated}, {p: table_group(matched[p]) for p in annotated}, group_pattern
+    )
+    groups.update(negative_groups(negative_audio, negative_roots, group_pattern))
+    negative_set = set(negative_audio)
+    tasks = [(path, matched[path], target, out, config) for path in annotated]
+    tasks += [(path, [], target, out, config) for path in negative_audio]
     pool = _warm_pool(min(jobs, len(tasks)), config) if jobs > 1 and len(tasks) >= 2 else None
     bar = _progress(len(tasks), progress)  # after the fork: no bar thread in the workers
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -234,10 +260,11 @@ def extract(
             pool.shutdown(cancel_futures=True)
     entries: dict[Path, Entry] = {}
     for task, (entry, reused) in batch.done:
-        entries[task[0]] = entry
-        (report.reused if reused else report.extracted).append(task[0])
+        path = task[0]
+        entries[path] = dataclasses.replace(entry, group=groups[path], negative=path in negative_set)
+        (report.reused if reused else report.extracted).append(path)
     report.failures.extend(Failure(f.item[0], f.message) for f in batch.failures)
-    ordered = [entries[p] for p in audio if p in entries]
+    ordered = [entries[p] for p in [*audio, *negative_audio] if p in entries]
     write_json(
         manifest_path,
         {
@@ -249,7 +276,10 @@ def extract(
                 "frames": sum(e.frames for e in ordered),
                 "positive_frames": sum(e.positive_frames for e in ordered),
                 "events": sum(e.events for e in ordered),
+                "negative_files": sum(e.negative for e in ordered),
+                "groups": len({e.group for e in ordered}),
             },
+            "groups": {"by": grouped_by, "pattern": group_pattern},
             "files": [dataclasses.asdict(e) for e in ordered],
         },
     )
@@ -284,6 +314,7 @@ class Dataset:
     feature_config: FeatureConfig
     target: str
     entries: tuple[Entry, ...]
+    groups_by: str = "file"  # how the files' groups were found (soundnet.groups.BY_PATTERN, ...)
 
     @classmethod
     def open(cls, root: Path) -> Dataset:
@@ -295,11 +326,12 @@ class Dataset:
             features = from_dict(FeatureConfig, manifest["features"], f"{root / MANIFEST} features")
             entries = tuple(Entry(**e) for e in manifest["files"])
             target = manifest["target"]
-        except (KeyError, TypeError) as error:
+            groups_by = (manifest.get("groups") or {}).get("by", "file")
+        except (KeyError, TypeError, AttributeError) as error:
             raise SoundnetError(f"{root / MANIFEST}: not a soundnet manifest ({error})") from None
         if not entries:
             raise SoundnetError(f"{root}: the dataset holds no file")
-        return cls(root, features, target, entries)
+        return cls(root, features, target, entries, groups_by)
 
     def feature_rows(self, entry: Entry) -> NpyRows:
         return NpyRows(entry.features_path(self.root))

@@ -318,6 +318,7 @@ TABLE_COLUMNS = {
     "offset": ("offset", "event_offset", "end", "endtime", "end_time"),
     "label": ("label", "event_label", "class", "event", "class_label"),
     "confidence": ("confidence",),
+    "group": ("group", "fold", "source_group"),
 }
 _TABLE_REQUIRED = ("filename", "onset", "offset", "label")
 _TABLE_POSITIONS = {"filename": 0, "onset": 1, "offset": 2, "label": 3}  # a table without a header
@@ -342,6 +343,7 @@ class Row:
     line: int
     filename: str
     event: Event | None
+    group: str | None = None  # the recording's group (a ``group`` column): validation never splits one
 
     @property
     def where(self) -> str:
@@ -441,7 +443,8 @@ def read_table(path: Path, *, delimiter: str | None = None, reference: bool = Fa
     Rows are ``filename onset offset label`` (seconds), fields quoted the csv module's
     way. A header row is optional; with one, columns are found by any of their names in
     :data:`TABLE_COLUMNS` (``onset`` or ``event_onset``, ``event_label`` or ``label``,
-    ...), any case, and other columns are ignored. A row with only a filename (or
+    ...), any case, and other columns are ignored. An optional ``group`` column names
+    each recording's group (its source: validation holds out whole groups). A row with only a filename (or
     empty time and label fields) is a file without events. Edge spaces are dropped.
 
     Parameters
@@ -487,7 +490,7 @@ def read_table(path: Path, *, delimiter: str | None = None, reference: bool = Fa
             if missing:
                 raise SoundnetError(f"{where}: missing {', '.join(missing)} (expected filename, onset, offset, label)")
             event = _event(filename, *fields.values(), where)
-        result.append(Row(path, number, filename, event))
+        result.append(Row(path, number, filename, event, _cell(cells, columns, "group") or None))
     return result
 
 

@@ -39,7 +39,7 @@ PEAK_LIMIT = 0.99
 DISTRACTOR_SLOTS = 2
 DISTRACTOR_PROBABILITY = 0.5
 ANNOTATIONS_NAME = "annotations.tsv"
-ANNOTATIONS_HEADER = "filename\tonset\toffset\tevent_label"
+ANNOTATIONS_HEADER = "filename\tonset\toffset\tevent_label\tgroup"
 
 
 def synthesize(
@@ -55,6 +55,7 @@ def synthesize(
     sr: int = 16000,
     seed: int = 0,
     target_label: str | None = None,
+    groups: int = 5,
 ) -> list[Event]:
     """Write ``n`` mixtures of target events over backgrounds, with their annotations.
 
@@ -88,6 +89,13 @@ def synthesize(
         seed and ``i``, so a smaller ``n`` gives a prefix of a larger one.
     target_label : str or None
         Label of the target events; defaults to the name of ``events_dir``.
+    groups : int >= 1
+        Folds of sources: the target clips, the backgrounds and (when there are
+        enough) the distractor clips are dealt, after a seeded shuffle, into this many
+        folds (fewer when there are fewer clips or backgrounds), and mixture ``i`` is
+        made only from fold ``i mod groups``. The table's ``group`` column names it
+        (``fold1``, ...), so validation by group (:mod:`soundnet.groups`) holds out
+        sources the training never heard.
 
     Returns
     -------
@@ -130,6 +138,15 @@ def synthesize(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SoundnetError(f"{out_dir}: cannot create folder ({error_reason(error)})") from None
+    if groups < 1:
+        raise SoundnetError(f"groups must be >= 1. Received: groups={groups}")
+    folds = min(groups, len(targets.sources), len(backgrounds))
+    if folds < groups:
+        log.warning("%d fold(s) of sources, not %d: there are too few clips or backgrounds", folds, groups)
+    fold_rng = np.random.default_rng([seed, 1])
+    target_folds = _deal(targets.sources, folds, fold_rng)
+    background_folds = _deal(backgrounds, folds, fold_rng)
+    distractor_folds = [_deal(pool.sources, folds, fold_rng) if len(pool.sources) >= folds else None for pool in distractors]
     width = max(4, len(str(n - 1)))
     log.info(
         "synthesizing %d mixtures of %.3g s from %d %r clips over %d backgrounds into %s",
@@ -142,15 +159,19 @@ def synthesize(
     for i, child_seed in enumerate(np.random.SeedSequence(seed).spawn(n)):
         rng = np.random.default_rng(child_seed)
         name = f"mixture_{i:0{width}d}.wav"
-        background = backgrounds[rng.integers(len(backgrounds))]
+        fold = i % folds
+        fold_backgrounds = background_folds[fold]
+        background = fold_backgrounds[rng.integers(len(fold_backgrounds))]
         mixture = _background_excerpt(background, n_samples=n_samples, sr=sr, rng=rng)
         placements: list[tuple[_ClipPool, _Source, int, float]] = []
         if rng.random() < presence:
-            placements.append(_place(targets, n_samples=n_samples, ebrs=ebr_choices, rng=rng))
+            placements.append(_place(targets, target_folds[fold], n_samples=n_samples, ebrs=ebr_choices, rng=rng))
         for _ in range(DISTRACTOR_SLOTS if distractors else 0):
             if rng.random() < DISTRACTOR_PROBABILITY:
-                pool = distractors[rng.integers(len(distractors))]
-                placements.append(_place(pool, n_samples=n_samples, ebrs=ebr_choices, rng=rng))
+                k = int(rng.integers(len(distractors)))
+                pool = distractors[k]
+                sources = pool.sources if distractor_folds[k] is None else distractor_folds[k][fold]
+                placements.append(_place(pool, sources, n_samples=n_samples, ebrs=ebr_choices, rng=rng))
 
         events = []
         bed = mixture.copy()  # EBRs are measured against the background alone
@@ -176,7 +197,8 @@ def synthesize(
 
         events.sort()
         all_events += events
-        rows += [f"{e.filename}\t{e.onset:.3f}\t{e.offset:.3f}\t{e.label}" for e in events] or [name]
+        group = f"fold{fold + 1}"
+        rows += [f"{e.filename}\t{e.onset:.3f}\t{e.offset:.3f}\t{e.label}\t{group}" for e in events] or [f"{name}\t\t\t\t{group}"]
 
     text = "\n".join(rows) + "\n"
     write_text(out_dir / ANNOTATIONS_NAME, text)
@@ -255,11 +277,17 @@ class _ClipPool:
         return clip
 
 
+def _deal(items: Sequence, folds: int, rng: np.random.Generator) -> list[list]:
+    """``items`` shuffled and dealt into ``folds`` non-empty lists (``len(items) >= folds``)."""
+    order = rng.permutation(len(items))
+    return [[items[j] for j in sorted(order[k::folds])] for k in range(folds)]
+
+
 def _place(
-    pool: _ClipPool, *, n_samples: int, ebrs: list[float], rng: np.random.Generator
+    pool: _ClipPool, sources: Sequence[_Source], *, n_samples: int, ebrs: list[float], rng: np.random.Generator
 ) -> tuple[_ClipPool, _Source, int, float]:
-    """Draw a clip of ``pool``, a start where it fits whole, and an EBR."""
-    source = pool.sources[rng.integers(len(pool.sources))]
+    """Draw a clip of ``sources`` (clips of ``pool``), a start where it fits whole, and an EBR."""
+    source = sources[rng.integers(len(sources))]
     length = len(pool.load(source))
     start = int(rng.integers(n_samples - length + 1))
     ebr = ebrs[rng.integers(len(ebrs))]

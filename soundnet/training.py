@@ -27,6 +27,7 @@ from soundnet.dataset import Dataset, Entry
 from soundnet.detection import frame_probabilities
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
+from soundnet.groups import Split, split_by_group
 from soundnet.litert import export_tflite
 from soundnet.model import as_inputs, build_model, predict_fn, recalibrate_batchnorm
 from soundnet.run import (
@@ -41,7 +42,7 @@ from soundnet.run import (
     write_card,
 )
 from soundnet.scoring import frame_scores
-from soundnet.storage import read_json, write_json, write_text
+from soundnet.storage import read_json, save_npy, write_json, write_text
 from soundnet.tuning import TuneResult, search_postprocessing
 from soundnet.windows import pad_window, window_starts
 
@@ -50,18 +51,11 @@ log = logging.getLogger(__name__)
 RECALIBRATION_WINDOWS = 2048
 
 
-def split_files(entries: tuple[Entry, ...], *, fraction: float, seed: int) -> tuple[list[Entry], list[Entry]]:
-    """Training and validation files: a seeded shuffle, at least one file each when
-    there are two or more files (validation is by file, never by window)."""
-    order = np.random.default_rng(seed).permutation(len(entries))
-    n_val = int(round(fraction * len(entries)))
-    if len(entries) >= 2 and fraction > 0:
-        n_val = min(max(n_val, 1), len(entries) - 1)
-    else:
-        n_val = 0
-    val = sorted(int(i) for i in order[:n_val])
-    train = sorted(int(i) for i in order[n_val:])
-    return [entries[i] for i in train], [entries[i] for i in val]
+def split_files(entries: tuple[Entry, ...], *, fraction: float, seed: int) -> tuple[list[Entry], list[Entry], Split]:
+    """Training and validation files, whole groups held out (:func:`soundnet.groups.split_by_group`):
+    annotated recordings and ``--negatives`` recordings each give validation their share."""
+    split = split_by_group([e.group or e.id for e in entries], fraction=fraction, seed=seed, strata=[e.negative for e in entries])
+    return [entries[i] for i in split.train], [entries[i] for i in split.validation], split
 
 
 def feature_statistics(dataset: Dataset, entries: list[Entry], *, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +78,13 @@ class WindowBatches(keras.utils.PyDataset):
     """Batches of normalised windows, labels and per-frame weights, read from disk.
 
     Only the window index lives in memory; each batch reads its windows' rows from the
-    feature files. Positive frames weigh ``positive_weight``, padding frames 0.
+    feature files. Positive frames weigh ``positive_weight``, padding frames 0, and a
+    window's frames are multiplied by its ``window_weight`` (hard negatives weigh more).
+
+    With ``shuffle`` (training), each epoch is a function of the seed and the epoch
+    number: every window of the annotated recordings, plus at most ``negative_ratio``
+    as many windows drawn from the ``--negatives`` recordings, in a shuffled order,
+    each window moved by a random shift of up to ``shift_frames`` frames.
     """
 
     def __init__(
@@ -98,39 +98,66 @@ class WindowBatches(keras.utils.PyDataset):
         positive_weight: float,
         shuffle: bool,
         seed: int,
+        shift_frames: int = 0,
+        negative_ratio: float = 1.0,
     ):
         super().__init__(workers=1, use_multiprocessing=False)
         self.dataset, self.entries, self.card = dataset, entries, card
         self.window = card.model.window
         self.batch_size, self.positive_weight, self.shuffle, self.seed = batch_size, positive_weight, shuffle, seed
+        self.shift_frames, self.negative_ratio = shift_frames, negative_ratio
         self.rows = [dataset.feature_rows(e) for e in entries]
         self.labels = [dataset.labels(e) for e in entries]
         self.index = np.array(
             [(i, s) for i, e in enumerate(entries) for s in window_starts(e.frames, window=self.window, stride=stride)],
             dtype=np.int64,
         ).reshape(-1, 2)
+        self.window_weight = np.ones(len(self.index), np.float32)
+        from_negatives = np.array([entries[i].negative for i in self.index[:, 0]], bool)
+        self.annotated_windows = np.flatnonzero(~from_negatives)
+        self.negative_windows = np.flatnonzero(from_negatives)
+        self.silent_windows = np.array(  # windows without a positive frame: where hard negatives are looked for
+            [not self.labels[i][s : s + self.window].any() for i, s in self.index], bool
+        ).reshape(-1)
         self.order = np.arange(len(self.index))
+        self.shift = np.zeros(len(self.index), np.int64)
+        n_negative = len(self.negative_windows)
+        if len(self.annotated_windows):
+            n_negative = min(n_negative, int(round(negative_ratio * len(self.annotated_windows))))
+        self.n_negative = n_negative
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        if self.shuffle:
-            self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.index))
+        if not self.shuffle:
+            return
+        rng = np.random.default_rng([self.seed, epoch])
+        negatives = rng.choice(self.negative_windows, self.n_negative, replace=False)
+        self.order = rng.permutation(np.concatenate([self.annotated_windows, negatives]))
+        if self.shift_frames:
+            self.shift = rng.integers(-self.shift_frames, self.shift_frames + 1, len(self.index))
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.index) / self.batch_size))
+        return int(np.ceil(len(self.order) / self.batch_size))
 
-    def windows(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        picks = self.index[self.order[batch * self.batch_size : (batch + 1) * self.batch_size]]
+    def read(self, picks: np.ndarray, *, shifted: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Windows (normalised), labels and weights of the index rows ``picks``, moved by
+        the epoch's shifts unless ``shifted`` is False."""
         x = np.zeros((len(picks), self.window, self.card.features.n_features), np.float32)
         y = np.zeros((len(picks), self.window), np.float32)
         w = np.zeros((len(picks), self.window), np.float32)
-        for k, (i, start) in enumerate(picks):
+        for k, pick in enumerate(picks):
+            i, start = self.index[pick]
+            if shifted:
+                start = int(np.clip(start + self.shift[pick], 0, max(self.entries[i].frames - self.window, 0)))
             rows = self.card.normalise(self.rows[i].read(start, start + self.window))
             labels = self.labels[i][start : start + self.window]
             x[k] = pad_window(rows, window=self.window)
             y[k, : len(labels)] = labels
-            w[k, : len(labels)] = np.where(labels > 0, self.positive_weight, 1.0)
+            w[k, : len(labels)] = np.where(labels > 0, self.positive_weight, 1.0) * self.window_weight[pick]
         return x, y, w
+
+    def windows(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.read(self.order[batch * self.batch_size : (batch + 1) * self.batch_size])
 
     def __getitem__(self, batch: int):
         x, y, w = self.windows(batch)
@@ -193,6 +220,51 @@ class Validation(keras.callbacks.Callback):
             self.best = (epoch, logs["val_loss"], probs)
         ap = frame_scores(self.labels, probs).average_precision
         logs["val_ap"] = float("nan") if ap is None else ap
+
+
+class HardNegatives(keras.callbacks.Callback):
+    """Hard-negative mining: after each epoch (BatchNorm statistics already re-estimated
+    by :class:`Validation`), score a seeded sample of the training windows that hold no
+    target frame, ``--negatives`` recordings first, and give the windows where the
+    network fires (a probability >= 0.5) ``weight`` in the next epochs, until a later
+    look finds them quiet. The weights are saved with each epoch (``hard_negatives.npy``)
+    so that a resumed training goes on with them."""
+
+    FILE = "hard_negatives.npy"
+
+    def __init__(self, batches: WindowBatches, folder: Path, *, weight: float, windows: int, seed: int):
+        super().__init__()
+        self.batches, self.folder, self.weight, self.windows, self.seed = batches, folder, weight, windows, seed
+        saved = folder / self.FILE
+        if saved.is_file():
+            weights = np.load(saved)
+            if weights.shape == batches.window_weight.shape:
+                batches.window_weight[:] = weights
+
+    def candidates(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        silent = np.flatnonzero(self.batches.silent_windows)
+        negative = np.intersect1d(silent, self.batches.negative_windows)
+        other = np.setdiff1d(silent, negative)
+        first = rng.choice(negative, min(len(negative), self.windows), replace=False)
+        rest = rng.choice(other, min(len(other), self.windows - len(first)), replace=False)
+        return np.sort(np.concatenate([first, rest]))
+
+    def on_epoch_end(self, epoch, logs=None):
+        picks = self.candidates(epoch)
+        if not len(picks):
+            return
+        predict = predict_fn(self.model, n_mfcc=self.batches.card.features.n_mfcc)
+        fired = np.zeros(len(picks), bool)
+        for start in range(0, len(picks), 256):
+            x, _, w = self.batches.read(picks[start : start + 256], shifted=False)
+            p = predict(x)
+            fired[start : start + 256] = ((p >= 0.5) & (w > 0)).any(axis=1)
+        self.batches.window_weight[picks] = np.where(fired, self.weight, 1.0)
+        save_npy(self.folder / self.FILE, self.batches.window_weight)
+        if logs is not None:
+            logs["hard_negatives"] = float(fired.mean())
+        log.debug("epoch %d: the network fires on %d of %d negative windows", epoch + 1, fired.sum(), len(picks))
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -432,6 +504,7 @@ class _Plan:
     val_entries: list[Entry]
     card: ModelCard  # the card before tuning: normalisation statistics, config post-processing
     positive_weight: float
+    split: Split
 
 
 def _plan(dataset: Dataset, config: Config) -> _Plan:
@@ -444,15 +517,28 @@ def _plan(dataset: Dataset, config: Config) -> _Plan:
             f"model.window ({config.model.window} frames) is longer than every file of {dataset.root} "
             f"(the longest has {longest} frames): no window would hold real audio; use a window of at most {longest}"
         )
-    train_entries, val_entries = split_files(dataset.entries, fraction=t.validation_fraction, seed=t.seed)
+    train_entries, val_entries, split = split_files(dataset.entries, fraction=t.validation_fraction, seed=t.seed)
     if not val_entries:
         log.warning("only one file: validating on the training file itself (add files for an honest validation)")
         val_entries = train_entries
-    log.info("%d training files, %d validation files, target %r", len(train_entries), len(val_entries), dataset.target)
+    elif split.by == "file":
+        log.warning(
+            "every file is in one group: validation holds out files, and its figures will flatter the detector "
+            "on sources it never heard (give groups: a group column or --group-pattern at extract)"
+        )
+    log.info(
+        "%d training files, %d validation files (%s), target %r",
+        len(train_entries),
+        len(val_entries),
+        f"{split.validation_groups} of {split.train_groups + split.validation_groups} groups held out"
+        if split.by == "group"
+        else "held out by file",
+        dataset.target,
+    )
     mean, std = feature_statistics(dataset, train_entries)
     card = ModelCard(dataset.target, dataset.feature_config, config.model, mean, std, config.postprocessing)
-    positive_weight = _positive_weight(train_entries, t.max_positive_weight)
-    return _Plan(dataset, config, train_entries, val_entries, card, positive_weight)
+    positive_weight = _positive_weight([e for e in train_entries if not e.negative], t.max_positive_weight)
+    return _Plan(dataset, config, train_entries, val_entries, card, positive_weight, split)
 
 
 def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
@@ -468,8 +554,15 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         positive_weight=plan.positive_weight,
         shuffle=True,
         seed=t.seed,
+        shift_frames=t.shift_frames,
+        negative_ratio=t.negative_ratio,
     )
-    log.info("%d training windows per epoch, positive frames weigh %.2f", len(batches.index), plan.positive_weight)
+    log.info(
+        "%d training windows per epoch (%d from --negatives recordings), positive frames weigh %.2f",
+        len(batches.order),
+        batches.n_negative,
+        plan.positive_weight,
+    )
     progress = read_json(partial / PROGRESS) if resume else None
     if progress is not None:
         try:
@@ -485,9 +578,15 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         model.compile(optimizer=keras.optimizers.RMSprop(t.learning_rate), loss="binary_crossentropy")
     validation = Validation(batches, plan.dataset, plan.val_entries, plan.card, plan.positive_weight)
     checkpoint = Checkpoint(partial, patience=t.patience, progress=progress)
+    mining = []
+    if t.hard_negative_weight > 1:
+        if not resume:
+            (partial / HardNegatives.FILE).unlink(missing_ok=True)
+        mining = [HardNegatives(batches, partial, weight=t.hard_negative_weight, windows=t.hard_negative_windows, seed=t.seed)]
     callbacks = [
         EpochOrder(batches),
         validation,
+        *mining,
         ProgressLog(t.epochs),
         keras.callbacks.CSVLogger(str(partial / HISTORY_FILE), append=resume),
         checkpoint,
@@ -547,12 +646,21 @@ def _final_card(plan: _Plan, tuned: TuneResult, frames, *, epochs: int) -> Model
             "files": {e.source: tuned.scores.files[e.id].to_json() for e in plan.val_entries},
             "untuned_event_onset": tuned.baseline.event_onset.to_json(),
             "frame": frames.to_json(),
+            "split": {
+                "by": plan.split.by,
+                "groups": plan.dataset.groups_by,
+                "training_groups": plan.split.train_groups,
+                "validation_groups": plan.split.validation_groups,
+                "validation_files": len(plan.val_entries),
+                "negative_files": sum(e.negative for e in plan.val_entries),
+            },
         },
         training={
             "config": to_dict(plan.config.training),
             "epochs_run": epochs,
             "positive_weight": plan.positive_weight,
             "files": [e.source for e in plan.train_entries],
+            "negative_files": sum(e.negative for e in plan.train_entries),
             "dataset": str(plan.dataset.root.resolve()),
             "soundnet_version": __version__,
         },
@@ -569,7 +677,7 @@ def _write_run_files(partial: Path, model: keras.Model, card: ModelCard) -> Mode
     export_tflite(final, partial / TFLITE_FILE, n_mfcc=n_mfcc)
     card = seal(partial, card)
     write_card(partial, card)
-    for name in (STATE, PROGRESS, LAST_STATE, "best.weights.h5"):
+    for name in (STATE, PROGRESS, LAST_STATE, "best.weights.h5", HardNegatives.FILE):
         (partial / name).unlink(missing_ok=True)
     for leftover in (*partial.glob("best-*.weights.h5"), *partial.glob(".tmp-*")):
         leftover.unlink()

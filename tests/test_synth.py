@@ -108,12 +108,15 @@ def test_output_files_and_annotations(data):
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
     rows = read_tsv(out / "annotations.tsv")
-    assert rows[0] == ["filename", "onset", "offset", "event_label"]
+    assert rows[0] == ["filename", "onset", "offset", "event_label", "group"]
     expected = []
     for i in range(12):
         name = f"mixture_{i:04d}.wav"
         mine = [e for e in events if e.filename == name]
-        expected += [[e.filename, f"{e.onset:.3f}", f"{e.offset:.3f}", e.label] for e in mine] or [[name]]
+        group = f"fold{i % 3 + 1}"  # 3 clips and backgrounds: 3 folds, dealt in turn
+        expected += [[e.filename, f"{e.onset:.3f}", f"{e.offset:.3f}", e.label, group] for e in mine] or [
+            [name, "", "", "", group]
+        ]
     assert rows[1:] == expected
     assert {e.label for e in events} == {"beep", "dog"}
     clip_lengths = {"beep": (0.3, 0.25), "dog": (0.2,)}
@@ -136,7 +139,7 @@ def test_target_label_option_and_default_from_folder(data, monkeypatch):
 def test_presence_zero_and_one(data):
     none = synthesize(data["events"], data["backgrounds"], data["tmp"] / "none", n=5, duration=1.0, presence=0.0)
     assert none == []
-    assert read_tsv(data["tmp"] / "none" / "annotations.tsv")[1:] == [[f"mixture_{i:04d}.wav"] for i in range(5)]
+    assert [row[0] for row in read_tsv(data["tmp"] / "none" / "annotations.tsv")[1:]] == [f"mixture_{i:04d}.wav" for i in range(5)]
 
     every = synthesize(data["events"], data["backgrounds"], data["tmp"] / "all", n=5, duration=1.0, presence=1.0)
     assert [e.filename for e in every] == [f"mixture_{i:04d}.wav" for i in range(5)]
