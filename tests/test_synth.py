@@ -139,7 +139,9 @@ def test_target_label_option_and_default_from_folder(data, monkeypatch):
 def test_presence_zero_and_one(data):
     none = synthesize(data["events"], data["backgrounds"], data["tmp"] / "none", n=5, duration=1.0, presence=0.0)
     assert none == []
-    assert [row[0] for row in read_tsv(data["tmp"] / "none" / "annotations.tsv")[1:]] == [f"mixture_{i:04d}.wav" for i in range(5)]
+    assert [row[0] for row in read_tsv(data["tmp"] / "none" / "annotations.tsv")[1:]] == [
+        f"mixture_{i:04d}.wav" for i in range(5)
+    ]
 
     every = synthesize(data["events"], data["backgrounds"], data["tmp"] / "all", n=5, duration=1.0, presence=1.0)
     assert [e.filename for e in every] == [f"mixture_{i:04d}.wav" for i in range(5)]

@@ -1,0 +1,95 @@
+"""What training feeds the network: epochs with --negatives windows, random window
+shifts that keep labels aligned, and hard-negative mining (real Keras, no fitting)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from planted import planted_set
+
+from soundnet.config import Config
+from soundnet.dataset import Dataset, extract
+from soundnet.run import ModelCard
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Dataset:
+    root = tmp_path_factory.mktemp("training-data")
+    table, _ = planted_set(root / "audio", files=4, seconds=6.0, seed=2)
+    noise = root / "noise"
+    noise.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        sf.write(str(noise / f"n{k}.wav"), (0.05 * rng.standard_normal(40 * SR)).astype(np.float32), SR)
+    extract([root / "audio"], out=root / "ds", annotations=table, negatives=[noise])
+    return Dataset.open(root / "ds")
+
+
+def batches(dataset: Dataset, **options):
+    from soundnet.training import WindowBatches
+
+    config = Config()
+    mean = np.zeros(config.features.n_features, np.float32)
+    card = ModelCard(dataset.target, dataset.feature_config, config.model, mean, mean + 1, config.postprocessing)
+    defaults = dict(stride=50, batch_size=8, positive_weight=2.0, shuffle=True, seed=1, shift_frames=25, negative_ratio=0.5)
+    return WindowBatches(dataset, list(dataset.entries), card, **{**defaults, **options})
+
+
+def test_an_epoch_holds_every_annotated_window_and_a_share_of_negatives(dataset):
+    b = batches(dataset)
+    annotated, negative = len(b.annotated_windows), len(b.negative_windows)
+    assert negative > annotated  # 80 s of negatives against 24 s of annotated audio
+    assert len(b.order) == annotated + round(0.5 * annotated) and len(b) == int(np.ceil(len(b.order) / 8))
+    first = b.order.copy()
+    assert set(b.annotated_windows) <= set(first)
+    b.set_epoch(1)
+    assert len(b.order) == len(first) and not np.array_equal(b.order, first)  # another draw of negatives
+    b.set_epoch(0)
+    assert np.array_equal(b.order, first)  # a function of the seed and the epoch
+    assert len(batches(dataset, negative_ratio=0.0).order) == annotated
+
+
+def test_shifted_windows_keep_their_labels_aligned(dataset):
+    b = batches(dataset)
+    shifted = np.flatnonzero(b.shift != 0)
+    assert len(shifted) and np.abs(b.shift).max() <= 25
+    for pick in shifted[:40]:
+        i, start = b.index[pick]
+        x, y, _ = b.read(np.array([pick]))
+        begin = int(np.clip(start + b.shift[pick], 0, max(b.entries[i].frames - b.window, 0)))
+        rows = b.rows[i].read(begin, begin + b.window)
+        assert np.allclose(x[0, : len(rows)], rows)  # mean 0, std 1: the raw rows
+        assert np.array_equal(y[0, : len(rows)], b.labels[i][begin : begin + b.window])
+
+
+def _always(model, probability: float):
+    """The network's output bias set so that it says ``probability`` everywhere."""
+    dense = model.get_layer("output")
+    kernel, _ = dense.get_weights()
+    dense.set_weights([np.zeros_like(kernel), np.full(1, np.log(probability / (1 - probability)), np.float32)])
+    return model
+
+
+@pytest.mark.parametrize("probability, expected", [(0.99, 3.0), (0.01, 1.0)])
+def test_hard_negatives_weigh_more_where_the_network_fires(dataset, tmp_path, probability, expected):
+    from soundnet.model import build_model
+    from soundnet.training import HardNegatives
+
+    b = batches(dataset)
+    mining = HardNegatives(b, tmp_path, weight=3.0, windows=30, seed=0)
+    mining.set_model(_always(build_model(Config().model), probability))
+    picks = mining.candidates(0)
+    assert len(picks) == 30 and b.silent_windows[picks].all()
+    assert set(picks) <= set(b.negative_windows)  # --negatives windows first
+    logs = {}
+    mining.on_epoch_end(0, logs)
+    assert np.all(b.window_weight[picks] == expected) and np.all(np.delete(b.window_weight, picks) == 1.0)
+    assert logs["hard_negatives"] == (1.0 if expected > 1 else 0.0)
+    _, _, w = b.read(picks[:4], shifted=False)
+    assert np.all(w == expected)  # all-negative windows: weight 1 x the window's weight
+    resumed = batches(dataset)
+    HardNegatives(resumed, tmp_path, weight=3.0, windows=30, seed=0)  # a resumed training reloads them
+    assert np.array_equal(resumed.window_weight, b.window_weight)
