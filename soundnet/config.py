@@ -97,6 +97,8 @@ class TrainConfig:
     negative_ratio: float = 0.5  # windows of --negatives recordings per epoch, per annotated window (at most); >= 0
     hard_negative_weight: float = 3.0  # weight of negative windows the network fired on at the last epoch; >= 1 (1: off)
     hard_negative_windows: int = 2048  # negative windows scored for that after each epoch; >= 1
+    time_mask_frames: int = 0  # half the training windows get a run of up to this many frames masked; >= 0 (0: off)
+    feature_mask_columns: int = 0  # half get a band of up to this many MFCC (and their deltas) masked; >= 0 (0: off)
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "stride", "patience")
@@ -109,8 +111,9 @@ class TrainConfig:
             _fail(f"hard_negative_weight must be >= 1 and finite. Received: {self.hard_negative_weight}")
         if not 0 <= self.negative_ratio < math.inf:
             _fail(f"negative_ratio must be >= 0 and finite. Received: {self.negative_ratio}")
-        if self.shift_frames < 0:
-            _fail(f"shift_frames must be >= 0. Received: {self.shift_frames}")
+        for name in ("shift_frames", "time_mask_frames", "feature_mask_columns"):
+            if getattr(self, name) < 0:
+                _fail(f"{name} must be >= 0. Received: {name}={getattr(self, name)}")
         _positive(self, "hard_negative_windows")
 
 

@@ -100,12 +100,16 @@ class WindowBatches(keras.utils.PyDataset):
         seed: int,
         shift_frames: int = 0,
         negative_ratio: float = 1.0,
+        time_mask_frames: int = 0,
+        feature_mask_columns: int = 0,
     ):
         super().__init__(workers=1, use_multiprocessing=False)
         self.dataset, self.entries, self.card = dataset, entries, card
         self.window = card.model.window
         self.batch_size, self.positive_weight, self.shuffle, self.seed = batch_size, positive_weight, shuffle, seed
         self.shift_frames, self.negative_ratio = shift_frames, negative_ratio
+        self.time_mask_frames, self.feature_mask_columns = time_mask_frames, feature_mask_columns
+        self.epoch = 0
         self.rows = [dataset.feature_rows(e) for e in entries]
         self.labels = [dataset.labels(e) for e in entries]
         self.index = np.array(
@@ -128,6 +132,7 @@ class WindowBatches(keras.utils.PyDataset):
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         if not self.shuffle:
             return
         rng = np.random.default_rng([self.seed, epoch])
@@ -157,7 +162,16 @@ class WindowBatches(keras.utils.PyDataset):
         return x, y, w
 
     def windows(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.read(self.order[batch * self.batch_size : (batch + 1) * self.batch_size])
+        x, y, w = self.read(self.order[batch * self.batch_size : (batch + 1) * self.batch_size])
+        if self.shuffle and (self.time_mask_frames or self.feature_mask_columns):
+            mask_windows(
+                x,
+                np.random.default_rng([self.seed, self.epoch, batch, 2]),
+                frames=self.time_mask_frames,
+                columns=self.feature_mask_columns,
+                n_mfcc=self.card.features.n_mfcc,
+            )
+        return x, y, w
 
     def __getitem__(self, batch: int):
         x, y, w = self.windows(batch)
@@ -165,6 +179,24 @@ class WindowBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         pass  # the epoch's order is set by EpochOrder, which knows the epoch number
+
+
+def mask_windows(x: np.ndarray, rng: np.random.Generator, *, frames: int, columns: int, n_mfcc: int) -> None:
+    """SpecAugment-style masking, in place, of normalised windows ``(b, window, features)``:
+    half of them get a run of up to ``frames`` frames set to 0 (the training mean), half
+    a band of up to ``columns`` MFCC and the same deltas. Labels are left as they are:
+    a masked target is still the target, heard less well."""
+    window = x.shape[1]
+    for k in range(len(x)):
+        if frames and rng.random() < 0.5:
+            width = int(rng.integers(1, min(frames, window) + 1))
+            start = int(rng.integers(0, window - width + 1))
+            x[k, start : start + width] = 0.0
+        if columns and rng.random() < 0.5:
+            width = int(rng.integers(1, min(columns, n_mfcc) + 1))
+            start = int(rng.integers(0, n_mfcc - width + 1))
+            x[k, :, start : start + width] = 0.0
+            x[k, :, n_mfcc + start : n_mfcc + start + width] = 0.0
 
 
 class EpochOrder(keras.callbacks.Callback):
@@ -556,6 +588,8 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         seed=t.seed,
         shift_frames=t.shift_frames,
         negative_ratio=t.negative_ratio,
+        time_mask_frames=t.time_mask_frames,
+        feature_mask_columns=t.feature_mask_columns,
     )
     log.info(
         "%d training windows per epoch (%d from --negatives recordings), positive frames weigh %.2f",

@@ -93,3 +93,24 @@ def test_hard_negatives_weigh_more_where_the_network_fires(dataset, tmp_path, pr
     resumed = batches(dataset)
     HardNegatives(resumed, tmp_path, weight=3.0, windows=30, seed=0)  # a resumed training reloads them
     assert np.array_equal(resumed.window_weight, b.window_weight)
+
+
+def test_masking_zeroes_runs_of_frames_and_bands_and_keeps_labels(dataset):
+    from soundnet.training import mask_windows
+
+    plain = batches(dataset)
+    masked = batches(dataset, time_mask_frames=20, feature_mask_columns=8)
+    x0, y0, w0 = plain.windows(0)
+    x1, y1, w1 = masked.windows(0)
+    assert np.array_equal(y0, y1) and np.array_equal(w0, w1)
+    changed = x0 != x1
+    assert changed.any()
+    for k in range(len(x1)):
+        zero_frames = np.flatnonzero((x1[k] == 0).all(axis=1) & ~(x0[k] == 0).all(axis=1))
+        assert len(zero_frames) <= 20 and (len(zero_frames) == 0 or np.ptp(zero_frames) == len(zero_frames) - 1)
+    assert np.array_equal(masked.windows(0)[0], x1)  # a function of the seed, the epoch and the batch
+    x = np.ones((50, 100, 129), np.float32)
+    mask_windows(x, np.random.default_rng(0), frames=0, columns=8, n_mfcc=64)
+    bands = (x == 0).all(axis=1)  # (windows, columns) masked over the whole window
+    assert bands[:, 128].sum() == 0 and np.array_equal(bands[:, :64], bands[:, 64:128])
+    assert 10 < bands.any(axis=1).sum() < 40 and bands.sum(axis=1).max() <= 16
