@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,14 +39,18 @@ from soundnet.annotations import (
     read_event_table,
     sidecar_labels,
 )
-from soundnet.audio import audio_duration, find_audio, iter_audio
+from soundnet.audio import audio_duration, find_audio, iter_audio, load_audio
 from soundnet.batch import Failure, run_batch
 from soundnet.config import FeatureConfig, from_dict, to_dict
 from soundnet.errors import SoundnetError, UsageError
+from soundnet.events import Event
 from soundnet.features import compute_features, iter_features, one_blas_thread
 from soundnet.groups import file_groups, negative_groups, relative_name, table_group
 from soundnet.guard import refuse_overwrites, with_sidecars
 from soundnet.storage import NpyRows, read_json, save_npy, save_npy_chunks, write_json
+
+if TYPE_CHECKING:
+    from soundnet.config import AugmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,12 @@ class Entry:
     events: int
     group: str = ""  # validation holds out whole groups (soundnet.groups); "" in datasets before groups
     negative: bool = False  # a --negatives recording: known to hold no target, every frame negative
+    copy: int = 0  # 0: the recording itself; k >= 1: its k-th augmented copy (training only)
+
+    @property
+    def original_id(self) -> str:
+        """The id of the recording an augmented copy was made from (its own id otherwise)."""
+        return self.id.rsplit("~aug", 1)[0] if self.copy else self.id
 
     def features_path(self, root: Path) -> Path:
         return Path(root) / "files" / f"{self.id}.features.npy"
@@ -79,6 +90,7 @@ class ExtractReport:
     reused: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)  # item: the audio file
+    augmented: int = 0  # augmented copies written or reused
 
 
 def _entry_id(path: Path) -> str:
@@ -123,6 +135,49 @@ def _extract_one(path: Path, rows: list[Annotation], target: str, root: Path, co
     return entry, False
 
 
+#: Recordings longer than this are not augmented (augmentation holds a whole file in memory).
+MAX_AUGMENTED_SECONDS = 600.0
+
+
+def _augment_one(
+    path: Path, rows: list[Annotation], target: str, root: Path, config: FeatureConfig, copy: int, augmentation, noise
+) -> tuple[Entry, bool]:
+    """Features and labels of the ``copy``-th augmented copy of one annotated file
+    (:func:`soundnet.augment.augment`: the events move with the audio); returns its
+    entry and whether it was reused. Its seed is a function of the file's id, the copy
+    number and ``augmentation.seed``, so a rerun rebuilds the same copy."""
+    from soundnet.augment import augment, augmentation_seed
+
+    original_id = _entry_id(path)
+    entry_id = f"{original_id}~aug{copy}"
+    meta_path = root / "files" / f"{entry_id}.json"
+    events = sorted(r.event for r in rows if r.event is not None and r.event.label == target)
+    fingerprint = {
+        "source": str(path.resolve()),
+        **_fingerprint(path),
+        "features": _config_hash(config),
+        "events": [[e.onset, e.offset] for e in events],
+        "augmentation": to_dict(augmentation),
+        "copy": copy,
+        "noise": [str(p) for p in noise],
+    }
+    old = _read_entry_meta(meta_path)
+    if old is not None and old.get("fingerprint") == fingerprint:
+        return Entry(**old["entry"]), True
+    y = load_audio(path, sample_rate=config.sample_rate)
+    seed = augmentation_seed(original_id, copy, augmentation.seed)
+    y, spans = augment(y, config.sample_rate, [(e.onset, e.offset) for e in events], config=augmentation, seed=seed, noise=noise)
+    entry = Entry(entry_id, str(path.resolve()), 0, 0, len(spans), copy=copy)
+    features = compute_features(y, config=config)
+    save_npy(entry.features_path(root), features.astype(np.float32))
+    moved = [Event(path.name, on, off, target) for on, off in spans]
+    labels = frame_labels(moved, len(features), frame_seconds=config.frame_seconds)
+    save_npy(entry.labels_path(root), labels)
+    entry = dataclasses.replace(entry, frames=len(features), positive_frames=int(labels.sum()))
+    write_json(meta_path, {"fingerprint": fingerprint, "events": [list(s) for s in spans], "entry": dataclasses.asdict(entry)})
+    return entry, False
+
+
 def _read_entry_meta(path: Path) -> dict | None:
     if not path.is_file():
         return None
@@ -137,8 +192,9 @@ def _read_entry_meta(path: Path) -> dict | None:
 
 
 def _extract_task(task: tuple) -> tuple[Entry, bool]:
-    """:func:`_extract_one` of a task tuple (a module-level function: workers run it)."""
-    return _extract_one(*task)
+    """:func:`_extract_one` (or, with a copy number, :func:`_augment_one`) of a task tuple
+    (a module-level function: workers run it)."""
+    return _extract_one(*task) if len(task) == 5 else _augment_one(*task)
 
 
 def annotations_name(annotations: Path | None) -> str:
@@ -170,6 +226,7 @@ def extract(
     progress: bool = False,
     negatives: Sequence[Path] = (),
     group_pattern: str | None = None,
+    augmentation: AugmentConfig | None = None,
 ) -> ExtractReport:
     """Turn audio files and their annotations into a dataset folder.
 
@@ -198,6 +255,11 @@ def extract(
         each file's path relative to the folder given, names its group (a site, a
         device, a source). Without it, the table's ``group`` column, else each file is
         its own group. Validation holds out whole groups (:mod:`soundnet.groups`).
+    augmentation : AugmentConfig or None
+        With ``copies`` >= 1, each annotated recording (up to
+        :data:`MAX_AUGMENTED_SECONDS` long) also gets that many augmented copies
+        (:mod:`soundnet.augment`), mixed with the ``negatives`` recordings among other
+        transforms; training draws its windows from a recording and its copies.
 
     Returns
     -------
@@ -237,8 +299,20 @@ def extract(
     )
     groups.update(negative_groups(negative_audio, negative_roots, group_pattern))
     negative_set = set(negative_audio)
-    tasks = [(path, matched[path], target, out, config) for path in annotated]
+    tasks: list[tuple] = [(path, matched[path], target, out, config) for path in annotated]
     tasks += [(path, [], target, out, config) for path in negative_audio]
+    copies = augmentation.copies if augmentation is not None else 0
+    if copies:
+        long = [path for path in annotated if audio_duration(path) > MAX_AUGMENTED_SECONDS]
+        if long:
+            log.warning("%d recording(s) longer than %g s are not augmented (%s, ...)", len(long), MAX_AUGMENTED_SECONDS, long[0])
+        noise = tuple(negative_audio)
+        tasks += [
+            (path, matched[path], target, out, config, k, augmentation, noise)
+            for path in annotated
+            if path not in long
+            for k in range(1, copies + 1)
+        ]
     pool = _warm_pool(min(jobs, len(tasks)), config) if jobs > 1 and len(tasks) >= 2 else None
     bar = _progress(len(tasks), progress)  # after the fork: no bar thread in the workers
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -258,13 +332,17 @@ def extract(
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    entries: dict[Path, Entry] = {}
+    entries: dict[tuple[Path, int], Entry] = {}
     for task, (entry, reused) in batch.done:
         path = task[0]
-        entries[path] = dataclasses.replace(entry, group=groups[path], negative=path in negative_set)
-        (report.reused if reused else report.extracted).append(path)
+        entries[path, entry.copy] = dataclasses.replace(entry, group=groups[path], negative=path in negative_set)
+        if entry.copy:
+            report.augmented += 1
+        else:
+            (report.reused if reused else report.extracted).append(path)
     report.failures.extend(Failure(f.item[0], f.message) for f in batch.failures)
-    ordered = [entries[p] for p in [*audio, *negative_audio] if p in entries]
+    ordered = [entries[p, k] for p in [*audio, *negative_audio] for k in range(copies + 1) if (p, k) in entries]
+    originals = [e for e in ordered if not e.copy]
     write_json(
         manifest_path,
         {
@@ -272,13 +350,15 @@ def extract(
             "features": to_dict(config),
             "target": target,
             "counts": {
-                "files": len(ordered),
-                "frames": sum(e.frames for e in ordered),
-                "positive_frames": sum(e.positive_frames for e in ordered),
-                "events": sum(e.events for e in ordered),
-                "negative_files": sum(e.negative for e in ordered),
-                "groups": len({e.group for e in ordered}),
+                "files": len(originals),
+                "frames": sum(e.frames for e in originals),
+                "positive_frames": sum(e.positive_frames for e in originals),
+                "events": sum(e.events for e in originals),
+                "negative_files": sum(e.negative for e in originals),
+                "groups": len({e.group for e in originals}),
+                "augmented_copies": len(ordered) - len(originals),
             },
+            "augmentation": to_dict(augmentation) if copies else None,
             "groups": {"by": grouped_by, "pattern": group_pattern},
             "files": [dataclasses.asdict(e) for e in ordered],
         },

@@ -82,9 +82,10 @@ class WindowBatches(keras.utils.PyDataset):
     window's frames are multiplied by its ``window_weight`` (hard negatives weigh more).
 
     With ``shuffle`` (training), each epoch is a function of the seed and the epoch
-    number: every window of the annotated recordings, plus at most ``negative_ratio``
-    as many windows drawn from the ``--negatives`` recordings, in a shuffled order,
-    each window moved by a random shift of up to ``shift_frames`` frames.
+    number: as many windows as the annotated recordings hold, drawn from them and
+    their augmented copies, plus at most ``negative_ratio`` as many windows drawn from
+    the ``--negatives`` recordings, in a shuffled order, each window moved by a random
+    shift of up to ``shift_frames`` frames. Augmentation thus costs no epoch time.
     """
 
     def __init__(
@@ -118,16 +119,18 @@ class WindowBatches(keras.utils.PyDataset):
         ).reshape(-1, 2)
         self.window_weight = np.ones(len(self.index), np.float32)
         from_negatives = np.array([entries[i].negative for i in self.index[:, 0]], bool)
+        from_copies = np.array([entries[i].copy > 0 for i in self.index[:, 0]], bool)
         self.annotated_windows = np.flatnonzero(~from_negatives)
         self.negative_windows = np.flatnonzero(from_negatives)
+        self.n_annotated = int((~from_negatives & ~from_copies).sum())  # windows of an epoch from annotated audio
         self.silent_windows = np.array(  # windows without a positive frame: where hard negatives are looked for
             [not self.labels[i][s : s + self.window].any() for i, s in self.index], bool
         ).reshape(-1)
         self.order = np.arange(len(self.index))
         self.shift = np.zeros(len(self.index), np.int64)
         n_negative = len(self.negative_windows)
-        if len(self.annotated_windows):
-            n_negative = min(n_negative, int(round(negative_ratio * len(self.annotated_windows))))
+        if self.n_annotated:
+            n_negative = min(n_negative, int(round(negative_ratio * self.n_annotated)))
         self.n_negative = n_negative
         self.set_epoch(0)
 
@@ -137,7 +140,10 @@ class WindowBatches(keras.utils.PyDataset):
             return
         rng = np.random.default_rng([self.seed, epoch])
         negatives = rng.choice(self.negative_windows, self.n_negative, replace=False)
-        self.order = rng.permutation(np.concatenate([self.annotated_windows, negatives]))
+        annotated = self.annotated_windows
+        if len(annotated) > self.n_annotated:  # augmented copies: a draw from the recordings and their copies
+            annotated = rng.choice(annotated, self.n_annotated, replace=False)
+        self.order = rng.permutation(np.concatenate([annotated, negatives]))
         if self.shift_frames:
             self.shift = rng.integers(-self.shift_frames, self.shift_frames + 1, len(self.index))
 
@@ -559,17 +565,19 @@ def _plan(dataset: Dataset, config: Config) -> _Plan:
             "on sources it never heard (give groups: a group column or --group-pattern at extract)"
         )
     log.info(
-        "%d training files, %d validation files (%s), target %r",
-        len(train_entries),
+        "%d training files (%d augmented copies more), %d validation files (%s), target %r",
+        sum(not e.copy for e in train_entries),
+        sum(e.copy > 0 for e in train_entries),
         len(val_entries),
         f"{split.validation_groups} of {split.train_groups + split.validation_groups} groups held out"
         if split.by == "group"
         else "held out by file",
         dataset.target,
     )
-    mean, std = feature_statistics(dataset, train_entries)
+    originals = [e for e in train_entries if not e.copy]  # the statistics of real audio
+    mean, std = feature_statistics(dataset, originals)
     card = ModelCard(dataset.target, dataset.feature_config, config.model, mean, std, config.postprocessing)
-    positive_weight = _positive_weight([e for e in train_entries if not e.negative], t.max_positive_weight)
+    positive_weight = _positive_weight([e for e in originals if not e.negative], t.max_positive_weight)
     return _Plan(dataset, config, train_entries, val_entries, card, positive_weight, split)
 
 
@@ -693,7 +701,8 @@ def _final_card(plan: _Plan, tuned: TuneResult, frames, *, epochs: int) -> Model
             "config": to_dict(plan.config.training),
             "epochs_run": epochs,
             "positive_weight": plan.positive_weight,
-            "files": [e.source for e in plan.train_entries],
+            "files": [e.source for e in plan.train_entries if not e.copy],
+            "augmented_copies": sum(e.copy > 0 for e in plan.train_entries),
             "negative_files": sum(e.negative for e in plan.train_entries),
             "dataset": str(plan.dataset.root.resolve()),
             "soundnet_version": __version__,
