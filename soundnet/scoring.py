@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -93,14 +93,14 @@ class EventScores:
     alarms : Alarms
         False alarms per hour and miss rate (onset collar), over all the files.
     files : dict of str to FileCounts
-        Per-file counts, in the order the files were scored.
+        Per-file counts, in the order the files were scored (left out of the repr).
     """
 
     event_onset: Scores
     event_onset_offset: Scores
     segment: Scores
     alarms: Alarms
-    files: dict[str, FileCounts]
+    files: dict[str, FileCounts] = field(repr=False)  # grows with the files: printed scores stay short
 
     def summary_json(self) -> dict:
         """The metrics as JSON (no per-file counts)."""
