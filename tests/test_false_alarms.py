@@ -27,7 +27,7 @@ from soundnet.evaluation import evaluate_table
 from soundnet.events import Event
 from soundnet.plot import plot_operating_curve
 from soundnet.run import read_card, write_card
-from soundnet.scoring import event_scores
+from soundnet.scoring import event_scores, onset_figures
 from soundnet.tuning import BEST_F1, FEWEST_MISSES, operating_curve, search_postprocessing
 
 RATE = 1000  # Hz: the planted WAVs only need a length
@@ -324,3 +324,19 @@ def test_evaluate_refuses_a_file_whose_plot_would_be_the_curve(run, tmp_path):
     reference = table(tmp_path / "reference.tsv", {"operating_curve.wav": [(0.5, 1.0, "beep")]})
     args = ("evaluate", tmp_path / "audio", "--annotations", reference, "--model", run, "--plot-dir", tmp_path / "plots")
     fails(cli(*args), "operating_curve.png", "the operating curve", code=2)
+
+
+def test_the_search_counts_only_the_target_label(tmp_path):
+    """A reference event of another label (a distractor) is neither a miss of the search
+    nor of evaluate: the search's figures are event_scores' figures."""
+    probabilities, reference, _ = tune_case(tmp_path / "audio")
+    with_distractor = {**reference, "t1.wav": [Event("t1.wav", 20.0, 21.0, "dog")]}
+    result = search(probabilities, with_distractor, max_false_alarms_per_hour=10.0)
+    assert result.post == search(probabilities, reference, max_false_alarms_per_hour=10.0).post
+    assert result.scores.alarms.miss_rate == 0.5 and result.scores.alarms.reference == 4
+    events = {n: [Event(n, 50.0, 50.5, "beep")] for n in probabilities}
+    hours = 200 / 3600
+    _, _, alarms = onset_figures(with_distractor, events, label="beep", hours=hours)
+    durations = dict.fromkeys(probabilities, 100.0)
+    assert alarms == event_scores(with_distractor, events, label="beep", durations=durations).alarms
+    assert (alarms.false_alarms, alarms.misses, alarms.reference) == (1, 3, 4)
