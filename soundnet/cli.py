@@ -319,18 +319,41 @@ def evaluate(
     _fail_batch(evaluation.failures, attempted=len(evaluation.scores.files) + len(evaluation.failures))
 
 
+def _false_alarm_limit(ctx, param, value):
+    """A number >= 0: click's FloatRange lets NaN through."""
+    if value is not None and not value >= 0:
+        raise click.BadParameter(f"{value} is not a number >= 0", ctx=ctx, param=param)
+    return value
+
+
+def _fmt_rate(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 @main.command()
 @click.argument("run", type=EXISTING_FOLDER)
 @click.argument("inputs", nargs=-1, required=True, type=EXISTING)
 @reference_option
+@click.option(
+    "--max-false-alarms-per-hour",
+    type=float,
+    callback=_false_alarm_limit,
+    help="Choose the fewest misses among the settings with at most this many false alarms per hour (default: best F1).",
+)
 @library_errors
-def tune(run, inputs, annotations):
+def tune(run, inputs, annotations, max_false_alarms_per_hour):
     """Search RUN's post-processing (threshold, median, minimum duration, gap) on labelled audio; update its card."""
     from soundnet.tuning import tune as run_tune
 
-    tuning = run_tune(run, inputs, annotations=annotations)
+    tuning = run_tune(run, inputs, annotations=annotations, max_false_alarms_per_hour=max_false_alarms_per_hour)
     before, after = tuning.baseline.event_onset.f_measure, tuning.scores.event_onset.f_measure
-    click.echo(f"{run}: {tuning.post}; event F1 {_fmt(after)} (threshold 0.5 without filtering: {_fmt(before)})")
+    alarms, limit = tuning.scores.alarms, tuning.max_false_alarms_per_hour
+    chosen = "best event F1" if limit is None else f"fewest misses with at most {limit:g} false alarms per hour"
+    click.echo(
+        f"{run}: {tuning.post}; chosen for {chosen}: event F1 {_fmt(after)}, "
+        f"{_fmt_rate(alarms.false_alarms_per_hour)} false alarms per hour, miss rate {_fmt(alarms.miss_rate)} "
+        f"(threshold 0.5 without filtering: event F1 {_fmt(before)})"
+    )
 
 
 @main.command()

@@ -15,11 +15,16 @@ from soundnet.annotations import choose_target, frame_labels, match_files, read_
 from soundnet.audio import as_paths, audio_duration, find_audio
 from soundnet.batch import Failure, run_batch
 from soundnet.config import PostConfig
+from soundnet.errors import UsageError
 from soundnet.events import Event
 from soundnet.guard import refuse_overwrites, with_sidecars
 from soundnet.outputs import plot_file, unique_paths
 from soundnet.scoring import EventScores, FrameScores, event_scores, frame_scores
 from soundnet.storage import write_json
+from soundnet.tuning import CURVE_THRESHOLDS, CurvePoint, operating_curve
+
+CURVE_FILE = "operating_curve.png"
+"""The name of the operating curve's picture in evaluate's plot folder."""
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +69,14 @@ class Evaluation:
     """Scores of a detector (or of a ready event table) on labelled audio.
 
     ``target`` is the label scored; ``scores`` the event-based (onset; onset and
-    offset) and segment-based figures with per-file counts; ``frame`` the frame-level
-    average precision and ROC AUC (None when a table was scored); ``reference`` and
+    offset) and segment-based figures, false alarms per hour and miss rate
+    (``scores.alarms``) and per-file counts; ``frame`` the frame-level average
+    precision and ROC AUC (None when a table was scored); ``reference`` and
     ``estimated`` the events compared, by file; ``failures`` the files the detector
-    could not score (``item``: the file's display name).
+    could not score (``item``: the file's display name); ``curve`` the operating
+    curve, false alarms per hour and miss rate at each threshold of
+    :data:`soundnet.tuning.CURVE_THRESHOLDS` and the one used, the rest of the
+    post-processing fixed (None when a table was scored: no probabilities).
     """
 
     target: str
@@ -76,24 +85,36 @@ class Evaluation:
     reference: dict[str, list[Event]]
     estimated: dict[str, list[Event]]
     failures: list[Failure]
+    curve: list[CurvePoint] | None = None
+
+    @property
+    def false_alarms_per_hour(self) -> float | None:
+        """Event-based false alarms (onset collar 0.5 s) per hour of the audio scored."""
+        return self.scores.alarms.false_alarms_per_hour
+
+    @property
+    def miss_rate(self) -> float | None:
+        """Reference events missed / reference events (1 - event recall, onset collar 0.5 s)."""
+        return self.scores.alarms.miss_rate
 
     def to_json(self) -> dict:
         return {
             "target": self.target,
             **self.scores.summary_json(),
             "frame": None if self.frame is None else self.frame.to_json(),
+            "operating_curve": None if self.curve is None else [point._asdict() for point in self.curve],
             "files": {name: counts.to_json() for name, counts in self.scores.files.items()},
             "failures": [{"file": f.item, "error": f.message} for f in self.failures],
         }
 
 
-def _scored(references: References, reference: dict, estimated: dict, frame, failures, output: Path | None) -> Evaluation:
-    durations = {name: audio_duration(references.paths[name]) for name in reference}
+def _durations(references: References, names) -> dict[str, float]:
+    return {name: audio_duration(references.paths[name]) for name in names}
+
+
+def _scored(references: References, reference: dict, estimated: dict, frame, failures, durations: dict, curve=None) -> Evaluation:
     scores = event_scores(reference, estimated, label=references.target, durations=durations)
-    evaluation = Evaluation(references.target, scores, frame, reference, estimated, failures)
-    if output is not None:
-        write_json(output, evaluation.to_json())
-    return evaluation
+    return Evaluation(references.target, scores, frame, reference, estimated, failures, curve)
 
 
 def _refuse_overwrites(outputs: list[tuple[str, Path]], references: References, *tables: Path | None) -> None:
@@ -133,7 +154,8 @@ def evaluate(
         Also write every figure and the per-file counts there as JSON (``to_json``).
     plot_dir : Path or None
         Draw each file's spectrogram, probability, detected and reference events here
-        (one PNG per file, named as detect's per-file outputs).
+        (one PNG per file, named as detect's per-file outputs), and the operating
+        curve (miss rate against false alarms per hour) as ``operating_curve.png``.
     on_detection : callable, optional
         ``on_detection(detection, reference_events)`` for each file scored.
     fail_fast : bool
@@ -146,7 +168,12 @@ def evaluate(
     post = detector.postprocessing(post)
 
     plots = {} if plot_dir is None else unique_paths(plot_dir, list(references.paths), ".png", what="the plot")
+    curve_plot = None if plot_dir is None else Path(plot_dir) / CURVE_FILE
+    for name, path in plots.items():
+        if path == curve_plot:
+            raise UsageError(f"{path}: the plot of {name!r} and the operating curve would both be written here")
     outputs = [("--plot-dir", path) for path in plots.values()] + ([("--output", Path(output))] if output is not None else [])
+    outputs += [("--plot-dir", curve_plot)] if curve_plot is not None else []
     _refuse_overwrites(outputs, references, annotations)
 
     def detect_one(name: str) -> Detection:
@@ -173,7 +200,31 @@ def evaluate(
     frame = frame_scores(labels, [d.probabilities for d in detections.values()])
     reference = {name: references.events[name] for name in detections}
     estimated = {name: d.events for name, d in detections.items()}
-    return _scored(references, reference, estimated, frame, batch.failures, output)
+    durations = _durations(references, reference)
+    curve = operating_curve(
+        {name: d.probabilities for name, d in detections.items()},
+        reference,
+        label=references.target,
+        post=post,
+        frame_seconds=detector.card.features.frame_seconds,
+        durations=durations,
+        thresholds=(*CURVE_THRESHOLDS, post.threshold),
+    )
+    evaluation = _scored(references, reference, estimated, frame, batch.failures, durations, curve)
+    if curve_plot is not None:
+        from soundnet.plot import plot_operating_curve
+
+        alarms = evaluation.scores.alarms
+        plot_operating_curve(
+            curve_plot,
+            curve,
+            point=(alarms.false_alarms_per_hour, alarms.miss_rate),
+            point_label=f"threshold {post.threshold:g} (used)",
+            title=f"{references.target}: miss rate against false alarms per hour",
+        )
+    if output is not None:
+        write_json(output, evaluation.to_json())
+    return evaluation
 
 
 def evaluate_table(
@@ -190,4 +241,8 @@ def evaluate_table(
     _refuse_overwrites([("--output", Path(output))] if output is not None else [], references, annotations, Path(estimated))
     matched = match_files(read_event_table(Path(estimated)), list(references.paths.values()), as_paths(inputs))
     names = {p: n for n, p in references.paths.items()}
-    return _scored(references, references.events, _rows_by_name(matched, names), None, [], output)
+    estimated_events = _rows_by_name(matched, names)
+    evaluation = _scored(references, references.events, estimated_events, None, [], _durations(references, references.events))
+    if output is not None:
+        write_json(output, evaluation.to_json())
+    return evaluation

@@ -303,3 +303,81 @@ def _draw_events(ax, events: Sequence[Event], reference: Sequence[Event] | None,
     ax.tick_params(axis="y", length=0)
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(handles=list(reversed(handles)), **LEGEND)
+
+
+# -- operating curve -----------------------------------------------------------------
+
+
+def plot_operating_curve(
+    out: Path,
+    curve: Sequence[tuple[float, float | None, float | None]],
+    *,
+    point: tuple[float | None, float | None] | None = None,
+    point_label: str = "operating point",
+    title: str | None = None,
+    width: float = 7.0,
+    height: float = 5.0,
+    dpi: int = 100,
+) -> Path:
+    """Draw an operating curve, miss rate against false alarms per hour, and return ``out``.
+
+    Parameters
+    ----------
+    out : Path
+        The image to write (PNG unless the suffix names another format matplotlib
+        writes); written atomically, folders created.
+    curve : sequence of (threshold, false_alarms_per_hour, miss_rate)
+        The points (:func:`soundnet.tuning.operating_curve`), by threshold; points
+        with an undefined figure (None) are left out.
+    point : (false_alarms_per_hour, miss_rate) or None
+        An operating point to mark (the detector's), drawn when both are known.
+    point_label : str
+        Its name in the legend.
+    title : str or None
+        Title of the picture.
+    width, height : float > 0
+        Size in inches.
+    dpi : int > 0
+        Pixels per inch.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    if not (width > 0 and height > 0 and dpi > 0):
+        raise SoundnetError(f"width, height and dpi must be > 0. Received: width={width}, height={height}, dpi={dpi}")
+    fmt = out.suffix[1:].lower() or "png"
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    if fmt not in canvas.get_supported_filetypes():
+        raise SoundnetError(f"{out}: cannot draw a .{fmt} picture (use .png, .svg or .pdf)")
+    ax = fig.subplots()
+    known = [(t, fa, miss) for t, fa, miss in curve if fa is not None and miss is not None]
+    marked = point is not None and None not in point
+    right = 1.0
+    if known:
+        thresholds, rates, misses = (np.array(column, dtype=float) for column in zip(*known, strict=True))
+        ax.plot(rates, misses, color=CURVE_COLOR, linewidth=1.2, marker=".", markersize=3, label="thresholds")
+        named = set()  # thresholds landing on one point are named once, by the lowest
+        for i in sorted({0, len(known) - 1, *np.flatnonzero(np.isin(np.round(thresholds, 6), (0.25, 0.5, 0.75)))}):
+            if (rates[i], misses[i]) not in named:
+                named.add((rates[i], misses[i]))
+                ax.annotate(
+                    f"{thresholds[i]:g}", (rates[i], misses[i]), textcoords="offset points", xytext=(4, 4), fontsize="x-small"
+                )
+        right = max(right, float(rates.max()))
+    if marked:
+        ax.plot(*point, linestyle="none", marker="o", markersize=8, color=DETECTED_COLOR, label=point_label, zorder=3)
+        right = max(right, float(point[0]))
+    ax.set_xlim(0, right * 1.08)  # room for the last point's marker and name
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("false alarms per hour (event-based, onset collar 0.5 s)")
+    ax.set_ylabel("miss rate (1 - event recall)")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title, loc="left")
+    if known or marked:
+        ax.legend(loc="upper right", fontsize="small")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+    return out

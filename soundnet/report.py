@@ -15,13 +15,26 @@ def _cell(value: float | None) -> str:
     return f"{value:.3f}" if value is not None else "n/a"
 
 
+def _alarms_line(evaluation: Evaluation) -> str:
+    alarms = evaluation.scores.alarms
+    hours = "" if alarms.hours is None else f" in {alarms.hours:.3g} h"
+    rate = "n/a" if alarms.false_alarms_per_hour is None else f"{alarms.false_alarms_per_hour:.2f}"
+    return (
+        f"false alarms per hour {rate} ({alarms.false_alarms}{hours}), miss rate {_cell(alarms.miss_rate)} "
+        f"({alarms.misses} of {alarms.reference} reference events missed); onset collar 0.5 s"
+    )
+
+
 def render_report(evaluation: Evaluation) -> str:
-    """Scores, frame-level figures and per-file counts as aligned text."""
+    """Scores, false alarms per hour and miss rate, frame-level figures and per-file
+    counts as aligned text."""
     lines = [f"target: {evaluation.target}   files: {len(evaluation.reference)}", ""]
     lines.append(f"{'metric':<34}{'F1':>8}{'precision':>11}{'recall':>8}{'ER':>8}")
     for key, title in _TITLES.items():
         s = getattr(evaluation.scores, key)
         lines.append(f"{title:<34}{_cell(s.f_measure):>8}{_cell(s.precision):>11}{_cell(s.recall):>8}{_cell(s.error_rate):>8}")
+    lines.append("")
+    lines.append(_alarms_line(evaluation))
     if evaluation.frame is not None:
         frame = evaluation.frame
         lines.append("")
@@ -30,7 +43,7 @@ def render_report(evaluation: Evaluation) -> str:
             f"ROC AUC {_cell(frame.roc_auc)} over {frame.frames} frames"
         )
     lines.append("")
-    lines.append(f"{'file':<40}{'reference':>10}{'detected':>10}{'matched':>9}")
-    for name, counts in evaluation.scores.files.items():
-        lines.append(f"{name:<40}{counts.reference:>10}{counts.estimated:>10}{counts.true_positives:>9}")
+    lines.append(f"{'file':<40}{'reference':>10}{'detected':>10}{'matched':>9}{'false alarms':>14}")
+    for name, c in evaluation.scores.files.items():
+        lines.append(f"{name:<40}{c.reference:>10}{c.estimated:>10}{c.true_positives:>9}{c.false_alarms:>14}")
     return "\n".join(lines) + "\n"

@@ -684,6 +684,7 @@ def _final_card(plan: _Plan, tuned: TuneResult, frames, *, epochs: int) -> Model
         plan.card,
         postprocessing=tuned.post,
         validation={
+            **tuned.criterion_json(),
             **tuned.scores.summary_json(),
             "files": {e.source: tuned.scores.files[e.id].to_json() for e in plan.val_entries},
             "untuned_event_onset": tuned.baseline.event_onset.to_json(),

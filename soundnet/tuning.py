@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from soundnet.config import PostConfig
+from soundnet.errors import SoundnetError, UsageError
 from soundnet.events import Event
 from soundnet.postprocess import median_frames, smooth, to_events
 from soundnet.run import ModelCard
-from soundnet.scoring import EventScores, event_scores, onset_f_and_error
+from soundnet.scoring import Alarms, EventScores, event_scores, hours_of, onset_figures
 
 # The post-processing search: 9 thresholds x 5 median lengths x 4 minimum durations x 4 gaps.
 GRID = {
@@ -26,15 +29,70 @@ GRID = {
     "merge_gap": (0.0, 0.1, 0.2, 0.5),
 }
 
+CURVE_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))
+"""The thresholds of the operating curve: 0.01, 0.02, ... 0.99."""
+
+BEST_F1 = "best event F1"
+FEWEST_MISSES = "fewest misses within the false alarm limit"
+
 
 @dataclass(frozen=True)
 class TuneResult:
-    """The post-processing found, its scores, and the scores of the plain rule
-    (threshold 0.5, no filtering) on the same files."""
+    """The post-processing found, its scores, the scores of the plain rule (threshold
+    0.5, no filtering) on the same files, and what chose it: ``criterion`` (BEST_F1 or
+    FEWEST_MISSES) and the false alarm limit (None for BEST_F1)."""
 
     post: PostConfig
     scores: EventScores
     baseline: EventScores
+    criterion: str = BEST_F1
+    max_false_alarms_per_hour: float | None = None
+
+    def criterion_json(self) -> dict:
+        """What chose the post-processing, as recorded in a card's validation figures."""
+        return {"criterion": self.criterion, "max_false_alarms_per_hour": self.max_false_alarms_per_hour}
+
+
+class CurvePoint(NamedTuple):
+    """One point of an operating curve: a threshold, and the false alarms per hour and
+    miss rate it gives (None where undefined: no audio length, no reference event)."""
+
+    threshold: float
+    false_alarms_per_hour: float | None
+    miss_rate: float | None
+
+
+def check_false_alarm_limit(value: float | None) -> None:
+    """Refuse a false alarm limit that is not a number >= 0 (NaN included)."""
+    if value is not None and not value >= 0:
+        raise UsageError(f"max_false_alarms_per_hour must be a number >= 0. Received: max_false_alarms_per_hour={value}")
+
+
+def _events(
+    probabilities: Mapping[str, np.ndarray],
+    post: PostConfig,
+    *,
+    label: str,
+    frame_seconds: float,
+    durations: Mapping[str, float],
+) -> dict[str, list[Event]]:
+    return {
+        name: to_events(p, post=post, frame_seconds=frame_seconds, duration=durations[name], filename=name, label=label)
+        for name, p in probabilities.items()
+    }
+
+
+def _smoothed(probabilities: Mapping[str, np.ndarray], median_seconds: float, frame_seconds: float) -> dict[str, np.ndarray]:
+    """Each file's probabilities through one median filter, so that ``to_events`` with
+    ``median_seconds=0`` then needs no further filtering."""
+    frames = median_frames(median_seconds, frame_seconds=frame_seconds)
+    return {name: smooth(np.asarray(p, np.float32), frames=frames) for name, p in probabilities.items()}
+
+
+def _rate(alarms: Alarms) -> float:
+    """False alarms per hour for ranking: none counts as 0 per hour, even without a length."""
+    rate = alarms.false_alarms_per_hour
+    return rate if rate is not None else (0.0 if alarms.false_alarms == 0 else math.inf)
 
 
 def search_postprocessing(
@@ -45,11 +103,17 @@ def search_postprocessing(
     frame_seconds: float,
     durations: Mapping[str, float],
     grid: Mapping[str, Sequence[float]] = GRID,
+    max_false_alarms_per_hour: float | None = None,
 ) -> TuneResult:
     """The post-processing with the best event-based F-score (onset collar 0.5 s) on
     labelled files; ties go to the lower error rate, then to the threshold nearest
     0.5, then to more smoothing (longer median filter and minimum duration: safer on
     unseen audio), then to the smaller gap.
+
+    With ``max_false_alarms_per_hour``, the point of the grid with the fewest misses
+    (lowest miss rate) among those with at most that many false alarms per hour;
+    ties go to fewer false alarms (at equal misses, the same as a higher F-score),
+    then as above.
 
     Parameters
     ----------
@@ -65,35 +129,113 @@ def search_postprocessing(
         File lengths.
     grid : mapping
         The values searched for each PostConfig field.
+    max_false_alarms_per_hour : float >= 0 or None
+        The false alarm limit; None chooses by F-score.
+
+    Raises
+    ------
+    SoundnetError
+        No point of the grid meets ``max_false_alarms_per_hour`` (the message names
+        the fewest false alarms per hour reachable, and that point's miss rate).
     """
-
-    def events_for(post: PostConfig, probs: Mapping[str, np.ndarray]) -> dict[str, list[Event]]:
-        return {
-            name: to_events(p, post=post, frame_seconds=frame_seconds, duration=durations[name], filename=name, label=label)
-            for name, p in probs.items()
-        }
-
-    best_key, best_post = None, None
+    check_false_alarm_limit(max_false_alarms_per_hour)
+    hours = hours_of(durations, reference)
+    best_key, best_post, fewest = None, None, None
     for median in grid["median_seconds"]:
-        # smooth once per median length; to_events below then needs no further filtering
-        frames = median_frames(median, frame_seconds=frame_seconds)
-        smoothed = {name: smooth(np.asarray(p, np.float32), frames=frames) for name, p in probabilities.items()}
+        smoothed = _smoothed(probabilities, median, frame_seconds)
         for threshold, min_duration, gap in itertools.product(grid["threshold"], grid["min_duration"], grid["merge_gap"]):
             post = PostConfig(threshold=threshold, median_seconds=0.0, min_duration=min_duration, merge_gap=gap)
-            f, er = onset_f_and_error(reference, events_for(post, smoothed), label=label)
+            events = _events(smoothed, post, label=label, frame_seconds=frame_seconds, durations=durations)
+            f, er, alarms = onset_figures(reference, events, label=label, hours=hours)
             key = (round(f, 9), -round(er, 9), -abs(threshold - 0.5), median, min_duration, -gap)
+            if max_false_alarms_per_hour is not None:
+                rate, miss_rate = _rate(alarms), alarms.miss_rate or 0.0
+                if fewest is None or (rate, miss_rate) < fewest:
+                    fewest = (rate, miss_rate)
+                if round(rate, 9) > max_false_alarms_per_hour:
+                    continue
+                key = (-round(miss_rate, 9), -round(rate, 9), *key)
             if best_key is None or key > best_key:
                 best_key = key
                 best_post = PostConfig(threshold=threshold, median_seconds=median, min_duration=min_duration, merge_gap=gap)
-    baseline = event_scores(reference, events_for(PostConfig(), probabilities), label=label, durations=durations)
-    scores = event_scores(reference, events_for(best_post, probabilities), label=label, durations=durations)
-    return TuneResult(best_post, scores, baseline)
+    if best_post is None:
+        rate, miss_rate = fewest
+        raise SoundnetError(
+            f"no post-processing of the grid keeps false alarms at or below {max_false_alarms_per_hour:g} per hour "
+            f"on these files: the fewest is {rate:.2f} per hour (miss rate {miss_rate:.3f})"
+        )
+    baseline = event_scores(
+        reference,
+        _events(probabilities, PostConfig(), label=label, frame_seconds=frame_seconds, durations=durations),
+        label=label,
+        durations=durations,
+    )
+    scores = event_scores(
+        reference,
+        _events(probabilities, best_post, label=label, frame_seconds=frame_seconds, durations=durations),
+        label=label,
+        durations=durations,
+    )
+    if max_false_alarms_per_hour is None:
+        return TuneResult(best_post, scores, baseline)
+    return TuneResult(best_post, scores, baseline, FEWEST_MISSES, max_false_alarms_per_hour)
+
+
+def operating_curve(
+    probabilities: Mapping[str, np.ndarray],
+    reference: Mapping[str, Sequence[Event]],
+    *,
+    label: str,
+    post: PostConfig,
+    frame_seconds: float,
+    durations: Mapping[str, float],
+    thresholds: Iterable[float] = CURVE_THRESHOLDS,
+) -> list[CurvePoint]:
+    """False alarms per hour and miss rate (event-based, onset collar 0.5 s) at each
+    threshold, the rest of ``post`` (median filter, minimum duration, gap) fixed: a
+    DET-like curve of the operating points a detector offers.
+
+    Parameters
+    ----------
+    probabilities : mapping name -> np.ndarray [shape=(frames,)]
+        Each file's per-frame probabilities.
+    reference : mapping name -> events
+        Each file's reference events (the same names; a file without events counts:
+        its false alarms and its length).
+    label : str
+        The target label.
+    post : PostConfig
+        The post-processing whose threshold varies.
+    frame_seconds : float > 0
+        The frame hop in seconds.
+    durations : mapping name -> seconds
+        File lengths.
+    thresholds : iterable of float in [0, 1]
+        The thresholds (default :data:`CURVE_THRESHOLDS`).
+
+    Returns
+    -------
+    list of CurvePoint
+        One ``(threshold, false_alarms_per_hour, miss_rate)`` per threshold, by
+        increasing threshold.
+    """
+    hours = hours_of(durations, reference)
+    smoothed = _smoothed(probabilities, post.median_seconds, frame_seconds)
+    curve = []
+    for threshold in sorted(set(thresholds)):
+        at = dataclasses.replace(post, threshold=threshold, median_seconds=0.0)
+        events = _events(smoothed, at, label=label, frame_seconds=frame_seconds, durations=durations)
+        _, _, alarms = onset_figures(reference, events, label=label, hours=hours)
+        curve.append(CurvePoint(float(threshold), alarms.false_alarms_per_hour, alarms.miss_rate))
+    return curve
 
 
 @dataclass(frozen=True)
 class Tuning:
     """What :func:`tune` did to a run: the new post-processing, its scores on the
-    tuning files, the plain rule's scores there, and the card as written."""
+    tuning files (``scores.alarms``: false alarms per hour, miss rate), the plain
+    rule's scores there, the card as written, and what chose the post-processing
+    (``criterion``, ``max_false_alarms_per_hour``, as in :class:`TuneResult`)."""
 
     run: Path
     post: PostConfig
@@ -101,6 +243,8 @@ class Tuning:
     baseline: EventScores
     card: ModelCard = dataclasses.field(repr=False)
     files: list[Path] = dataclasses.field(repr=False)
+    criterion: str = BEST_F1
+    max_false_alarms_per_hour: float | None = None
 
 
 def tune(
@@ -109,6 +253,7 @@ def tune(
     *,
     annotations: Path | None = None,
     grid: Mapping[str, Sequence[float]] | None = None,
+    max_false_alarms_per_hour: float | None = None,
 ) -> Tuning:
     """Search ``run``'s post-processing on labelled audio and write it to the run's card.
 
@@ -122,13 +267,24 @@ def tune(
         A DCASE table of reference events; None reads Audacity labels beside the audio.
     grid : mapping or None
         The values searched (default :data:`GRID`).
+    max_false_alarms_per_hour : float >= 0 or None
+        Choose the point with the fewest misses among those with at most this many
+        false alarms per hour on these files (see :func:`search_postprocessing`);
+        None chooses the best event F-score.
 
     Returns
     -------
     Tuning
         The card now in ``run`` holds the new post-processing; its validation figures
-        become the scores on these files (``tuned_on`` lists them).
+        become the scores on these files (``tuned_on`` lists them, ``criterion`` and
+        ``max_false_alarms_per_hour`` say what chose it).
+
+    Raises
+    ------
+    SoundnetError
+        No point meets ``max_false_alarms_per_hour``; the card is left as it was.
     """
+    check_false_alarm_limit(max_false_alarms_per_hour)
     from soundnet.detection import Detector
     from soundnet.evaluation import read_references
     from soundnet.run import write_card
@@ -146,8 +302,17 @@ def tune(
         frame_seconds=card.features.frame_seconds,
         durations=durations,
         grid=grid or GRID,
+        max_false_alarms_per_hour=max_false_alarms_per_hour,
     )
-    validation = {**card.validation, "tuned_on": [str(p) for p in references.paths.values()], **result.scores.summary_json()}
+    validation = {
+        **card.validation,
+        "tuned_on": [str(p) for p in references.paths.values()],
+        **result.criterion_json(),
+        **result.scores.summary_json(),
+    }
     card = dataclasses.replace(card, postprocessing=result.post, validation=validation)
     write_card(run, card)
-    return Tuning(Path(run), result.post, result.scores, result.baseline, card, list(references.paths.values()))
+    files = list(references.paths.values())
+    return Tuning(
+        Path(run), result.post, result.scores, result.baseline, card, files, result.criterion, result.max_false_alarms_per_hour
+    )
