@@ -260,3 +260,44 @@ def test_config_section_loads_from_yaml(tmp_path):
     path.write_text("augmentation:\n  reverb_probability: 2\n")
     with pytest.raises(SoundnetError, match=r"c.yaml.augmentation: reverb_probability must be in \[0, 1\]"):
         load_config(path)
+
+
+def dominant_hz(y: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.fft.rfftfreq(len(y), 1 / SR)[np.argmax(spectrum)])
+
+
+def test_pitch_shift_moves_the_tone_within_the_range():
+    config = only("pitch_probability", pitch_semitones=2.0)
+    y = burst_scene(floor=0.0)
+    event = slice(int((ONSET + 0.1) * SR), int((OFFSET - 0.1) * SR))
+    shifts = [12 * np.log2(dominant_hz(augment(y, SR, [], config=config, seed=s)[0][event]) / 1000) for s in range(5)]
+    assert all(abs(shift) <= 2.0 + 0.1 for shift in shifts) and max(map(abs, shifts)) > 0.5, shifts
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clipping_flattens_the_drawn_share_of_samples(seed):
+    y = burst_scene(floor=0.01, seed=seed)
+    out, _ = augment(y, SR, [], config=only("clipping_probability", clipping_percent=6), seed=seed)
+    at_limits = np.mean((out == out.max()) | (out == out.min()))
+    assert 0.015 <= at_limits <= 0.065, at_limits
+
+
+def test_reverberation_leaves_a_tail_after_the_event():
+    config = only("reverb_probability", rt60_min=0.5, rt60_max=0.5)
+    y = burst_scene(floor=0.0)
+    out, _ = augment(y, SR, [(ONSET, OFFSET)], config=config, seed=0)
+    after = slice(int((OFFSET + 0.05) * SR), int((OFFSET + 0.15) * SR))
+    assert np.all(y[after] == 0) and np.sqrt(np.mean(out[after] ** 2)) > 0.003
+    assert np.max(np.abs(out[: int(ONSET * SR)])) < 1e-6, "nothing comes before the direct sound (FFT rounding aside)"
+
+
+def test_distance_is_quieter_and_duller():
+    config = only("distance_probability", distance_db=12.0)
+    t = np.arange(3 * SR) / SR
+    y = (0.1 * (np.sin(2 * np.pi * 500 * t) + np.sin(2 * np.pi * 7000 * t))).astype(np.float32)
+    out, _ = augment(y, SR, [], config=config, seed=4)
+    spectrum_in, spectrum_out = (np.abs(np.fft.rfft(x[SR:])) for x in (y, out))
+    low, high = 500 * 2, 7000 * 2  # bins of the 2 s excerpt
+    assert spectrum_out[high] / spectrum_out[low] < 0.5 * spectrum_in[high] / spectrum_in[low]
+    assert np.sqrt(np.mean(out**2)) < np.sqrt(np.mean(y**2))
