@@ -1,4 +1,4 @@
-"""Typed, validated configuration: features, network, training, post-processing.
+"""Typed, validated configuration: features, network, training, post-processing, augmentation.
 
 ``configs/default.yaml`` documents every value; the defaults below are the same
 (a test holds them equal). A YAML file only needs the keys it changes; unknown keys,
@@ -140,11 +140,65 @@ class PostConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """How extract makes augmented copies of each annotated recording (soundnet.augment)."""
+
+    copies: int = 2  # augmented copies per recording, besides the original; 0: no augmentation
+    seed: int = 0  # with the file id and the copy number, the seed of each copy; in [0, 2**32)
+    gain_probability: float = 0.5
+    gain_db: float = 6.0  # gain drawn in [-gain_db, +gain_db] dB; in [0, 40]
+    noise_probability: float = 0.5  # mix in an excerpt of a noise file (none without files)
+    snr_db_min: float = 0.0  # SNR of the events to the noise, dB; snr_db_min <= snr_db_max, in [-30, 60]
+    snr_db_max: float = 20.0
+    pitch_probability: float = 0.3
+    pitch_semitones: float = 2.0  # shift drawn in [-x, +x] semitones; in [0, 12]
+    stretch_probability: float = 0.3
+    stretch: float = 0.1  # rate drawn in [1 - x, 1 + x], events scaled by it; in [0, 0.5]
+    eq_probability: float = 0.3
+    eq_db: float = 6.0  # seven-band EQ, each band's gain in [-x, +x] dB; in [0, 24]
+    reverb_probability: float = 0.3
+    rt60_min: float = 0.2  # seconds; 0.05 <= rt60_min <= rt60_max <= 3
+    rt60_max: float = 0.8
+    small_speaker_probability: float = 0.1  # band-pass ~250-500 Hz to 3-5 kHz and a little distortion
+    clipping_probability: float = 0.05
+    clipping_percent: int = 6  # at most this % of the samples clipped, half at each extreme (steps of 2 %); in [0, 50]
+    distance_probability: float = 0.2  # a far source: attenuated, more reverberant, low-passed
+    distance_db: float = 12.0  # attenuation drawn in [0, x] dB; in [0, 40]
+
+    def __post_init__(self) -> None:
+        _unit_interval(self, *(f.name for f in dataclasses.fields(self) if f.name.endswith("_probability")))
+        if self.copies < 0:
+            _fail(f"copies must be >= 0. Received: copies={self.copies}")
+        if not 0 <= self.seed < 2**32:
+            _fail(f"seed must be in [0, 2**32). Received: seed={self.seed}")
+        ranges = {
+            "gain_db": (0, 40),
+            "snr_db_min": (-30, 60),
+            "snr_db_max": (-30, 60),
+            "pitch_semitones": (0, 12),
+            "stretch": (0, 0.5),
+            "eq_db": (0, 24),
+            "rt60_min": (0.05, 3),
+            "rt60_max": (0.05, 3),
+            "clipping_percent": (0, 50),
+            "distance_db": (0, 40),
+        }
+        for name, (low, high) in ranges.items():
+            if not low <= getattr(self, name) <= high:  # also refuses NaN
+                _fail(f"{name} must be in [{low}, {high}]. Received: {name}={getattr(self, name)}")
+        if self.snr_db_min > self.snr_db_max:
+            _fail(f"snr_db_min must be <= snr_db_max. Received: {self.snr_db_min} > {self.snr_db_max}")
+        if self.rt60_min > self.rt60_max:
+            _fail(f"rt60_min must be <= rt60_max. Received: {self.rt60_min} > {self.rt60_max}")
+
+
+@dataclass(frozen=True)
 class Config:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
     postprocessing: PostConfig = field(default_factory=PostConfig)
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         check_taps(self.model, self.features)
@@ -226,7 +280,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     ----------
     path : Path or None
         A YAML file with any of the sections ``features``, ``model``, ``training``,
-        ``postprocessing``; None gives the defaults.
+        ``postprocessing``, ``augmentation``; None gives the defaults.
     """
     import yaml
 

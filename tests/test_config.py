@@ -8,11 +8,27 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soundnet.config import Config, FeatureConfig, ModelConfig, PostConfig, TrainConfig, from_dict, load_config, to_dict
+from soundnet.config import (
+    AugmentConfig,
+    Config,
+    FeatureConfig,
+    ModelConfig,
+    PostConfig,
+    TrainConfig,
+    from_dict,
+    load_config,
+    to_dict,
+)
 from soundnet.errors import SoundnetError
 
 DEFAULT_YAML = Path(__file__).parent.parent / "configs" / "default.yaml"
-SECTIONS = {"features": FeatureConfig, "model": ModelConfig, "training": TrainConfig, "postprocessing": PostConfig}
+SECTIONS = {
+    "features": FeatureConfig,
+    "model": ModelConfig,
+    "training": TrainConfig,
+    "postprocessing": PostConfig,
+    "augmentation": AugmentConfig,
+}
 
 
 def write(tmp_path: Path, text: str) -> Path:
