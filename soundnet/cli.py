@@ -7,6 +7,7 @@ librosa) happen inside the commands so that ``soundnet --help`` is instant.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -106,14 +107,21 @@ def main(verbose: int, quiet: bool) -> None:
     help="Regular expression whose first group (or match) in a file's path names its group (site, device, source); "
     "validation holds out whole groups. Default: the table's group column, else each file.",
 )
+@click.option(
+    "--augment",
+    "copies",
+    type=click.IntRange(min=0),
+    help="Augmented copies per annotated recording (overrides the config's augmentation.copies; 0: none).",
+)
 @fail_fast_option
 @library_errors
-def extract(audio, annotations, out, target, jobs, config_path, negatives, group_pattern, fail_fast):
+def extract(audio, annotations, out, target, jobs, config_path, negatives, group_pattern, copies, fail_fast):
     """Turn AUDIO files and folders and their annotations into a dataset of features and frame labels."""
     from soundnet.config import load_config
     from soundnet.dataset import extract as run_extract
 
     config = load_config(config_path)
+    augmentation = config.augmentation if copies is None else dataclasses.replace(config.augmentation, copies=copies)
     report = run_extract(
         audio,
         out=out,
@@ -125,15 +133,17 @@ def extract(audio, annotations, out, target, jobs, config_path, negatives, group
         progress=log.isEnabledFor(logging.INFO),  # -q hides the bar
         negatives=negatives,
         group_pattern=group_pattern,
+        augmentation=augmentation,
     )
     log.info(
-        "%s: %d file(s) extracted, %d unchanged, %d without annotation, %d failed (target %r)",
+        "%s: %d file(s) extracted, %d unchanged, %d without annotation, %d failed (target %r)%s",
         out,
         len(report.extracted),
         len(report.reused),
         len(report.skipped),
         len(report.failures),
         report.target,
+        f"; {report.augmented} augmented cop(ies)" if report.augmented else "",
     )
     _fail_batch(report.failures, attempted=len(report.extracted) + len(report.reused) + len(report.failures))
 

@@ -53,9 +53,16 @@ RECALIBRATION_WINDOWS = 2048
 
 def split_files(entries: tuple[Entry, ...], *, fraction: float, seed: int) -> tuple[list[Entry], list[Entry], Split]:
     """Training and validation files, whole groups held out (:func:`soundnet.groups.split_by_group`):
-    annotated recordings and ``--negatives`` recordings each give validation their share."""
-    split = split_by_group([e.group or e.id for e in entries], fraction=fraction, seed=seed, strata=[e.negative for e in entries])
-    return [entries[i] for i in split.train], [entries[i] for i in split.validation], split
+    annotated recordings and ``--negatives`` recordings each give validation their share.
+    Augmented copies go with their recording to training, and never to validation."""
+    originals = [e for e in entries if not e.copy]
+    split = split_by_group(
+        [e.group or e.id for e in originals], fraction=fraction, seed=seed, strata=[e.negative for e in originals]
+    )
+    train = [originals[i] for i in split.train]
+    kept = {e.id for e in train}
+    train += [e for e in entries if e.copy and e.original_id in kept]
+    return train, [originals[i] for i in split.validation], split
 
 
 def feature_statistics(dataset: Dataset, entries: list[Entry], *, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:

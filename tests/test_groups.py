@@ -160,3 +160,32 @@ def test_two_groups_for_one_file_is_an_error_naming_the_line(tmp_path):
     (tmp_path / "t.tsv").write_text(text)
     with pytest.raises(SoundnetError, match=r"t.tsv line 3: group 'b' differs"):
         extract([audio], out=tmp_path / "ds", annotations=tmp_path / "t.tsv")
+
+
+def test_augmented_copies_train_with_their_recording_and_never_validate(tmp_path):
+    from soundnet.config import AugmentConfig
+    from soundnet.training import split_files
+
+    audio = tmp_path / "audio"
+    table, truth = planted_set(audio, files=6, seconds=3.0, seed=6)
+    write(tmp_path / "noise" / "n.wav", 0.05 * np.random.default_rng(2).standard_normal(4 * SR))
+    report = extract(
+        [audio], out=tmp_path / "ds", annotations=table, negatives=[tmp_path / "noise"], augmentation=AugmentConfig(copies=2)
+    )
+    assert report.augmented == 12  # annotated recordings only: the negatives are the noise mixed in
+    dataset = Dataset.open(tmp_path / "ds")
+    copies = [e for e in dataset.entries if e.copy]
+    assert sorted({e.original_id for e in copies}) == sorted(e.id for e in dataset.entries if not e.copy and not e.negative)
+    for copy in copies:  # the events moved with the audio: as many, labelled on the copy's own frames
+        original = next(e for e in dataset.entries if e.id == copy.original_id)
+        assert copy.events == original.events and copy.group == original.group
+        assert (copy.positive_frames > 0) == (original.positive_frames > 0)
+    for seed in range(5):
+        train, validation, _ = split_files(dataset.entries, fraction=0.3, seed=seed)
+        assert not any(e.copy for e in validation)
+        assert {e.original_id for e in train if e.copy} == {e.id for e in train if not e.copy and not e.negative}
+    again = extract(
+        [audio], out=tmp_path / "ds", annotations=table, negatives=[tmp_path / "noise"], augmentation=AugmentConfig(copies=2)
+    )
+    assert again.augmented == 12 and again.extracted == []  # nothing redone
+    assert json.loads((tmp_path / "ds" / MANIFEST).read_text())["counts"]["augmented_copies"] == 12
