@@ -522,20 +522,26 @@ class _Forward(logging.Handler):
         self.target.handle(record)
 
 
+def _training_state(config: Config) -> dict:
+    """What a resumed training must share with the interrupted one: the config, less the
+    augmentation section (extract's business: the dataset is already made)."""
+    return {key: value for key, value in to_dict(config).items() if key != "augmentation"}
+
+
 def _work_folder(out: Path, config: Config, *, resume: bool) -> Path:
     """``out``.partial, made anew, or checked for resuming with the same config."""
     partial = out.with_name(out.name + ".partial")
     if resume:
         if not ((partial / STATE).is_file() and (partial / PROGRESS).is_file()):
             raise SoundnetError(f"{partial}: nothing to resume (no interrupted training there)")
-        if read_json(partial / STATE).get("config") != to_dict(config):
+        if read_json(partial / STATE).get("config") != _training_state(config):
             raise SoundnetError(f"{partial}: was started with another config; resume with the same options")
     elif partial.exists():
         if not (partial / STATE).is_file() and any(partial.iterdir()):
             raise SoundnetError(f"{partial}: exists and is not an interrupted soundnet training: move it away")
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    write_json(partial / STATE, {"config": to_dict(config)})
+    write_json(partial / STATE, {"config": _training_state(config)})
     return partial
 
 

@@ -51,7 +51,8 @@ def kill_when(command: list[str], ready, *, log: Path, timeout: float) -> None:
 
 
 def trusted_entries(dataset: Path) -> dict[str, dict]:
-    """Entry JSONs of a dataset, each checked complete against its arrays."""
+    """Entry JSONs of a dataset's recordings, each (and each augmented copy's) checked
+    complete against its arrays."""
     entries = {}
     for meta_path in sorted((dataset / "files").glob("*.json")):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -62,7 +63,8 @@ def trusted_entries(dataset: Path) -> dict[str, dict]:
         assert labels.shape == (entry["frames"],) and int(labels.sum()) == entry["positive_frames"], meta_path
         assert np.isfinite(features).all(), meta_path
         assert {"fingerprint", "events"} <= set(meta), meta_path
-        entries[entry["id"]] = meta
+        if not entry.get("copy"):
+            entries[entry["id"]] = meta
     return entries
 
 
