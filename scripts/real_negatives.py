@@ -205,7 +205,7 @@ def build_package(package: str, folder: Path, out: Path, *, seed: int, index: in
     def emit(pieces: list[tuple[str, np.ndarray]], gaps: list[float]) -> None:
         name = f"{package}_{len(files):03d}.wav"
         parts, rows, t = [], [], 0.0
-        for (source, y), gap in zip(pieces, gaps):
+        for (source, y), gap in zip(pieces, gaps, strict=True):
             rows.append({"source": source, "onset": round(t, 3), "offset": round(t + len(y) / SR, 3)})
             parts += [y, np.zeros(int(gap * SR), np.float32)]
             t += len(y) / SR + int(gap * SR) / SR
