@@ -270,10 +270,12 @@ def make_clips(
     if root.exists():
         shutil.rmtree(root)
     summary: dict = {"alarms": {}, "backgrounds": {}, "distractors": {}}
+    drawn = {}
     for i in range(alarms):
         rng = np.random.default_rng([seed, stream, 0, i])
         y, info = field_alarm_clip(rng) if realism == "field" else alarm_clip(rng)
         write_wav(root / TARGET / f"alarm_{i:03d}_{info['kind']}.wav", y)
+        drawn[f"alarm_{i:03d}_{info['kind']}.wav"] = info
         summary["alarms"][info["kind"]] = summary["alarms"].get(info["kind"], 0) + 1
     for i in range(backgrounds):
         kind = list(BACKGROUND_KINDS)[i % len(BACKGROUND_KINDS)]  # every kind equally often
@@ -284,6 +286,8 @@ def make_clips(
         for i in range(distractors):
             write_wav(root / label / f"{label}_{i:03d}.wav", make(np.random.default_rng([seed, stream, 2 + k, i])))
         summary["distractors"][label] = distractors
+    # what each alarm clip was drawn with, beside (not inside) the clip folders
+    write_text(root.parent / f"{root.name}_alarms.json", json.dumps({"realism": realism, "clips": drawn}, indent=1) + "\n")
     return summary
 
 
