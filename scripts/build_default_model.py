@@ -149,7 +149,7 @@ def device_variant(rng: np.random.Generator, *, sr: int = SR) -> tuple[np.ndarra
     0.5 s and pause 1.5 s within +-10 %; T4: 0.1 s beeps and gaps within +-10 %),
     sounder frequencies past the usual band (piezo 2.4-4.2 kHz, low-frequency
     sounders 440-620 Hz), one or two T3 cycles, and a piezo driven hard (a
-    ``tanh`` overdrive: strong odd harmonics). Starts at the first beep's onset and
+    ``tanh`` overdrive: strong odd harmonics, those above 8 kHz filtered off). Starts at the first beep's onset and
     ends at the last beep's offset, like every alarm clip.
     """
     kind = str(rng.choice(["t3_piezo", "t3_low", "t4_co"], p=[0.5, 0.2, 0.3]))
@@ -159,15 +159,19 @@ def device_variant(rng: np.random.Generator, *, sr: int = SR) -> tuple[np.ndarra
         frequency = rng.uniform(2400, 4200) if kind == "t3_piezo" else rng.uniform(440, 620)
         cycles, per_cycle, on, off, pause = int(rng.integers(1, 3)), 3, 0.5, 0.5, 1.5
     drive = rng.uniform(1.0, 5.0) if kind != "t3_low" and rng.random() < 0.5 else 0.0
+    from scipy.signal import resample_poly
+
     onsets, beeps, t = [], [], 0.0
     for _ in range(cycles):
         for b in range(per_cycle):
             length = on * rng.uniform(0.9, 1.1)
             detune = frequency * (1 + rng.uniform(-0.005, 0.005))
             make = square_beep if kind == "t3_low" else piezo_beep
-            beep = make(length, frequency=detune, rng=rng, sr=sr)
-            if drive:
-                beep = np.tanh(drive * beep) / np.tanh(drive)
+            if drive:  # overdriven at 4x the rate and filtered down, so its harmonics never alias
+                beep = make(length, frequency=detune, rng=rng, sr=4 * sr)
+                beep = resample_poly(np.tanh(drive * beep) / np.tanh(drive), 1, 4)[: int(round(length * sr))]
+            else:
+                beep = make(length, frequency=detune, rng=rng, sr=sr)
             onsets.append(t)
             beeps.append(beep * db(rng.uniform(-2.0, 2.0)))
             t += length + (off * rng.uniform(0.9, 1.1) if b < per_cycle - 1 else 0.0)
