@@ -3,8 +3,12 @@
 Usage::
 
     python scripts/build_default_model.py --work build/alarm [--seed 0] [--install]
+        [--alarm-realism field|plain] [--negatives NEG/train] [--heldout-negatives NEG/heldout]
+    python scripts/build_default_model.py --work build/measure --measure-only \
+        --heldout-negatives NEG/heldout [--model RUN]
 
-Nothing is downloaded. Every sound is made by the pure-numpy generators of
+Nothing is downloaded by this script (``scripts/real_negatives.py`` builds ``NEG``, real
+non-alarm audio from Debian packages). Every sound is made by the pure-numpy generators of
 :mod:`soundnet.signals` (each draws only from the ``numpy.random.Generator`` it is
 given; there is no module-level randomness), so the same ``--seed`` gives the same
 clips, mixtures and examples, byte for byte.
@@ -24,6 +28,16 @@ What is built
     between events, never inside one);
   - about half of them through a random simple room response (an exponentially
     decaying noise impulse response, RT60 0.15-0.8 s).
+
+  That is ``--alarm-realism plain``, the data of the detector bundled now (byte for
+  byte). The default, ``--alarm-realism field`` (:func:`field_alarm_clip`), makes the
+  alarms as a microphone in a home hears them: a third from other sounders
+  (:func:`device_variant`: every interval within ISO 8201's +-10 %, piezo 2.4-4.2 kHz,
+  low-frequency 440-620 Hz, overdriven piezos with strong harmonics), then a room at a
+  distance (RT60 0.2-1.5 s, direct-to-reverberant -12 to +10 dB, early reflections; 85 %),
+  a door (0.8-2.5 kHz low-pass; 15 %), a cheap microphone or small loudspeaker
+  (band-limiting, sometimes telephone band, resonances; 60 %) and clipping (15 %).
+  ``WORK/clips_alarms.json`` records what each clip was drawn with.
 * ``backgrounds`` (no label): white, pink and brown noise, mains hum (50/60 Hz with
   harmonics), speech-like babble (glottal pulse trains at 90-250 Hz with random pitch
   contours through four formant resonators, amplitude-modulated at syllable rate),
@@ -58,6 +72,20 @@ across its 1.5 s inter-cycle silence, longer than the network's 1 s window can b
 The script also writes ``WORK/smoke_alarm.wav`` (a kitchen-like scene: babble, mains
 hum, appliance beeps and one T3 alarm sounding twice, from seeds never used for
 training) and its Audacity label file ``WORK/smoke_alarm.txt``.
+
+Real negatives
+--------------
+``--negatives DIR`` (``scripts/real_negatives.py``'s ``train/``: audio with no alarm) is
+given to ``soundnet extract --negatives DIR`` when the installed soundnet has that
+option (read from ``soundnet extract --help``); else its files are mixed in as
+backgrounds of the training and tuning mixtures, beside the synthetic ones
+(``WORK/backgrounds_train/``, links). ``--heldout-negatives DIR`` (its ``heldout/``,
+whole packages never trained on) measures false alarms per hour of the trained
+detector there, into ``WORK/heldout.json`` (``heldout_negatives``) and, with
+``--install``, the card (:func:`measure_negatives`: ``soundnet detect`` events,
+checked against ``soundnet evaluate``). ``--measure-only`` does only that measurement,
+for ``--model`` or the bundled detector. The held-out alarm mixtures keep synthetic
+backgrounds.
 
 Nothing in the repository changes without ``--install``. With it, the run folder (all
 but its history and log) is copied to ``soundnet/models/default/``, its card extended

@@ -56,6 +56,7 @@ import re
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -83,11 +84,15 @@ PACKAGES = {
     "wesnoth-1.16-data": ("train", "game effects, voices, ambiences"),
     "frozen-bubble-data": ("train", "game music and effects"),
     "pingus-data": ("train", "game effects and music"),
+    "extremetuxracer-data": ("train", "game music, sliding and crowd effects"),
+    "scorched3d-data": ("train", "explosions, weapons, wind, water, game music"),
     # held out
     "widelands-data": ("heldout", "game music; nature, farm, workshop and town ambiences"),
     "asterisk-core-sounds-en-wav": ("heldout", "telephone speech prompts (8 kHz), a prompt beep"),
     "ktuberling-data": ("heldout", "spoken words in many languages, toy sounds"),
     "lincity-ng-data": ("heldout", "city, industry, traffic and machine effects, music"),
+    "warmux-data": ("heldout", "cartoon voices in many languages, weapons, explosions, a mine's beep, music"),
+    "freedroidrpg-data": ("heldout", "game music, robots, doors, weapons, ambiences"),
 }
 #: Never downloaded, unpacked or read.
 FORBIDDEN = {"openttd-opensfx", "gcompris-qt-data", "sound-theme-freedesktop"}
@@ -193,9 +198,9 @@ def write_wav(path: Path, y: np.ndarray, *, rng: np.random.Generator) -> None:
     tmp.replace(path)
 
 
-def build_package(package: str, folder: Path, out: Path, *, seed: int, index: int) -> tuple[list[dict], list[str]]:
+def build_package(package: str, folder: Path, out: Path, *, seed: int) -> tuple[list[dict], list[str]]:
     """Write the package's files into ``out``; return their manifest rows and the exclusions."""
-    rng = np.random.default_rng([seed, index])
+    rng = np.random.default_rng([seed, zlib.crc32(package.encode())])  # by name: stable when packages are added
     paths, dropped = sources(folder)
     order = rng.permutation(len(paths))
     files: list[dict] = []
@@ -252,13 +257,13 @@ def main(argv=None) -> int:
         if old.get("seed") == args.seed:
             manifest["packages"] = {k: v for k, v in old["packages"].items() if k not in args.only}
             manifest["files"] = [f for f in old["files"] if f["package"] not in args.only]
-    for index, (package, (part, what)) in enumerate(PACKAGES.items()):
+    for package, (part, what) in PACKAGES.items():
         if args.only and package not in args.only:
             continue
         folder = unpacked(package, cache=cache)
         for stale in (out / part).glob(f"{package}_*.wav"):
             stale.unlink()
-        files, dropped = build_package(package, folder, out / part, seed=args.seed, index=index)
+        files, dropped = build_package(package, folder, out / part, seed=args.seed)
         seconds = sum(f["seconds"] for f in files)
         manifest["packages"][package] = {
             "part": part,
