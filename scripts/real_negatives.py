@@ -140,17 +140,16 @@ def licences(folder: Path, package: str) -> list[str]:
     if not path.is_file():
         return ["unknown (no copyright file)"]
     text = path.read_text(encoding="utf-8", errors="replace")
-    names = []
-    for match in re.finditer(r"^License:\s*(.+)$", text, re.MULTILINE):
-        name = match.group(1).strip()
-        if name and name not in names:
-            names.append(name)
-    if not names:
-        for name in re.findall(
-            r"\b(GPL[- ]?v?\d?\+?|LGPL[- ]?v?\d?\+?|CC[- ]BY[- A-Z0-9.]*|public domain|BSD|MIT|Artistic)", text, re.I
-        ):
-            if name.strip() not in names:
-                names.append(name.strip())
+    names: list[str] = []
+    for match in re.finditer(r"^License:[ \t]*(\S.*)$", text, re.MULTILINE):  # DEP-5 short names
+        if match.group(1).strip() not in names:
+            names.append(match.group(1).strip())
+    if not names:  # a free-form file: the licences it points to or names
+        found = re.findall(r"/usr/share/common-licenses/([\w.+-]+?)['`\s,.]", text)
+        found += re.findall(r"\b(CC[- ]BY(?:[- ]SA)?[- ]\d\.\d|CC0|public domain|Expat|BSD)\b", text, re.IGNORECASE)
+        for name in found:
+            if name not in names:
+                names.append(name)
     return names or ["see copyright file"]
 
 
