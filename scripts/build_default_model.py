@@ -84,8 +84,10 @@ whole packages never trained on) measures false alarms per hour of the trained
 detector there, into ``WORK/heldout.json`` (``heldout_negatives``) and, with
 ``--install``, the card (:func:`measure_negatives`: ``soundnet detect`` events,
 checked against ``soundnet evaluate``). ``--measure-only`` does only that measurement,
-for ``--model`` or the bundled detector. The held-out alarm mixtures keep synthetic
-backgrounds.
+for ``--model`` or the bundled detector. With ``--heldout-negatives``, the held-out
+alarm clips are also mixed over that real audio (``WORK/test_real``, synth seed + 3000)
+and scored there (``heldout_real_backgrounds``); ``WORK/test`` keeps synthetic
+backgrounds, comparable with earlier builds.
 
 Nothing in the repository changes without ``--install``. With it, the run folder (all
 but its history and log) is copied to ``soundnet/models/default/``, its card extended
@@ -136,6 +138,7 @@ NOT_BUNDLED = {"history.csv", "train.log"}
 STREAM_TRAIN, STREAM_TEST, STREAM_EXAMPLE = 1, 2, 3
 TEST_SYNTH_OFFSET = 1000  # held-out mixtures use synth seed = seed + this
 TUNE_SYNTH_OFFSET = 2000  # post-processing tuning mixtures (training clips) use seed + this
+TEST_REAL_SYNTH_OFFSET = 3000  # held-out alarms over held-out real negatives use seed + this
 
 DESCRIPTION = (
     "Detects smoke and CO alarms sounding: the ISO 8201 temporal-three pattern (three 0.5 s beeps "
@@ -468,7 +471,7 @@ def heldout_summary(evaluation: dict) -> dict:
         "frame": evaluation.get("frame"),
         "metrics": "sed_eval: event-based with 0.5 s onset collar (offsets ignored), "
         "onset+offset (offset collar 50 % of length), segment-based on 1 s segments; frame-level average precision",
-        **({"real_negatives": evaluation["heldout_negatives"]} if "heldout_negatives" in evaluation else {}),
+        **{k: evaluation[k] for k in ("heldout_negatives", "heldout_real_backgrounds") if k in evaluation},
     }
 
 
@@ -626,16 +629,19 @@ def main(argv=None) -> int:
             work, synthetic=train_backgrounds, negatives=args.negatives, name="backgrounds_train"
         )
         print(f"soundnet extract has no --negatives: {args.negatives} mixed into the training backgrounds", flush=True)
-    for name, clips, count, synth_seed in (
-        ("train", work / "clips", args.mixtures, seed),
-        ("tune", work / "clips", args.tune_mixtures, seed + TUNE_SYNTH_OFFSET),
-        ("test", work / "clips_test", args.test_mixtures, seed + TEST_SYNTH_OFFSET),
-    ):
+    sets = [
+        ("train", work / "clips", train_backgrounds, args.mixtures, seed),
+        ("tune", work / "clips", train_backgrounds, args.tune_mixtures, seed + TUNE_SYNTH_OFFSET),
+        ("test", work / "clips_test", work / "clips_test" / "backgrounds", args.test_mixtures, seed + TEST_SYNTH_OFFSET),
+    ]
+    if args.heldout_negatives is not None:  # held-out alarms over held-out real audio: recall where it is hard
+        sets.append(("test_real", work / "clips_test", args.heldout_negatives, args.test_mixtures, seed + TEST_REAL_SYNTH_OFFSET))
+    for name, clips, backgrounds, count, synth_seed in sets:
         if (work / name).exists():
             shutil.rmtree(work / name)
         distractor_args = [a for label in DISTRACTORS for a in ("--distractors", clips / label)]
         soundnet(
-            "synth", "--events", clips / TARGET, "--backgrounds", train_backgrounds if name != "test" else clips / "backgrounds", *distractor_args,
+            "synth", "--events", clips / TARGET, "--backgrounds", backgrounds, *distractor_args,
             "--out", work / name, "-n", count, "--duration", 10, "--ebr", "-6,0,6", "--presence", 0.6,
             "--seed", synth_seed, log=log,
         )  # fmt: skip
@@ -669,6 +675,15 @@ def main(argv=None) -> int:
     if args.heldout_negatives is not None:
         found = measure_negatives(args.heldout_negatives, model=work / "run", example=work / EXAMPLE, work=work, log=log)
         evaluation["heldout_negatives"] = {**found, "folder": str(args.heldout_negatives)}
+        real = work / "heldout_real_backgrounds.json"
+        soundnet(
+            "evaluate", work / "test_real", "--annotations", work / "test_real" / "annotations.tsv", "--target", TARGET,
+            "--model", work / "run", "--output", real, log=log,
+        )  # fmt: skip
+        evaluation["heldout_real_backgrounds"] = {
+            **heldout_summary(json.loads(real.read_text(encoding="utf-8"))),
+            "mixtures": "WORK/test_real: the held-out alarm clips over the held-out real negatives (synth seed + 3000)",
+        }
         write_text(heldout, json.dumps(evaluation, indent=1) + "\n")
         print(f"real negatives: {found['false_alarms_per_hour']} false alarms per hour over {found['hours']} h", flush=True)
     summary = heldout_summary(evaluation)
