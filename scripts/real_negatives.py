@@ -9,7 +9,7 @@ children's software (their audio: speech in many languages, music, nature and to
 ambiences, animals, vehicles, machines, appliance-like bleeps, game effects). Nothing
 audio is committed: a package missing from the cache is fetched with ``apt-get
 download PACKAGE`` into ``CACHE/`` and unpacked with ``dpkg-deb -x`` into
-``CACHE/x/PACKAGE/``.
+``CACHE/x/PACKAGE/`` (run ``apt-get update`` once first on a fresh machine).
 
 What is written
 ---------------
@@ -247,6 +247,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the shuffles, gaps and noise floor (default 0).")
     parser.add_argument("--only", action="append", default=[], help="Build only this package (repeatable; for trials).")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.only) - set(PACKAGES))
+    if unknown:
+        parser.error(f"--only: not among the packages of this script: {', '.join(unknown)}")
     started = time.monotonic()
     out, cache = args.out.resolve(), args.cache.resolve()
     manifest: dict = {"sample_rate": SR, "seed": args.seed, "parts": {}, "packages": {}, "files": []}
