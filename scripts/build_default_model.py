@@ -3,8 +3,12 @@
 Usage::
 
     python scripts/build_default_model.py --work build/alarm [--seed 0] [--install]
+        [--alarm-realism field|plain] [--negatives NEG/train] [--heldout-negatives NEG/heldout]
+    python scripts/build_default_model.py --work build/measure --measure-only \
+        --heldout-negatives NEG/heldout [--model RUN]
 
-Nothing is downloaded. Every sound is made by the pure-numpy generators of
+Nothing is downloaded by this script (``scripts/real_negatives.py`` builds ``NEG``, real
+non-alarm audio from Debian packages). Every sound is made by the pure-numpy generators of
 :mod:`soundnet.signals` (each draws only from the ``numpy.random.Generator`` it is
 given; there is no module-level randomness), so the same ``--seed`` gives the same
 clips, mixtures and examples, byte for byte.
@@ -24,6 +28,16 @@ What is built
     between events, never inside one);
   - about half of them through a random simple room response (an exponentially
     decaying noise impulse response, RT60 0.15-0.8 s).
+
+  That is ``--alarm-realism plain``, the data of the detector bundled now (byte for
+  byte). The default, ``--alarm-realism field`` (:func:`field_alarm_clip`), makes the
+  alarms as a microphone in a home hears them: a third from other sounders
+  (:func:`device_variant`: every interval within ISO 8201's +-10 %, piezo 2.4-4.2 kHz,
+  low-frequency 440-620 Hz, overdriven piezos with strong harmonics), then a room at a
+  distance (RT60 0.2-1.5 s, direct-to-reverberant -12 to +10 dB, early reflections; 85 %),
+  a door (0.8-2.5 kHz low-pass; 15 %), a cheap microphone or small loudspeaker
+  (band-limiting, sometimes telephone band, resonances; 60 %) and clipping (15 %).
+  ``WORK/clips_alarms.json`` records what each clip was drawn with.
 * ``backgrounds`` (no label): white, pink and brown noise, mains hum (50/60 Hz with
   harmonics), speech-like babble (glottal pulse trains at 90-250 Hz with random pitch
   contours through four formant resonators, amplitude-modulated at syllable rate),
@@ -59,6 +73,22 @@ The script also writes ``WORK/smoke_alarm.wav`` (a kitchen-like scene: babble, m
 hum, appliance beeps and one T3 alarm sounding twice, from seeds never used for
 training) and its Audacity label file ``WORK/smoke_alarm.txt``.
 
+Real negatives
+--------------
+``--negatives DIR`` (``scripts/real_negatives.py``'s ``train/``: audio with no alarm) is
+given to ``soundnet extract --negatives DIR`` when the installed soundnet has that
+option (read from ``soundnet extract --help``); else its files are mixed in as
+backgrounds of the training and tuning mixtures, beside the synthetic ones
+(``WORK/backgrounds_train/``, links). ``--heldout-negatives DIR`` (its ``heldout/``,
+whole packages never trained on) measures false alarms per hour of the trained
+detector there, into ``WORK/heldout.json`` (``heldout_negatives``) and, with
+``--install``, the card (:func:`measure_negatives`: ``soundnet detect`` events,
+checked against ``soundnet evaluate``). ``--measure-only`` does only that measurement,
+for ``--model`` or the bundled detector. With ``--heldout-negatives``, the held-out
+alarm clips are also mixed over that real audio (``WORK/test_real``, synth seed + 3000)
+and scored there (``heldout_real_backgrounds``); ``WORK/test`` keeps synthetic
+backgrounds, comparable with earlier builds.
+
 Nothing in the repository changes without ``--install``. With it, the run folder (all
 but its history and log) is copied to ``soundnet/models/default/``, its card extended
 with a ``description`` and a ``heldout`` section (the held-out sed_eval figures and the
@@ -79,7 +109,21 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from soundnet.signals import BACKGROUND_KINDS, DISTRACTORS, SR, alarm_clip, background_clip, kitchen_scene
+from soundnet.signals import (
+    BACKGROUND_KINDS,
+    DISTRACTORS,
+    SR,
+    alarm_clip,
+    background_clip,
+    db,
+    fft_convolve,
+    kitchen_scene,
+    pattern,
+    piezo_beep,
+    resonance,
+    spectral_shape,
+    square_beep,
+)
 from soundnet.storage import write_atomic, write_text
 
 TARGET = "smoke_alarm"
@@ -94,6 +138,7 @@ NOT_BUNDLED = {"history.csv", "train.log"}
 STREAM_TRAIN, STREAM_TEST, STREAM_EXAMPLE = 1, 2, 3
 TEST_SYNTH_OFFSET = 1000  # held-out mixtures use synth seed = seed + this
 TUNE_SYNTH_OFFSET = 2000  # post-processing tuning mixtures (training clips) use seed + this
+TEST_REAL_SYNTH_OFFSET = 3000  # held-out alarms over held-out real negatives use seed + this
 
 DESCRIPTION = (
     "Detects smoke and CO alarms sounding: the ISO 8201 temporal-three pattern (three 0.5 s beeps "
@@ -123,14 +168,149 @@ def write_wav(path: Path, y: np.ndarray, *, sr: int = SR) -> None:
     write_atomic(path, lambda tmp: sf.write(tmp, pcm, sr, subtype="PCM_16", format="WAV"))
 
 
-def make_clips(root: Path, *, seed: int, stream: int, alarms: int, backgrounds: int, distractors: int) -> dict:
-    """Generate the clip folders under ``root`` (replacing them); returns a summary."""
+# ---------------------------------------------------------------------------
+# Field realism (--alarm-realism field): alarms as a real microphone hears them.
+# Each step draws only from the clip's own generator, so a seed still gives the same bytes.
+
+
+def device_variant(rng: np.random.Generator, *, sr: int = SR) -> tuple[np.ndarray, dict]:
+    """An alarm from a sounder that :func:`soundnet.signals.alarm_clip` does not model.
+
+    ISO 8201's full tolerance drawn for *each* interval (T3: every beep 0.5 s, gap
+    0.5 s and pause 1.5 s within +-10 %; T4: 0.1 s beeps and gaps within +-10 %),
+    sounder frequencies past the usual band (piezo 2.4-4.2 kHz, low-frequency
+    sounders 440-620 Hz), one or two T3 cycles, and a piezo driven hard (a
+    ``tanh`` overdrive: strong odd harmonics, those above 8 kHz filtered off). Starts at the first beep's onset and
+    ends at the last beep's offset, like every alarm clip.
+    """
+    kind = str(rng.choice(["t3_piezo", "t3_low", "t4_co"], p=[0.5, 0.2, 0.3]))
+    if kind == "t4_co":
+        frequency, cycles, per_cycle, on, off, pause = rng.uniform(2700, 3700), 1, 4, 0.1, 0.1, 0.0
+    else:
+        frequency = rng.uniform(2400, 4200) if kind == "t3_piezo" else rng.uniform(440, 620)
+        cycles, per_cycle, on, off, pause = int(rng.integers(1, 3)), 3, 0.5, 0.5, 1.5
+    drive = rng.uniform(1.0, 5.0) if kind != "t3_low" and rng.random() < 0.5 else 0.0
+    from scipy.signal import resample_poly
+
+    onsets, beeps, t = [], [], 0.0
+    for _ in range(cycles):
+        for b in range(per_cycle):
+            length = on * rng.uniform(0.9, 1.1)
+            detune = frequency * (1 + rng.uniform(-0.005, 0.005))
+            make = square_beep if kind == "t3_low" else piezo_beep
+            if drive:  # overdriven at 4x the rate and filtered down, so its harmonics never alias
+                beep = make(length, frequency=detune, rng=rng, sr=4 * sr)
+                beep = resample_poly(np.tanh(drive * beep) / np.tanh(drive), 1, 4)[: int(round(length * sr))]
+            else:
+                beep = make(length, frequency=detune, rng=rng, sr=sr)
+            onsets.append(t)
+            beeps.append(beep * db(rng.uniform(-2.0, 2.0)))
+            t += length + (off * rng.uniform(0.9, 1.1) if b < per_cycle - 1 else 0.0)
+        t += pause * rng.uniform(0.9, 1.1)
+    info = {"kind": f"{kind}_variant", "frequency": round(float(frequency), 1), "cycles": cycles, "overdrive": round(drive, 2)}
+    return pattern(beeps, onsets, sr=sr), info
+
+
+def field_room(y: np.ndarray, *, rng: np.random.Generator, sr: int = SR) -> tuple[np.ndarray, dict]:
+    """``y`` heard in a room at a distance: RT60 0.2-1.5 s, direct-to-reverberant ratio
+    -12 to +10 dB (far to near), a few early reflections, a tail that darkens with time;
+    cut to the length of ``y``."""
+    rt60, drr = rng.uniform(0.2, 1.5), rng.uniform(-12, 10)
+    length = int(min(rt60, 1.0) * sr)
+    t = np.arange(length) / sr
+    tail = rng.standard_normal(length) * np.exp(-6.91 * t / rt60)
+    # air and furnishings absorb highs faster: a low-pass whose corner falls along the tail
+    half = length // 2
+    tail[:half] = spectral_shape(tail[:half], gain=lambda f: 1 / np.sqrt(1 + (f / rng.uniform(3000, 7000)) ** 2), sr=sr)
+    tail[half:] = spectral_shape(tail[half:], gain=lambda f: 1 / np.sqrt(1 + (f / rng.uniform(1500, 3500)) ** 2), sr=sr)
+    tail *= db(-drr) / np.sqrt(np.sum(tail**2))
+    h = np.zeros(length + int(0.03 * sr))
+    h[0] = 1.0
+    for _ in range(int(rng.integers(2, 6))):
+        h[int(rng.uniform(0.001, 0.025) * sr)] += db(rng.uniform(-12, -3)) * rng.choice([-1, 1])
+    start = int(rng.uniform(0.003, 0.02) * sr)
+    h[start : start + length] += tail[: len(h) - start]
+    return fft_convolve(y, h)[: len(y)], {"rt60": round(rt60, 2), "drr_db": round(drr, 1)}
+
+
+def device_colouring(y: np.ndarray, *, rng: np.random.Generator, sr: int = SR) -> tuple[np.ndarray, dict]:
+    """A cheap microphone or a small loudspeaker (a phone, a doorbell camera, a TV):
+    a high-pass at 80-400 Hz, a low-pass at 3.4-7.5 kHz (sometimes telephone-band,
+    300-3400 Hz, which takes most of a 3 kHz piezo's level), one or two resonances of
+    +3 to +10 dB at 1-6 kHz."""
+    if rng.random() < 0.15:
+        high, low, order = 300.0, 3400.0, 4
+    else:
+        high, low, order = rng.uniform(80, 400), rng.uniform(3400, 7500), int(rng.choice([2, 4]))
+    peaks = [(rng.uniform(1000, 6000), rng.uniform(3, 10), rng.uniform(0.1, 0.4)) for _ in range(int(rng.integers(1, 3)))]
+
+    def gain(f: np.ndarray) -> np.ndarray:
+        g = 1 / np.sqrt(1 + (high / np.maximum(f, 1.0)) ** 4) / np.sqrt(1 + (f / low) ** (2 * order))
+        for centre, boost, width in peaks:
+            r = resonance(f, centre=centre, bandwidth=width * centre)
+            g *= 1 + (db(boost) - 1) * r / np.max(r)
+        return g
+
+    info = {"highpass_hz": round(high), "lowpass_hz": round(low), "resonances_hz": [round(c) for c, _, _ in peaks]}
+    return spectral_shape(y, gain=gain, sr=sr), info
+
+
+def field_alarm_clip(rng: np.random.Generator, *, sr: int = SR) -> tuple[np.ndarray, dict]:
+    """One alarm event as recorded in the field; peak 0.5, first beep's onset to last
+    beep's offset (the labelling decision holds).
+
+    A third of the clips come from :func:`device_variant`, the rest from
+    :func:`soundnet.signals.alarm_clip` without its simple room. Then, each step drawn:
+    a room at a distance (:func:`field_room`, 85 %), behind a door (a 0.8-2.5 kHz
+    low-pass, 15 %), a cheap microphone or small loudspeaker (:func:`device_colouring`,
+    60 %), and clipping of an overloaded input (15 %: hard clipping at 1.5-9 dB of
+    overdrive, sometimes asymmetric). About 3 % of the clips pass through none.
+    """
+    if rng.random() < 1 / 3:
+        y, info = device_variant(rng, sr=sr)
+    else:
+        y, info = alarm_clip(rng, room=False, sr=sr)
+        info = {k: v for k, v in info.items() if k not in ("room", "duration")}
+    chain = []
+    if rng.random() < 0.85:
+        y, room = field_room(y, rng=rng, sr=sr)
+        chain.append({"room": room})
+    if rng.random() < 0.15:
+        corner = rng.uniform(800, 2500)
+        y = spectral_shape(y, gain=lambda f: 1 / np.sqrt(1 + (f / corner) ** 4), sr=sr)
+        chain.append({"door_lowpass_hz": round(corner)})
+    if rng.random() < 0.6:
+        y, colour = device_colouring(y, rng=rng, sr=sr)
+        chain.append({"device": colour})
+    if rng.random() < 0.15:
+        overdrive = rng.uniform(1.5, 9.0)
+        y = y * db(overdrive) / np.max(np.abs(y))
+        low = -1.0 if rng.random() < 0.5 else -rng.uniform(0.6, 1.0)
+        y = np.clip(y, low, 1.0)
+        chain.append({"clipping_db": round(overdrive, 1)})
+    fade = min(len(y), int(0.015 * sr))
+    y[-fade:] *= np.linspace(1.0, 0.0, fade)
+    y = y * 0.5 / np.max(np.abs(y))
+    return y, {**info, "chain": chain, "duration": len(y) / sr}
+
+
+def make_clips(
+    root: Path, *, seed: int, stream: int, alarms: int, backgrounds: int, distractors: int, realism: str = "plain"
+) -> dict:
+    """Generate the clip folders under ``root`` (replacing them); returns a summary.
+
+    ``realism`` "plain": the alarms of :func:`soundnet.signals.alarm_clip` (the bundled
+    detector's); "field": :func:`field_alarm_clip`.
+    """
     if root.exists():
         shutil.rmtree(root)
     summary: dict = {"alarms": {}, "backgrounds": {}, "distractors": {}}
+    drawn = {}
     for i in range(alarms):
-        y, info = alarm_clip(np.random.default_rng([seed, stream, 0, i]))
+        rng = np.random.default_rng([seed, stream, 0, i])
+        y, info = field_alarm_clip(rng) if realism == "field" else alarm_clip(rng)
         write_wav(root / TARGET / f"alarm_{i:03d}_{info['kind']}.wav", y)
+        drawn[f"alarm_{i:03d}_{info['kind']}.wav"] = info
         summary["alarms"][info["kind"]] = summary["alarms"].get(info["kind"], 0) + 1
     for i in range(backgrounds):
         kind = list(BACKGROUND_KINDS)[i % len(BACKGROUND_KINDS)]  # every kind equally often
@@ -141,6 +321,8 @@ def make_clips(root: Path, *, seed: int, stream: int, alarms: int, backgrounds: 
         for i in range(distractors):
             write_wav(root / label / f"{label}_{i:03d}.wav", make(np.random.default_rng([seed, stream, 2 + k, i])))
         summary["distractors"][label] = distractors
+    # what each alarm clip was drawn with, beside (not inside) the clip folders
+    write_text(root.parent / f"{root.name}_alarms.json", json.dumps({"realism": realism, "clips": drawn}, indent=1) + "\n")
     return summary
 
 
@@ -156,11 +338,12 @@ def write_example(folder: Path, *, seed: int) -> list[tuple[float, float]]:
 # The pipeline
 
 
-def soundnet(*args, log: Path) -> str:
+def soundnet(*args, log: Path, echo: bool = True) -> str:
     """Run the ``soundnet`` beside this Python with ``args``; echo and log; return stdout."""
     exe = Path(sys.executable).parent / "soundnet"
     command = [str(exe), *map(str, args)]
-    print("$", " ".join(command[1:]).replace(str(REPO) + "/", ""), flush=True)
+    if echo:
+        print("$", " ".join(command[1:]).replace(str(REPO) + "/", ""), flush=True)
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True)
     with log.open("a", encoding="utf-8") as f:
@@ -168,8 +351,85 @@ def soundnet(*args, log: Path) -> str:
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
         raise SystemExit(f"soundnet {args[0]} failed (exit {result.returncode}); see {log}")
-    print(result.stdout.rstrip() + f"\n  [{time.monotonic() - started:.1f} s]", flush=True)
+    if echo:
+        print(result.stdout.rstrip() + f"\n  [{time.monotonic() - started:.1f} s]", flush=True)
     return result.stdout
+
+
+# ---------------------------------------------------------------------------
+# False alarms on real non-alarm audio (--heldout-negatives)
+
+
+def measure_negatives(folder: Path, *, model: Path | None, example: Path, work: Path, log: Path) -> dict:
+    """False alarms per hour of ``model`` (None: the bundled detector) on ``folder``,
+    audio holding no alarm, counted two ways that must agree:
+
+    * ``soundnet detect FOLDER --format tsv``: every event is a false alarm;
+    * ``soundnet evaluate``: with a reference table naming every file with no event.
+      ``soundnet evaluate`` refuses a reference that holds no event of the target
+      label, so the alarm example (``example``, with its Audacity labels beside it)
+      is scored with them; its counts are reported apart (it must still be found) and
+      left out of the false alarms.
+    """
+    from soundnet.audio import audio_files
+
+    folder = folder.resolve()
+    files = audio_files(folder)
+    hours = sum(sf.info(str(path)).duration for path in files) / 3600
+    names = [path.relative_to(folder).as_posix() for path in files]
+    model_args = ["--model", model] if model is not None else []
+    detected = work / "heldout_negatives_detect.tsv"
+    soundnet("detect", folder, *model_args, "--format", "tsv", "--output", detected, log=log)
+    per_file: dict[str, int] = {}
+    for line in detected.read_text(encoding="utf-8").splitlines()[1:]:
+        fields = line.split("\t")
+        if len(fields) >= 3 and fields[1]:
+            per_file[fields[0]] = per_file.get(fields[0], 0) + 1
+    reference = work / "heldout_negatives_reference.tsv"
+    labels = example.with_suffix(".txt").read_text(encoding="utf-8").splitlines()
+    rows = [f"{name}\n" for name in names] + [f"{example.name}\t{line}\n" for line in labels if line.strip()]
+    write_text(reference, "".join(rows))
+    scored = work / "heldout_negatives_evaluate.json"
+    soundnet("evaluate", folder, example, "--annotations", reference, *model_args, "--output", scored, log=log)
+    evaluation = json.loads(scored.read_text(encoding="utf-8"))["files"]
+    example_counts = next(v for k, v in evaluation.items() if Path(k).name == example.name)
+    evaluated = sum(v["estimated"] for k, v in evaluation.items() if Path(k).name != example.name)
+    events = sum(per_file.values())
+    top = sorted(per_file.items(), key=lambda item: -item[1])[:15]
+    return {
+        "folder": str(folder),
+        "files": len(files),
+        "hours": round(hours, 3),
+        "false_alarms_detect": events,
+        "false_alarms_evaluate": evaluated,
+        "agree": events == evaluated,
+        "false_alarms_per_hour": round(events / hours, 2) if hours else None,
+        "example": {"file": str(example), **example_counts},
+        "top_files": [{"file": name, "false_alarms": count} for name, count in top],
+        "method": "events of soundnet detect --format tsv (each a false alarm: the audio holds no alarm), "
+        "checked against soundnet evaluate with a reference naming every file with no event",
+    }
+
+
+def negatives_backgrounds(work: Path, *, synthetic: Path, negatives: Path, name: str) -> Path:
+    """A folder ``WORK/name`` of links to the synthetic backgrounds and the real negatives
+    (for ``soundnet synth --backgrounds``, which takes one folder)."""
+    from soundnet.audio import audio_files
+
+    folder = work / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    for source, prefix in ((synthetic, "synthetic"), (negatives.resolve(), "real")):
+        for path in audio_files(source):
+            link = folder / prefix / path.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path.resolve())
+    return folder
+
+
+def extract_supports_negatives(log: Path) -> bool:
+    """Whether the installed ``soundnet extract`` takes ``--negatives DIR``."""
+    return "--negatives" in soundnet("extract", "--help", log=log, echo=False)
 
 
 def training_config(args: argparse.Namespace) -> str:
@@ -193,6 +453,11 @@ def rebuild_command(args: argparse.Namespace) -> str:
         value = getattr(args, name)
         if value != default:
             parts += [f"--{name.replace('_', '-')}", str(value)]
+    if args.alarm_realism != "field":
+        parts += ["--alarm-realism", args.alarm_realism]
+    for name in ("negatives", "heldout_negatives"):
+        if getattr(args, name) is not None:
+            parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     return " ".join(parts + ["--install"])
 
 
@@ -206,6 +471,7 @@ def heldout_summary(evaluation: dict) -> dict:
         "frame": evaluation.get("frame"),
         "metrics": "sed_eval: event-based with 0.5 s onset collar (offsets ignored), "
         "onset+offset (offset collar 50 % of length), segment-based on 1 s segments; frame-level average precision",
+        **{k: evaluation[k] for k in ("heldout_negatives", "heldout_real_backgrounds") if k in evaluation},
     }
 
 
@@ -295,9 +561,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="Seed of everything (default 0).")
     parser.add_argument("--install", action="store_true", help="Copy the trained detector to soundnet/models/default/.")
     parser.add_argument("--skip-train", action="store_true", help="Only generate clips, mixtures and the example.")
+    parser.add_argument(
+        "--alarm-realism", choices=("field", "plain"), default="field",
+        help="Alarm clips: 'field' (rooms at a distance, device variety, cheap microphones and small "
+        "loudspeakers, clipping; default) or 'plain' (soundnet.signals.alarm_clip: the data of the "
+        "detector bundled now).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--negatives", type=Path, metavar="DIR",
+        help="Real audio with no alarm for training (scripts/real_negatives.py's train/): given to "
+        "'soundnet extract --negatives' when the installed soundnet has it, else mixed into the "
+        "training and tuning backgrounds.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--heldout-negatives", type=Path, metavar="DIR",
+        help="Real audio with no alarm never trained on (scripts/real_negatives.py's heldout/): "
+        "false alarms per hour written to WORK/heldout.json.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--measure-only", action="store_true",
+        help="Build nothing: measure --model on --heldout-negatives into WORK/heldout.json.",
+    )  # fmt: skip
+    parser.add_argument("--model", type=Path, help="With --measure-only: the run folder (default: the bundled detector).")
     for name, default in DEFAULTS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"(default {default})")
     args = parser.parse_args(argv)
+    for name in ("negatives", "heldout_negatives", "model"):
+        folder = getattr(args, name)
+        if folder is not None and not folder.is_dir():
+            parser.error(f"--{name.replace('_', '-')} {folder}: not a folder")
+    if args.measure_only and args.heldout_negatives is None:
+        parser.error("--measure-only needs --heldout-negatives")
     args.work_arg = args.work
     return args
 
@@ -310,26 +604,44 @@ def main(argv=None) -> int:
     log = work / "build.log"
     log.write_text("", encoding="utf-8")
     seed = args.seed
-    sizes = dict(alarms=args.alarms, backgrounds=args.backgrounds, distractors=args.distractors)
+    if args.measure_only:
+        model = args.model.resolve() if args.model else None
+        found = measure_negatives(args.heldout_negatives, model=model, example=EXAMPLES / EXAMPLE, work=work, log=log)
+        result = {"model": str(model) if model else "bundled (soundnet/models/default)", "heldout_negatives": found}
+        write_text(work / "heldout.json", json.dumps(result, indent=1) + "\n")
+        print(json.dumps(found, indent=1), flush=True)
+        return 0
+    sizes = dict(alarms=args.alarms, backgrounds=args.backgrounds, distractors=args.distractors, realism=args.alarm_realism)
 
     print(f"generating clips in {work / 'clips'} and {work / 'clips_test'}", flush=True)
     train_clips = make_clips(work / "clips", seed=seed, stream=STREAM_TRAIN, **sizes)
-    test_sizes = {k: max(8, v // 2) for k, v in sizes.items()}
+    test_sizes = {k: v if k == "realism" else max(8, v // 2) for k, v in sizes.items()}
     test_clips = make_clips(work / "clips_test", seed=seed, stream=STREAM_TEST, **test_sizes)
     print(f"  train clips {train_clips}\n  test clips {test_clips}", flush=True)
     events = write_example(work, seed=seed)
     print(f"example: {work / EXAMPLE} with events {events}  [{time.monotonic() - started:.0f} s]", flush=True)
 
-    for name, clips, count, synth_seed in (
-        ("train", work / "clips", args.mixtures, seed),
-        ("tune", work / "clips", args.tune_mixtures, seed + TUNE_SYNTH_OFFSET),
-        ("test", work / "clips_test", args.test_mixtures, seed + TEST_SYNTH_OFFSET),
-    ):
+    with_negatives = args.negatives is not None and extract_supports_negatives(log)
+    train_backgrounds = work / "clips" / "backgrounds"
+    if args.negatives is not None and not with_negatives:
+        # this soundnet's extract has no --negatives: the real audio becomes backgrounds
+        train_backgrounds = negatives_backgrounds(
+            work, synthetic=train_backgrounds, negatives=args.negatives, name="backgrounds_train"
+        )
+        print(f"soundnet extract has no --negatives: {args.negatives} mixed into the training backgrounds", flush=True)
+    sets = [
+        ("train", work / "clips", train_backgrounds, args.mixtures, seed),
+        ("tune", work / "clips", train_backgrounds, args.tune_mixtures, seed + TUNE_SYNTH_OFFSET),
+        ("test", work / "clips_test", work / "clips_test" / "backgrounds", args.test_mixtures, seed + TEST_SYNTH_OFFSET),
+    ]
+    if args.heldout_negatives is not None:  # held-out alarms over held-out real audio: recall where it is hard
+        sets.append(("test_real", work / "clips_test", args.heldout_negatives, args.test_mixtures, seed + TEST_REAL_SYNTH_OFFSET))
+    for name, clips, backgrounds, count, synth_seed in sets:
         if (work / name).exists():
             shutil.rmtree(work / name)
         distractor_args = [a for label in DISTRACTORS for a in ("--distractors", clips / label)]
         soundnet(
-            "synth", "--events", clips / TARGET, "--backgrounds", clips / "backgrounds", *distractor_args,
+            "synth", "--events", clips / TARGET, "--backgrounds", backgrounds, *distractor_args,
             "--out", work / name, "-n", count, "--duration", 10, "--ebr", "-6,0,6", "--presence", 0.6,
             "--seed", synth_seed, log=log,
         )  # fmt: skip
@@ -343,7 +655,7 @@ def main(argv=None) -> int:
     config.write_text(training_config(args), encoding="utf-8")
     soundnet(
         "extract", work / "train", "--annotations", work / "train" / "annotations.tsv", "--target", TARGET,
-        "--out", work / "data", "--jobs", 2, log=log,
+        "--out", work / "data", "--jobs", 2, *(("--negatives", args.negatives) if with_negatives else ()), log=log,
     )  # fmt: skip
     soundnet("train", work / "data", "--out", work / "run", "--config", config, "--seed", seed, log=log)
     step = time.monotonic()
@@ -360,6 +672,20 @@ def main(argv=None) -> int:
         "--model", work / "run", "--output", heldout, log=log,
     )  # fmt: skip
     evaluation = json.loads(heldout.read_text(encoding="utf-8"))
+    if args.heldout_negatives is not None:
+        found = measure_negatives(args.heldout_negatives, model=work / "run", example=work / EXAMPLE, work=work, log=log)
+        evaluation["heldout_negatives"] = {**found, "folder": str(args.heldout_negatives)}
+        real = work / "heldout_real_backgrounds.json"
+        soundnet(
+            "evaluate", work / "test_real", "--annotations", work / "test_real" / "annotations.tsv", "--target", TARGET,
+            "--model", work / "run", "--output", real, log=log,
+        )  # fmt: skip
+        evaluation["heldout_real_backgrounds"] = {
+            **heldout_summary(json.loads(real.read_text(encoding="utf-8"))),
+            "mixtures": "WORK/test_real: the held-out alarm clips over the held-out real negatives (synth seed + 3000)",
+        }
+        write_text(heldout, json.dumps(evaluation, indent=1) + "\n")
+        print(f"real negatives: {found['false_alarms_per_hour']} false alarms per hour over {found['hours']} h", flush=True)
     summary = heldout_summary(evaluation)
     print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=1), flush=True)
     if args.install:
