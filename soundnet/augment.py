@@ -180,6 +180,10 @@ def _plan(config: AugmentConfig, rng: np.random.Generator, n_noise: int) -> _Pla
     )
 
 
+#: Recordings shorter than this are returned as they are.
+MIN_SECONDS = 0.1
+
+
 def augment(
     y: np.ndarray,
     sr: int,
@@ -235,7 +239,7 @@ def augment(
         rng = np.random.default_rng(seed)
     except (TypeError, ValueError) as error:
         raise SoundnetError(f"seed must be an int >= 0 or a sequence of them. Received: seed={seed!r} ({error})") from None
-    if config.copies == 0 or len(y) == 0:
+    if config.copies == 0 or len(y) < MIN_SECONDS * sr:  # the filters need a few periods of signal
         return y.copy(), events
     plan = _plan(config, rng, len(noise))
     with _seeded_globals(*plan.library_seeds):

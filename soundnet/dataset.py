@@ -6,7 +6,9 @@ MFCC, deltas, ZCR), ``files/<id>.labels.npy`` (frames, uint8) and
 ``files/<id>.json``, the entry written last: an entry is trusted only when its JSON
 exists and names the same source size, mtime, feature config and events. Re-running
 extract on unchanged inputs therefore redoes nothing, and a run killed half-way
-resumes where it stopped.
+resumes where it stopped. The manifest's ``files`` are the recordings (each with its
+group, and ``negative`` for a ``--negatives`` one); ``copies`` are their augmented
+copies (``<id>~aug<k>``), which only training reads.
 """
 
 from __future__ import annotations
@@ -166,7 +168,14 @@ def _augment_one(
         return Entry(**old["entry"]), True
     y = load_audio(path, sample_rate=config.sample_rate)
     seed = augmentation_seed(original_id, copy, augmentation.seed)
-    y, spans = augment(y, config.sample_rate, [(e.onset, e.offset) for e in events], config=augmentation, seed=seed, noise=noise)
+    try:
+        y, spans = augment(
+            y, config.sample_rate, [(e.onset, e.offset) for e in events], config=augmentation, seed=seed, noise=noise
+        )
+    except SoundnetError:
+        raise
+    except Exception as error:  # the augmentation libraries' own errors, on audio they did not expect
+        raise SoundnetError(f"{path}: cannot make augmented copy {copy} ({type(error).__name__}: {error})") from None
     entry = Entry(entry_id, str(path.resolve()), 0, 0, len(spans), copy=copy)
     features = compute_features(y, config=config)
     save_npy(entry.features_path(root), features.astype(np.float32))
@@ -302,45 +311,43 @@ def extract(
     tasks: list[tuple] = [(path, matched[path], target, out, config) for path in annotated]
     tasks += [(path, [], target, out, config) for path in negative_audio]
     copies = augmentation.copies if augmentation is not None else 0
-    if copies:
-        long = [path for path in annotated if audio_duration(path) > MAX_AUGMENTED_SECONDS]
-        if long:
-            log.warning("%d recording(s) longer than %g s are not augmented (%s, ...)", len(long), MAX_AUGMENTED_SECONDS, long[0])
-        noise = tuple(negative_audio)
-        tasks += [
-            (path, matched[path], target, out, config, k, augmentation, noise)
-            for path in annotated
-            if path not in long
-            for k in range(1, copies + 1)
-        ]
     pool = _warm_pool(min(jobs, len(tasks)), config) if jobs > 1 and len(tasks) >= 2 else None
-    bar = _progress(len(tasks), progress)  # after the fork: no bar thread in the workers
+    bar = _progress(len(tasks) + copies * len(annotated), progress)  # after the fork: no bar thread in the workers
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     # With a bar on screen, log messages go above it, not glued to it.
     redirect = logging_redirect_tqdm([logging.getLogger("soundnet")]) if progress else contextlib.nullcontext()
+    entries: dict[tuple[Path, int], Entry] = {}
+
+    def run(tasks: list[tuple]) -> None:
+        batch = run_batch(
+            _extract_task, tasks, fail_fast=fail_fast, on_each=lambda: bar.update(1), mapper=map if pool is None else pool.map
+        )
+        for task, (entry, reused) in batch.done:
+            path = task[0]
+            entries[path, entry.copy] = dataclasses.replace(entry, group=groups[path], negative=path in negative_set)
+            if entry.copy:
+                report.augmented += 1
+            else:
+                (report.reused if reused else report.extracted).append(path)
+        report.failures.extend(Failure(f.item[0], f.message) for f in batch.failures)
+
     try:
         with redirect, one_blas_thread():
-            batch = run_batch(
-                _extract_task,
-                tasks,
-                fail_fast=fail_fast,
-                on_each=lambda: bar.update(1),
-                mapper=map if pool is None else pool.map,
-            )
+            run(tasks)
+            if copies:  # the recordings that were read whole, and are short enough to hold in memory
+                done = [p for p in annotated if (p, 0) in entries]
+                short = [p for p in done if entries[p, 0].frames * config.frame_seconds <= MAX_AUGMENTED_SECONDS]
+                if len(short) < len(done):
+                    log.warning(
+                        "%d recording(s) longer than %g s are not augmented", len(done) - len(short), MAX_AUGMENTED_SECONDS
+                    )
+                noise = tuple(negative_audio)
+                run([(p, matched[p], target, out, config, k, augmentation, noise) for p in short for k in range(1, copies + 1)])
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    entries: dict[tuple[Path, int], Entry] = {}
-    for task, (entry, reused) in batch.done:
-        path = task[0]
-        entries[path, entry.copy] = dataclasses.replace(entry, group=groups[path], negative=path in negative_set)
-        if entry.copy:
-            report.augmented += 1
-        else:
-            (report.reused if reused else report.extracted).append(path)
-    report.failures.extend(Failure(f.item[0], f.message) for f in batch.failures)
     ordered = [entries[p, k] for p in [*audio, *negative_audio] for k in range(copies + 1) if (p, k) in entries]
     originals = [e for e in ordered if not e.copy]
     write_json(
@@ -360,7 +367,8 @@ def extract(
             },
             "augmentation": to_dict(augmentation) if copies else None,
             "groups": {"by": grouped_by, "pattern": group_pattern},
-            "files": [dataclasses.asdict(e) for e in ordered],
+            "files": [dataclasses.asdict(e) for e in originals],
+            "copies": [dataclasses.asdict(e) for e in ordered if e.copy],
         },
     )
     return report
@@ -404,7 +412,7 @@ class Dataset:
         manifest = read_json(root / MANIFEST)
         try:
             features = from_dict(FeatureConfig, manifest["features"], f"{root / MANIFEST} features")
-            entries = tuple(Entry(**e) for e in manifest["files"])
+            entries = tuple(Entry(**e) for e in [*manifest["files"], *manifest.get("copies", [])])
             target = manifest["target"]
             groups_by = (manifest.get("groups") or {}).get("by", "file")
         except (KeyError, TypeError, AttributeError) as error:

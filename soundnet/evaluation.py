@@ -59,7 +59,14 @@ def read_references(inputs: Path | str | Iterable[Path | str], annotations: Path
     roots = as_paths(inputs)
     audio = find_audio(roots)
     matched = collect_annotations(audio, roots, annotations)
-    target = choose_target([row for rows in matched.values() for row in rows], target, where=annotations_name(annotations))
+    rows = [row for rows in matched.values() for row in rows]
+    if target is not None and not any(row.event is not None and row.event.label == target for row in rows):
+        # audio known to hold no target (negatives only): scored all the same, each detection a false alarm
+        log.warning(
+            "%s: no reference event of %r: every detection counts as a false alarm", annotations_name(annotations), target
+        )
+    else:
+        target = choose_target(rows, target, where=annotations_name(annotations))
     names = {p: display_name(p, roots) for p in audio if p in matched}
     return References(target, {n: p for p, n in names.items()}, _rows_by_name(matched, names))
 

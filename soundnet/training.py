@@ -562,7 +562,7 @@ def _plan(dataset: Dataset, config: Config) -> _Plan:
     """Seed everything, split training and validation files, standardise, weigh classes."""
     t = config.training
     keras.utils.set_random_seed(t.seed)
-    longest = max(e.frames for e in dataset.entries)
+    longest = max(e.frames for e in dataset.entries if not e.copy)
     if config.model.window > longest:
         raise SoundnetError(
             f"model.window ({config.model.window} frames) is longer than every file of {dataset.root} "

@@ -340,3 +340,18 @@ def test_the_search_counts_only_the_target_label(tmp_path):
     durations = dict.fromkeys(probabilities, 100.0)
     assert alarms == event_scores(with_distractor, events, label="beep", durations=durations).alarms
     assert (alarms.false_alarms, alarms.misses, alarms.reference) == (1, 3, 4)
+
+
+def test_audio_without_any_target_event_is_scored_when_the_target_is_known(tmp_path):
+    """Negatives only (a reference naming each file with no event): evaluate scores it
+    for the target given, every detection a false alarm."""
+    folder = tmp_path / "quiet"
+    for name in ("a.wav", "b.wav"):
+        silent_wav(folder / name, 900.0)  # 0.5 h in all
+    reference = table(tmp_path / "ref.tsv", {"a.wav": [], "b.wav": []})
+    estimated = table(tmp_path / "est.tsv", {"a.wav": [(1.0, 2.0, "beep"), (50.0, 51.0, "beep")], "b.wav": []})
+    evaluation = evaluate_table([folder], estimated, annotations=reference, target="beep")
+    assert evaluation.false_alarms_per_hour == pytest.approx(4.0)  # 2 in 0.5 h
+    assert evaluation.scores.alarms.reference == 0
+    with pytest.raises(SoundnetError, match="no event"):
+        evaluate_table([folder], estimated, annotations=reference, target=None)
