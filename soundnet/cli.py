@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import sys
 from pathlib import Path
 
 import click
 
 from soundnet import __version__
-from soundnet.errors import SoundnetError, UsageError, printable
+from soundnet.errors import SoundnetError, UsageError, os_reason, printable
 
 log = logging.getLogger("soundnet")
 
@@ -26,7 +27,26 @@ EXISTING_FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 OUTPUT_FILE = click.Path(dir_okay=False, path_type=Path)
 OUTPUT_FOLDER = click.Path(file_okay=False, path_type=Path)
 fail_fast_option = click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails (else report it and go on).")
+AUDIO_INPUTS = click.Path(exists=True, allow_dash=True, path_type=Path)  # "-": a WAV on stdin
 OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")  # soundnet.outputs.OUTPUT_FORMATS (a test holds them equal)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses NaN and infinities (click's FloatRange lets NaN
+    through, and ``inf`` past any open upper end): every float option uses it."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+MAX_SECONDS = 86400.0  # soundnet.config.MAX_SECONDS (a test holds them equal; config imports NumPy)
+SECONDS = FiniteFloat(0, MAX_SECONDS)
+PROBABILITY = FiniteFloat(0, 1)
 
 
 class _PrintableFormatter(logging.Formatter):
@@ -197,12 +217,10 @@ reference_option = click.option(
 def post_options(command):
     """Options that override the model card's post-processing."""
     options = [
-        click.option(
-            "--threshold", type=click.FloatRange(0, 1), help="Probability threshold (default: the model card's tuned value)."
-        ),
-        click.option("--median", "median_seconds", type=click.FloatRange(min=0), help="Median filter length in seconds."),
-        click.option("--min-duration", type=click.FloatRange(min=0), help="Drop events shorter than this (seconds)."),
-        click.option("--merge-gap", type=click.FloatRange(min=0), help="Merge events closer than this (seconds)."),
+        click.option("--threshold", type=PROBABILITY, help="Probability threshold (default: the model card's tuned value)."),
+        click.option("--median", "median_seconds", type=SECONDS, help="Median filter length in seconds."),
+        click.option("--min-duration", type=SECONDS, help="Drop events shorter than this (seconds)."),
+        click.option("--merge-gap", type=SECONDS, help="Merge events closer than this (seconds)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -329,13 +347,6 @@ def evaluate(
     _fail_batch(evaluation.failures, attempted=len(evaluation.scores.files) + len(evaluation.failures))
 
 
-def _false_alarm_limit(ctx, param, value):
-    """A number >= 0: click's FloatRange lets NaN through."""
-    if value is not None and not value >= 0:
-        raise click.BadParameter(f"{value} is not a number >= 0", ctx=ctx, param=param)
-    return value
-
-
 def _fmt_rate(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -346,8 +357,7 @@ def _fmt_rate(value) -> str:
 @reference_option
 @click.option(
     "--max-false-alarms-per-hour",
-    type=float,
-    callback=_false_alarm_limit,
+    type=FiniteFloat(min=0),
     help="Choose the fewest misses among the settings with at most this many false alarms per hour (default: best F1).",
 )
 @library_errors
@@ -389,14 +399,18 @@ def tune(run, inputs, annotations, max_false_alarms_per_hour):
 )
 @click.option("-n", "count", type=click.IntRange(min=1), default=100, show_default=True, help="Number of mixtures.")
 @click.option(
-    "--duration", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Seconds per mixture."
+    "--duration",
+    type=FiniteFloat(0, 3600, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds per mixture (at most 3600).",
 )
 @click.option(
     "--ebr", default="-6,0,6", show_default=True, help="Event-to-background ratios in dB to draw from, comma separated."
 )
 @click.option(
     "--presence",
-    type=click.FloatRange(0, 1),
+    type=PROBABILITY,
     default=0.5,
     show_default=True,
     help="Probability that a mixture holds a target event.",
@@ -425,6 +439,8 @@ def synth(events_dir, backgrounds, out, count, duration, ebr, presence, distract
         ebrs = [float(v) for v in ebr.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"expected numbers separated by commas, got {ebr!r}", param_hint="--ebr") from None
+    if not all(-60 <= v <= 60 for v in ebrs):  # also refuses NaN
+        raise click.BadParameter(f"expected dB values in [-60, 60], got {ebr!r}", param_hint="--ebr")
     events = synthesize(
         events_dir,
         backgrounds,

@@ -1,22 +1,44 @@
-"""Small file helpers: atomic writes and row-range reads of .npy arrays.
+"""Small file helpers: atomic writes, bounded reads and row-range reads of .npy arrays.
 
 Every output of soundnet is written to a temporary name in its final folder and
 renamed when complete, so an interrupted run never leaves a file that looks whole.
+The temporary name is ``.part-PID-XXXXXXXX-NAME`` (the writer's process id, a random
+part, the final name, cut at its start if the whole would be too long a name): a
+process killed before its rename leaves such a file, and the next soundnet writing
+into that folder removes it (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
+import logging
 import os
+import re
+import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, os_reason
+
+log = logging.getLogger(__name__)
+
+#: Largest JSON file (card, manifest, event list) and event table soundnet reads.
+MAX_TEXT_BYTES = 256 * 2**20
+
+_TEMPORARY = re.compile(r"^\.part-([0-9]{1,7})-[a-z0-9_]{8}-")
+_NAME_MAX = 255  # bytes in a file name (Linux, macOS)
+_PID_MAX = 4194304  # the largest process id Linux hands out
+_STARTED = time.time()  # a file last modified before this was not being written for this process
+_QUIET_SECONDS = 60.0  # a temporary file left unmodified this long has no writer at work
+_cleaned: set[Path] = set()
 
 
 def _umask() -> int:
@@ -83,13 +105,40 @@ def write_json(path: Path, data: object) -> None:
     write_text(path, text + "\n")
 
 
-def read_json(path: Path) -> dict:
+def read_bounded(path: Path, *, limit: int, what: str) -> bytes:
+    """The bytes of the regular file ``path``, refused (SoundnetError) past ``limit`` bytes.
+
+    A FIFO, device or socket is refused at once rather than waited on; an unreadable
+    file gives the reason (``Permission denied``...).
+    """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SoundnetError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SoundnetError(f"{path}: not a readable JSON file ({error})") from None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        raise SoundnetError(f"{path}: cannot read {what} ({os_reason(error)})") from None
+    with open(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SoundnetError(f"{path}: not a regular file (a {what} is read from a file)")
+            data = f.read(limit + 1)
+        except OSError as error:
+            raise SoundnetError(f"{path}: cannot read {what} ({os_reason(error)})") from None
+    if len(data) > limit:
+        raise SoundnetError(f"{path}: {what} larger than {limit / 2**20:g} MB (refused)")
+    return data
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path`` (at most :data:`MAX_TEXT_BYTES`, any nesting refused
+    with one line rather than a RecursionError)."""
+    data = read_bounded(path, limit=MAX_TEXT_BYTES, what="JSON file")
+    try:
+        data = json.loads(data)
+    except json.JSONDecodeError as error:
+        raise SoundnetError(f"{path}: not a readable JSON file (line {error.lineno}: {error.msg})") from None
+    except UnicodeDecodeError:
+        raise SoundnetError(f"{path}: not a readable JSON file (not UTF-8 text)") from None
+    except RecursionError:
+        raise SoundnetError(f"{path}: not a readable JSON file (nested too deeply)") from None
     if not isinstance(data, dict):
         raise SoundnetError(f"{path}: expected a JSON object")
     return data
