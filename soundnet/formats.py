@@ -381,6 +381,8 @@ def _event(filename: str, onset: str, offset: str, label: str, confidence: str, 
     if end < start:
         raise SoundnetError(f"{where}: offset {end} is before onset {start}")
     score = None if not confidence.strip() else _number(confidence, "confidence", where)
+    if label:
+        check_label(label, where)  # no label can forge a line or a field of any output
     return Event(filename, start, end, label, score)
 
 
