@@ -7,16 +7,20 @@ in memory whole, and a short clip goes through the very same path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import stat
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,8 @@ def audio_files(folder: Path) -> list[Path]:
     Raises
     ------
     SoundnetError
-        ``folder`` does not exist, is not a folder, or holds no audio file.
+        ``folder`` does not exist, is not a folder, holds no audio file, or holds a
+        folder that cannot be read (its files would be missed without a word).
     """
     folder = Path(folder)
     if not folder.exists():
@@ -56,7 +61,11 @@ def audio_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise SoundnetError(f"{folder}: not a folder")
     found = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
+
+    def unreadable(error: OSError) -> None:
+        raise SoundnetError(f"{error.filename}: cannot read folder ({os_reason(error)}); nothing was done")
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
         for name in files:
             path = Path(root) / name
@@ -129,6 +138,10 @@ def audio_info(path: Path) -> sf._SoundFileInfo:
         raise SoundnetError(f"{path}: cannot read audio (broken or looping symbolic link)")
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise SoundnetError(f"{path}: cannot read audio (empty file, 0 bytes)")
+    try:  # libsndfile words a file it may not open as "System error."
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except OSError as error:
+        raise SoundnetError(f"{path}: cannot read audio ({os_reason(error)})") from None
     try:
         info = sf.info(os.fsencode(path))  # bytes: names that are not UTF-8 open too
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
