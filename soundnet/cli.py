@@ -57,7 +57,8 @@ class _PrintableFormatter(logging.Formatter):
 
 
 def library_errors(command):
-    """Turn library errors into one-line messages with exit status 1."""
+    """Turn library errors into one-line messages with exit status 1; an OSError the
+    library did not word (a folder it could not make...) names its path and reason."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -67,6 +68,9 @@ def library_errors(command):
             raise click.UsageError(printable(str(error))) from None
         except SoundnetError as error:
             raise click.ClickException(printable(str(error))) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(printable(f"{where}{os_reason(error)}")) from None
 
     return wrapper
 
@@ -233,7 +237,7 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=EXISTING)
+@click.argument("inputs", nargs=-1, required=True, type=AUDIO_INPUTS)
 @model_option
 @click.option("--output", "-o", type=OUTPUT_FILE, help="Write the events to this file instead of stdout.")
 @click.option(

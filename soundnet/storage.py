@@ -47,6 +47,60 @@ def _umask() -> int:
     return mask
 
 
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one we may not signal counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files killed soundnet writers left in ``folder``; return them.
+
+    A file is removed only when all of these hold: its name is soundnet's temporary
+    name (``.part-PID-XXXXXXXX-NAME``), it is a regular file, the process ``PID`` that
+    wrote it no longer runs (a reused PID keeps the file: the safe side), and it was
+    last modified before this process started or has not been modified for a minute
+    (a writer on another machine or in another container sharing the folder, whose
+    PID means nothing here, is still writing). A writer at work, and anything else in
+    the folder, is never touched. Each folder is looked at once per process.
+    """
+    folder = Path(folder)
+    if folder in _cleaned:
+        return []
+    _cleaned.add(folder)
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMPORARY.match(entry.name)
+            if not match or not 0 < int(match[1]) <= _PID_MAX or int(match[1]) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                quiet = info.st_mtime < _STARTED or time.time() - info.st_mtime > _QUIET_SECONDS
+                if stat.S_ISREG(info.st_mode) and quiet and not _running(int(match[1])):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+                    log.info("%s: removed (left by an interrupted soundnet)", entry.path)
+    return removed
+
+
+def _temporary(path: Path) -> Path:
+    """A new empty file ``.part-PID-XXXXXXXX-NAME`` beside ``path`` (mode 0600)."""
+    prefix = f".part-{os.getpid()}-"
+    room = _NAME_MAX - len(prefix) - 9  # 8 random characters and a dash
+    name = os.fsencode(path.name)
+    if len(name) > room:  # keep the end: the suffix some writers need (.keras, .npy)
+        name = name[-room:]
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix="-" + os.fsdecode(name), dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it once the block succeeds.
@@ -55,24 +109,60 @@ def atomic_path(path: Path) -> Iterator[Path]:
     ``/dev/stdout``) is written directly: replacing it would be wrong, and there is
     nothing to keep whole. A symbolic link to a file keeps the link: the file it
     points to is replaced.
+
+    Raises
+    ------
+    SoundnetError
+        An OSError on the way (permission denied, read-only file system, full disk, a
+        folder in the path that is a file...), as one line naming ``path`` and the
+        reason; the temporary file is removed.
     """
     path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
-        yield path
-        return
-    if path.is_symlink() and path.exists():
-        path = path.resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
     try:
-        yield Path(tmp)
+        if path.exists() and not path.is_file() and not path.is_dir():
+            yield path
+            return
+        if path.is_symlink() and path.exists():
+            path = path.resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent)
+        tmp = _temporary(path)
+    except OSError as error:
+        raise SoundnetError(f"{path}: cannot write ({os_reason(error)})") from None
+    try:
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as error:
+        _discard(tmp)
+        if isinstance(error, (OSError, RuntimeError)):  # RuntimeError: soundfile's and h5py's write errors
+            raise SoundnetError(f"{path}: cannot write ({os_reason(error)})") from None
         raise
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a failed temporary file. It is emptied first, and the objects of the failed
+    writer collected: on a full disk a library may still hold it open (h5py, whose file
+    objects would retry their flush when freed and crash the interpreter at exit)."""
+    with contextlib.suppress(OSError):
+        os.truncate(tmp, 0)
+    gc.collect()
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def ensure_room(path: Path, needed: int) -> None:
+    """Refuse (SoundnetError naming ``path``) to write ``needed`` bytes beside ``path``
+    when its file system has less free: for writers that cannot fail cleanly on a full
+    disk (h5py crashes the interpreter at exit after a failed write)."""
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        return  # the write itself will say what is wrong
+    if free < needed:
+        raise SoundnetError(
+            f"{path}: cannot write (No space left on device: {free // 1024} KiB free, about {needed // 1024} KiB needed)"
+        )
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -83,12 +173,8 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     SoundnetError
         The file or its folder cannot be written (nothing is left behind).
     """
-    try:
-        with atomic_path(path) as tmp:
-            write(tmp)
-    except (OSError, RuntimeError) as error:  # RuntimeError: soundfile's write errors
-        reason = getattr(error, "strerror", None) or " ".join(str(error).split())
-        raise SoundnetError(f"{path}: cannot write ({reason})") from None
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_text(path: Path, text: str) -> None:
