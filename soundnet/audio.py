@@ -31,6 +31,10 @@ AUDIO_EXTENSIONS = frozenset(
 
 BLOCK_SECONDS = 30.0
 
+#: The path that stands for standard input, and its name in outputs and messages.
+STDIN = Path("-")
+STDIN_NAME = "<stdin>"
+
 
 def is_audio(path: Path) -> bool:
     """Whether the name of ``path`` ends in one of :data:`AUDIO_EXTENSIONS` (any case)."""
@@ -124,6 +128,34 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
         else:
             raise SoundnetError(f"{path}: no such file or folder")
     return list(found)
+
+
+@contextlib.contextmanager
+def spooled_stdin() -> Iterator[Path]:
+    """Standard input copied to a temporary file named ``<stdin>`` (removed afterwards).
+
+    A stream cannot be read twice nor sought, and a WAV written to a pipe often has no
+    true length in its header; a copy on disk is read like any file (header, blocks,
+    the plot's second pass). Whether it is audio is for the reader to say.
+
+    Raises
+    ------
+    SoundnetError
+        Standard input is a terminal (nothing piped in), or cannot be copied.
+    """
+    if sys.stdin is None or sys.stdin.isatty():
+        raise SoundnetError(f"{STDIN_NAME}: a terminal, not audio: pipe a WAV file in (soundnet detect - < x.wav)")
+    folder = Path(tempfile.mkdtemp(prefix="soundnet-stdin-"))
+    try:
+        path = folder / STDIN_NAME
+        try:
+            with open(path, "wb") as copy:
+                shutil.copyfileobj(sys.stdin.buffer, copy, 1 << 20)
+        except OSError as error:
+            raise SoundnetError(f"{STDIN_NAME}: cannot keep a copy in {folder} ({os_reason(error)})") from None
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def audio_duration(path: Path) -> float:

@@ -285,7 +285,7 @@ def detect(
     min_duration,
     merge_gap,
 ):
-    """Find the target sound in audio FILES and folders: events, and per-frame probabilities on request."""
+    """Find the target sound in audio FILES and folders (``-``: a WAV on stdin): events, and per-frame probabilities on request."""
     from soundnet.detection import detect as run_detect
     from soundnet.outputs import OutputPlan
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from soundnet.audio import as_paths, find_audio, iter_audio
+from soundnet.audio import STDIN, STDIN_NAME, as_paths, find_audio, iter_audio, spooled_stdin
 from soundnet.batch import BatchResult, Failure, run_batch
 from soundnet.config import PostConfig
 from soundnet.errors import SoundnetError, printable
@@ -272,7 +272,8 @@ def detect(
     Parameters
     ----------
     inputs : path or iterable of paths
-        Audio files and folders (searched recursively).
+        Audio files and folders (searched recursively); ``"-"`` reads standard input
+        (a WAV, or any file soundfile reads), named ``<stdin>`` in the outputs.
     model : Path or None
         A run folder; None for the bundled default detector.
     runtime : {"auto", "litert", "keras"}
@@ -296,6 +297,16 @@ def detect(
     from soundnet.outputs import OutputPlan, OutputWriter
 
     roots = as_paths(inputs)
+    if STDIN in roots:
+        with spooled_stdin() as copy:
+            return detect(
+                [copy if root == STDIN else root for root in roots],
+                model=model,
+                runtime=runtime,
+                post=post,
+                outputs=outputs,
+                fail_fast=fail_fast,
+            )
     paths = find_audio(roots)
     names = {path: display_name(path, roots) for path in paths}
     detector = Detector(model, runtime=runtime)
@@ -306,7 +317,12 @@ def detect(
     detector.load()
 
     def detect_one(path: Path) -> Detection:
-        detection = detector.detect_file(path, post=post, name=names[path])
+        try:
+            detection = detector.detect_file(path, post=post, name=names[path])
+        except SoundnetError as error:
+            if path.name != STDIN_NAME:
+                raise
+            raise SoundnetError(str(error).replace(str(path), STDIN_NAME)) from None  # not the copy's temporary path
         writer.write_file(detection)
         return detection
 
