@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from soundnet import __version__
-from soundnet.errors import SoundnetError, UsageError, os_reason, printable
+from soundnet.errors import SoundnetError, UsageError, check_label, os_reason, printable
 
 log = logging.getLogger("soundnet")
 
@@ -47,6 +47,16 @@ class FiniteFloat(click.FloatRange):
 MAX_SECONDS = 86400.0  # soundnet.config.MAX_SECONDS (a test holds them equal; config imports NumPy)
 SECONDS = FiniteFloat(0, MAX_SECONDS)
 PROBABILITY = FiniteFloat(0, 1)
+
+
+def _label(ctx, param, value):
+    """A label option: a short printable string (soundnet.errors.check_label), else a usage error."""
+    if value is not None:
+        try:
+            check_label(value, "the label given")
+        except SoundnetError as error:
+            raise click.BadParameter(printable(str(error)), ctx=ctx, param=param) from None
+    return value
 
 
 class _PrintableFormatter(logging.Formatter):
@@ -112,7 +122,7 @@ def main(verbose: int, quiet: bool) -> None:
     help="DCASE table (filename onset offset label, TSV or CSV). Without it, Audacity labels beside the audio (x.wav + x.txt).",
 )
 @click.option("--out", "-o", required=True, type=OUTPUT_FOLDER, help="Dataset folder to write.")
-@click.option("--target", "-t", help="Label of the target sound (implied when the annotations hold one label).")
+@click.option("--target", "-t", callback=_label, help="Label of the target sound (implied when the annotations hold one label).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option(
     "--config",
@@ -312,7 +322,7 @@ def detect(
     type=EXISTING_FILE,
     help="Score this ready event table (DCASE TSV, any detector's) instead of running a model.",
 )
-@click.option("--target", "-t", help="Label to score (default: the model's target).")
+@click.option("--target", "-t", callback=_label, help="Label to score (default: the model's target).")
 @click.option("--output", "-o", type=OUTPUT_FILE, help="Write every figure and per-file counts as JSON.")
 @click.option(
     "--plot-dir",

@@ -194,6 +194,13 @@ def test_table_label_that_could_forge_an_output_is_refused(labelled, tmp_path, r
     assert "the label" in result.stderr and len(result.stderr.strip().splitlines()) == 1, explain(result)
 
 
+@pytest.mark.parametrize("command", ["extract", "evaluate"])
+def test_target_option_that_is_not_a_short_printable_label_is_a_usage_error(labelled, tmp_path, command):
+    args = ["--out", tmp_path / "data"] if command == "extract" else []
+    fails(cli(command, labelled, *args, "--target", "be\nep"), "--target", "holds a tab, line break", code=2)
+    fails(cli(command, labelled, *args, "--target", "x" * 101), "--target", "101 characters long", code=2)
+
+
 def test_audacity_label_with_a_control_character_is_refused(tmp_path):
     folder = tmp_path / "audio"
     _wav(folder / "a.wav")
