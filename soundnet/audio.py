@@ -15,6 +15,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -130,13 +131,52 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
     return list(found)
 
 
+#: Raw PCM sample formats standard input may carry: name -> NumPy dtype and full scale.
+RAW_FORMATS = {"s16le": ("<i2", 2**15), "s32le": ("<i4", 2**31), "f32le": ("<f4", 1.0), "f64le": ("<f8", 1.0)}
+
+
+@dataclass(frozen=True)
+class RawPCM:
+    """Headerless PCM on standard input: its sample format (a :data:`RAW_FORMATS` name),
+    rate in Hz and channel count (interleaved)."""
+
+    fmt: str
+    rate: int
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.fmt not in RAW_FORMATS:
+            raise SoundnetError(f"raw format must be one of {', '.join(RAW_FORMATS)}. Received: {self.fmt!r}")
+        if self.rate < 1 or self.channels < 1:
+            raise SoundnetError(f"raw rate and channels must be >= 1. Received: rate={self.rate}, channels={self.channels}")
+
+
+def _copy_raw(stream, path: Path, raw: RawPCM) -> None:
+    """Raw PCM from ``stream`` as a float WAV (RF64, no 4 GB limit) at ``path``, block by block."""
+    dtype, scale = RAW_FORMATS[raw.fmt]
+    frame = np.dtype(dtype).itemsize * raw.channels
+    rest = b""
+    with sf.SoundFile(path, "w", samplerate=raw.rate, channels=raw.channels, subtype="FLOAT", format="RF64") as out:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            data = rest + block
+            whole = len(data) - len(data) % frame
+            rest = data[whole:]
+            samples = np.frombuffer(data[:whole], dtype).reshape(-1, raw.channels)
+            out.write((samples / scale).astype(np.float32))
+    if rest:
+        raise SoundnetError(
+            f"{STDIN_NAME}: ends inside a frame ({len(rest)} byte(s) left of {frame}): not {raw.fmt} x {raw.channels}"
+        )
+
+
 @contextlib.contextmanager
-def spooled_stdin() -> Iterator[Path]:
+def spooled_stdin(raw: RawPCM | None = None) -> Iterator[Path]:
     """Standard input copied to a temporary file named ``<stdin>`` (removed afterwards).
 
     A stream cannot be read twice nor sought, and a WAV written to a pipe often has no
     true length in its header; a copy on disk is read like any file (header, blocks,
-    the plot's second pass). Whether it is audio is for the reader to say.
+    the plot's second pass). Whether it is audio is for the reader to say. With
+    ``raw``, standard input is headerless PCM of that format, written as a WAV.
 
     Raises
     ------
@@ -149,9 +189,12 @@ def spooled_stdin() -> Iterator[Path]:
     try:
         path = folder / STDIN_NAME
         try:
-            with open(path, "wb") as copy:
-                shutil.copyfileobj(sys.stdin.buffer, copy, 1 << 20)
-        except OSError as error:
+            if raw is None:
+                with open(path, "wb") as copy:
+                    shutil.copyfileobj(sys.stdin.buffer, copy, 1 << 20)
+            else:
+                _copy_raw(sys.stdin.buffer, path, raw)
+        except (OSError, RuntimeError) as error:
             raise SoundnetError(f"{STDIN_NAME}: cannot keep a copy in {folder} ({os_reason(error)})") from None
         yield path
     finally:

@@ -276,6 +276,13 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
     show_default=True,
     help="Network runtime: LiteRT (fast start) when the model has it, or Keras.",
 )
+@click.option(
+    "--raw-format",
+    type=click.Choice(("s16le", "s32le", "f32le", "f64le")),
+    help="Standard input (-) is headerless PCM of this sample format (give --rate; --channels if not mono).",
+)
+@click.option("--rate", type=click.IntRange(min=1), help="Sample rate of raw PCM on standard input (Hz).")
+@click.option("--channels", type=click.IntRange(1, 64), default=1, show_default=True, help="Channels of raw PCM on stdin.")
 @fail_fast_option
 @post_options
 @library_errors
@@ -289,16 +296,23 @@ def detect(
     json_frames,
     plot,
     runtime,
+    raw_format,
+    rate,
+    channels,
     fail_fast,
     threshold,
     median_seconds,
     min_duration,
     merge_gap,
 ):
-    """Find the target sound in audio FILES and folders (``-``: a WAV on stdin): events, and per-frame probabilities on request."""
+    """Find the target sound in audio FILES and folders (``-``: audio on stdin): events, and per-frame probabilities on request."""
+    from soundnet.audio import RawPCM
     from soundnet.detection import detect as run_detect
     from soundnet.outputs import OutputPlan
 
+    if (raw_format is None) != (rate is None):
+        raise click.UsageError("raw PCM on standard input needs both --raw-format and --rate")
+    raw = RawPCM(raw_format, rate, channels) if raw_format is not None else None
     plan = OutputPlan(fmt=fmt, output=output, output_dir=output_dir, frames=frames, json_frames=json_frames, plot=plot)
     report = run_detect(
         inputs,
@@ -307,6 +321,7 @@ def detect(
         post=_overrides(threshold, median_seconds, min_duration, merge_gap),
         outputs=plan,
         fail_fast=fail_fast,
+        raw=raw,
     )
     if report.text is not None:
         click.echo(report.text, nl=False)

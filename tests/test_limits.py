@@ -399,6 +399,31 @@ def test_detect_non_audio_on_stdin_is_one_line():
     assert "soundnet-stdin-" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, explain(result)
 
 
+def _pcm(seconds: float, channels: int, dtype: str) -> bytes:
+    y = 0.05 * np.random.default_rng(0).standard_normal((int(seconds * SR), channels))
+    return (y * 2**15).astype("<i2").tobytes() if dtype == "s16le" else y.astype("<f4").tobytes()
+
+
+@pytest.mark.parametrize("fmt, channels", [("s16le", 1), ("f32le", 2)])
+def test_detect_reads_raw_pcm_on_stdin(fmt, channels):
+    args = ["detect", "-", "--raw-format", fmt, "--rate", str(SR), "--channels", str(channels)]
+    result = ok(CliRunner().invoke(soundnet.cli.main, args, input=_pcm(1.5, channels, fmt)))
+    assert result.stdout.startswith("<stdin>: 0 event(s) in 1.50 s"), explain(result)
+
+
+def test_raw_pcm_options_need_stdin_and_a_rate(labelled):
+    wav = str(labelled / "a.wav")
+    fails(
+        CliRunner().invoke(soundnet.cli.main, ["detect", wav, "--raw-format", "s16le", "--rate", "16000"]), "give - among", code=2
+    )
+    fails(CliRunner().invoke(soundnet.cli.main, ["detect", "-", "--raw-format", "s16le"], input=b"\0\0"), "--rate", code=2)
+
+
+def test_raw_pcm_that_ends_inside_a_frame_is_one_line():
+    args = ["detect", "-", "--raw-format", "s16le", "--rate", "16000", "--channels", "2"]
+    fails(CliRunner().invoke(soundnet.cli.main, args, input=bytes(4001)), "<stdin>: ends inside a frame (1 byte(s) left of 4)")
+
+
 def test_detect_wav_piped_to_a_real_process(tmp_path):
     done = subprocess.run(command_line("detect", "-"), input=_wav_bytes(), env=child_env(), capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
