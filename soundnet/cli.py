@@ -24,8 +24,19 @@ log = logging.getLogger("soundnet")
 EXISTING = click.Path(exists=True, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 EXISTING_FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
-OUTPUT_FILE = click.Path(dir_okay=False, path_type=Path)
-OUTPUT_FOLDER = click.Path(file_okay=False, path_type=Path)
+
+
+class OutputPath(click.Path):
+    """A path to write: never empty (``--output ""`` would name the current folder)."""
+
+    def convert(self, value, param, ctx):
+        if not str(value).strip():
+            self.fail("an empty path: give a file or folder name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+OUTPUT_FILE = OutputPath(dir_okay=False, path_type=Path)
+OUTPUT_FOLDER = OutputPath(file_okay=False, path_type=Path)
 fail_fast_option = click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails (else report it and go on).")
 AUDIO_INPUTS = click.Path(exists=True, allow_dash=True, path_type=Path)  # "-": a WAV on stdin
 OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")  # soundnet.outputs.OUTPUT_FORMATS (a test holds them equal)
@@ -260,7 +271,7 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
 )
 @click.option(
     "--frames",
-    type=click.Path(path_type=Path),
+    type=OutputPath(path_type=Path),
     help="Write per-frame probabilities: F.csv (time,probability) or F.npy; a folder when several files.",
 )
 @click.option("--json-frames", is_flag=True, help="With --format json, include each file's per-frame probabilities.")

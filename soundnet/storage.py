@@ -101,6 +101,16 @@ def _temporary(path: Path) -> Path:
     return Path(tmp)
 
 
+def _refuse_file_in_the_way(path: Path) -> None:
+    """Name the file that stands where a folder of ``path`` should be (mkdir would only
+    say "File exists")."""
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise SoundnetError(f"{path}: cannot write ({folder} is a file, not a folder)")
+            return
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it once the block succeeds.
@@ -124,6 +134,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
             return
         if path.is_symlink() and path.exists():
             path = path.resolve()
+        _refuse_file_in_the_way(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path.parent)
         tmp = _temporary(path)

@@ -491,6 +491,26 @@ def test_detect_output_on_a_full_or_read_only_disk(labelled, tmp_path, kind, con
     assert left == [], left
 
 
+@pytest.mark.parametrize("option", ["--output", "--frames", "--plot", "--output-dir"])
+def test_detect_output_under_a_regular_file_names_it(labelled, option):
+    wav = labelled / "a.wav"
+    target = wav / "sub" / ("out.png" if option == "--plot" else "out.csv")
+    fails(cli("detect", wav, option, target), str(target if option != "--output-dir" else target / "a.tsv"), f"{wav} is a file")
+
+
+def test_extract_and_train_out_under_a_regular_file(labelled, tmp_path):
+    wav = labelled / "a.wav"
+    fails(cli("extract", labelled, "--out", wav / "data"), str(wav / "data"), "Not a directory")
+    data = tmp_path / "data"
+    ok(cli("extract", labelled, "--out", data, "--augment", 0))
+    fails(cli("train", data, "--out", wav / "run"), str(wav))
+
+
+@pytest.mark.parametrize("option", ["--output", "--frames", "--plot", "--output-dir"])
+def test_empty_output_path_is_a_usage_error(labelled, option):
+    fails(cli("detect", labelled / "a.wav", option, ""), option, "an empty path", code=2)
+
+
 @pytest.mark.parametrize("condition, reason", [("full", "No space left on device"), ("ro", "Read-only file system")])
 def test_extract_out_on_a_full_or_read_only_disk(labelled, tmp_path, condition, reason):
     disk = tmp_path / "disk"
