@@ -30,6 +30,7 @@ from planted import planted_set
 
 import soundnet.cli
 import soundnet.config
+import soundnet.errors
 import soundnet.formats
 from soundnet.errors import SoundnetError
 from soundnet.storage import remove_stale_temporaries, write_text
@@ -560,3 +561,56 @@ def test_training_that_fills_the_disk_stops_in_one_line_and_resumes(tmp_path):
         resumed = ok(cli("train", tmp_path / "data", "--out", disk / "run", "--config", config, "--resume"))
         assert "trained 3 epoch(s)" in resumed.stdout and (disk / "run" / "card.json").is_file()
         assert not (disk / "run.partial").exists()
+
+
+# ---------------------------------------------------------------------------------
+# The readers, fuzzed: any bytes give a value or one SoundnetError line, never another
+# exception (a RecursionError, a UnicodeDecodeError, a YAML or JSON library error)
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import soundnet.run  # noqa: E402
+import soundnet.storage  # noqa: E402
+
+FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+NASTY = st.one_of(
+    st.binary(max_size=400),
+    st.text(max_size=200).map(str.encode),
+    st.sampled_from(
+        [b"[" * 5000, b"{" * 5000, b"&a [*a]", b"a: &x 1\nb: *x\n", b"\xff\xfe", b'"\t\n', b"- !!python/object:os.system\n"]
+    ),
+)
+
+
+def _one_line_or_value(read, data: bytes, folder: Path, name: str) -> None:
+    path = Path(folder) / name
+    path.write_bytes(data)
+    try:
+        read(path)
+    except SoundnetError as error:
+        assert "\n" not in soundnet.errors.printable(str(error)) and str(error).strip()
+
+
+@FUZZ
+@given(data=NASTY)
+def test_fuzzed_configs_give_a_config_or_one_line(data):
+    with tempfile.TemporaryDirectory() as folder:
+        _one_line_or_value(soundnet.config.load_config, data, Path(folder), "c.yaml")
+
+
+@FUZZ
+@given(data=NASTY)
+def test_fuzzed_tables_give_rows_or_one_line(data):
+    with tempfile.TemporaryDirectory() as folder:
+        _one_line_or_value(soundnet.formats.read_table, data, Path(folder), "t.tsv")
+        _one_line_or_value(lambda p: soundnet.formats.read_events(p, "json"), data, Path(folder), "e.json")
+
+
+@FUZZ
+@given(data=NASTY)
+def test_fuzzed_cards_give_a_card_or_one_line(data):
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "card.json").write_bytes(data)
+        with contextlib.suppress(SoundnetError):
+            soundnet.run.read_card(Path(folder))
