@@ -7,16 +7,21 @@ in memory whole, and a short clip goes through the very same path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import stat
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,10 @@ AUDIO_EXTENSIONS = frozenset(
 )
 
 BLOCK_SECONDS = 30.0
+
+#: The path that stands for standard input, and its name in outputs and messages.
+STDIN = Path("-")
+STDIN_NAME = "<stdin>"
 
 
 def is_audio(path: Path) -> bool:
@@ -48,7 +57,8 @@ def audio_files(folder: Path) -> list[Path]:
     Raises
     ------
     SoundnetError
-        ``folder`` does not exist, is not a folder, or holds no audio file.
+        ``folder`` does not exist, is not a folder, holds no audio file, or holds a
+        folder that cannot be read (its files would be missed without a word).
     """
     folder = Path(folder)
     if not folder.exists():
@@ -56,7 +66,11 @@ def audio_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise SoundnetError(f"{folder}: not a folder")
     found = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
+
+    def unreadable(error: OSError) -> None:
+        raise SoundnetError(f"{error.filename}: cannot read folder ({os_reason(error)}); nothing was done")
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
         for name in files:
             path = Path(root) / name
@@ -117,6 +131,76 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
     return list(found)
 
 
+#: Raw PCM sample formats standard input may carry: name -> NumPy dtype and full scale.
+RAW_FORMATS = {"s16le": ("<i2", 2**15), "s32le": ("<i4", 2**31), "f32le": ("<f4", 1.0), "f64le": ("<f8", 1.0)}
+
+
+@dataclass(frozen=True)
+class RawPCM:
+    """Headerless PCM on standard input: its sample format (a :data:`RAW_FORMATS` name),
+    rate in Hz and channel count (interleaved)."""
+
+    fmt: str
+    rate: int
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.fmt not in RAW_FORMATS:
+            raise SoundnetError(f"raw format must be one of {', '.join(RAW_FORMATS)}. Received: {self.fmt!r}")
+        if self.rate < 1 or self.channels < 1:
+            raise SoundnetError(f"raw rate and channels must be >= 1. Received: rate={self.rate}, channels={self.channels}")
+
+
+def _copy_raw(stream, path: Path, raw: RawPCM) -> None:
+    """Raw PCM from ``stream`` as a float WAV (RF64, no 4 GB limit) at ``path``, block by block."""
+    dtype, scale = RAW_FORMATS[raw.fmt]
+    frame = np.dtype(dtype).itemsize * raw.channels
+    rest = b""
+    with sf.SoundFile(path, "w", samplerate=raw.rate, channels=raw.channels, subtype="FLOAT", format="RF64") as out:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            data = rest + block
+            whole = len(data) - len(data) % frame
+            rest = data[whole:]
+            samples = np.frombuffer(data[:whole], dtype).reshape(-1, raw.channels)
+            out.write((samples / scale).astype(np.float32))
+    if rest:
+        raise SoundnetError(
+            f"{STDIN_NAME}: ends inside a frame ({len(rest)} byte(s) left of {frame}): not {raw.fmt} x {raw.channels}"
+        )
+
+
+@contextlib.contextmanager
+def spooled_stdin(raw: RawPCM | None = None) -> Iterator[Path]:
+    """Standard input copied to a temporary file named ``<stdin>`` (removed afterwards).
+
+    A stream cannot be read twice nor sought, and a WAV written to a pipe often has no
+    true length in its header; a copy on disk is read like any file (header, blocks,
+    the plot's second pass). Whether it is audio is for the reader to say. With
+    ``raw``, standard input is headerless PCM of that format, written as a WAV.
+
+    Raises
+    ------
+    SoundnetError
+        Standard input is a terminal (nothing piped in), or cannot be copied.
+    """
+    if sys.stdin is None or sys.stdin.isatty():
+        raise SoundnetError(f"{STDIN_NAME}: a terminal, not audio: pipe a WAV file in (soundnet detect - < x.wav)")
+    folder = Path(tempfile.mkdtemp(prefix="soundnet-stdin-"))
+    try:
+        path = folder / STDIN_NAME
+        try:
+            if raw is None:
+                with open(path, "wb") as copy:
+                    shutil.copyfileobj(sys.stdin.buffer, copy, 1 << 20)
+            else:
+                _copy_raw(sys.stdin.buffer, path, raw)
+        except (OSError, RuntimeError) as error:
+            raise SoundnetError(f"{STDIN_NAME}: cannot keep a copy in {folder} ({os_reason(error)})") from None
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def audio_duration(path: Path) -> float:
     """Duration in seconds from the file header."""
     info = audio_info(path)
@@ -129,6 +213,10 @@ def audio_info(path: Path) -> sf._SoundFileInfo:
         raise SoundnetError(f"{path}: cannot read audio (broken or looping symbolic link)")
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise SoundnetError(f"{path}: cannot read audio (empty file, 0 bytes)")
+    try:  # libsndfile words a file it may not open as "System error."
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except OSError as error:
+        raise SoundnetError(f"{path}: cannot read audio ({os_reason(error)})") from None
     try:
         info = sf.info(os.fsencode(path))  # bytes: names that are not UTF-8 open too
     except (sf.LibsndfileError, RuntimeError, OSError) as error:

@@ -10,23 +10,64 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import sys
 from pathlib import Path
 
 import click
 
 from soundnet import __version__
-from soundnet.errors import SoundnetError, UsageError, printable
+from soundnet.errors import SoundnetError, UsageError, check_label, os_reason, printable
 
 log = logging.getLogger("soundnet")
 
 EXISTING = click.Path(exists=True, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 EXISTING_FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
-OUTPUT_FILE = click.Path(dir_okay=False, path_type=Path)
-OUTPUT_FOLDER = click.Path(file_okay=False, path_type=Path)
+
+
+class OutputPath(click.Path):
+    """A path to write: never empty (``--output ""`` would name the current folder)."""
+
+    def convert(self, value, param, ctx):
+        if not str(value).strip():
+            self.fail("an empty path: give a file or folder name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+OUTPUT_FILE = OutputPath(dir_okay=False, path_type=Path)
+OUTPUT_FOLDER = OutputPath(file_okay=False, path_type=Path)
 fail_fast_option = click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails (else report it and go on).")
+AUDIO_INPUTS = click.Path(exists=True, allow_dash=True, path_type=Path)  # "-": a WAV on stdin
 OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")  # soundnet.outputs.OUTPUT_FORMATS (a test holds them equal)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses NaN and infinities (click's FloatRange lets NaN
+    through, and ``inf`` past any open upper end): every float option uses it."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+MAX_SECONDS = 86400.0  # soundnet.config.MAX_SECONDS (a test holds them equal; config imports NumPy)
+SECONDS = FiniteFloat(0, MAX_SECONDS)
+PROBABILITY = FiniteFloat(0, 1)
+
+
+def _label(ctx, param, value):
+    """A label option: a short printable string (soundnet.errors.check_label), else a usage error."""
+    if value is not None:
+        try:
+            check_label(value, "the label given")
+        except SoundnetError as error:
+            raise click.BadParameter(printable(str(error)), ctx=ctx, param=param) from None
+    return value
 
 
 class _PrintableFormatter(logging.Formatter):
@@ -37,7 +78,8 @@ class _PrintableFormatter(logging.Formatter):
 
 
 def library_errors(command):
-    """Turn library errors into one-line messages with exit status 1."""
+    """Turn library errors into one-line messages with exit status 1; an OSError the
+    library did not word (a folder it could not make...) names its path and reason."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -47,6 +89,9 @@ def library_errors(command):
             raise click.UsageError(printable(str(error))) from None
         except SoundnetError as error:
             raise click.ClickException(printable(str(error))) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(printable(f"{where}{os_reason(error)}")) from None
 
     return wrapper
 
@@ -88,7 +133,7 @@ def main(verbose: int, quiet: bool) -> None:
     help="DCASE table (filename onset offset label, TSV or CSV). Without it, Audacity labels beside the audio (x.wav + x.txt).",
 )
 @click.option("--out", "-o", required=True, type=OUTPUT_FOLDER, help="Dataset folder to write.")
-@click.option("--target", "-t", help="Label of the target sound (implied when the annotations hold one label).")
+@click.option("--target", "-t", callback=_label, help="Label of the target sound (implied when the annotations hold one label).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option(
     "--config",
@@ -197,12 +242,10 @@ reference_option = click.option(
 def post_options(command):
     """Options that override the model card's post-processing."""
     options = [
-        click.option(
-            "--threshold", type=click.FloatRange(0, 1), help="Probability threshold (default: the model card's tuned value)."
-        ),
-        click.option("--median", "median_seconds", type=click.FloatRange(min=0), help="Median filter length in seconds."),
-        click.option("--min-duration", type=click.FloatRange(min=0), help="Drop events shorter than this (seconds)."),
-        click.option("--merge-gap", type=click.FloatRange(min=0), help="Merge events closer than this (seconds)."),
+        click.option("--threshold", type=PROBABILITY, help="Probability threshold (default: the model card's tuned value)."),
+        click.option("--median", "median_seconds", type=SECONDS, help="Median filter length in seconds."),
+        click.option("--min-duration", type=SECONDS, help="Drop events shorter than this (seconds)."),
+        click.option("--merge-gap", type=SECONDS, help="Merge events closer than this (seconds)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -215,7 +258,7 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=EXISTING)
+@click.argument("inputs", nargs=-1, required=True, type=AUDIO_INPUTS)
 @model_option
 @click.option("--output", "-o", type=OUTPUT_FILE, help="Write the events to this file instead of stdout.")
 @click.option(
@@ -228,7 +271,7 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
 )
 @click.option(
     "--frames",
-    type=click.Path(path_type=Path),
+    type=OutputPath(path_type=Path),
     help="Write per-frame probabilities: F.csv (time,probability) or F.npy; a folder when several files.",
 )
 @click.option("--json-frames", is_flag=True, help="With --format json, include each file's per-frame probabilities.")
@@ -244,6 +287,13 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
     show_default=True,
     help="Network runtime: LiteRT (fast start) when the model has it, or Keras.",
 )
+@click.option(
+    "--raw-format",
+    type=click.Choice(("s16le", "s32le", "f32le", "f64le")),
+    help="Standard input (-) is headerless PCM of this sample format (give --rate; --channels if not mono).",
+)
+@click.option("--rate", type=click.IntRange(min=1), help="Sample rate of raw PCM on standard input (Hz).")
+@click.option("--channels", type=click.IntRange(1, 64), default=1, show_default=True, help="Channels of raw PCM on stdin.")
 @fail_fast_option
 @post_options
 @library_errors
@@ -257,16 +307,23 @@ def detect(
     json_frames,
     plot,
     runtime,
+    raw_format,
+    rate,
+    channels,
     fail_fast,
     threshold,
     median_seconds,
     min_duration,
     merge_gap,
 ):
-    """Find the target sound in audio FILES and folders: events, and per-frame probabilities on request."""
+    """Find the target sound in audio FILES and folders (``-``: audio on stdin): events, and per-frame probabilities on request."""
+    from soundnet.audio import RawPCM
     from soundnet.detection import detect as run_detect
     from soundnet.outputs import OutputPlan
 
+    if (raw_format is None) != (rate is None):
+        raise click.UsageError("raw PCM on standard input needs both --raw-format and --rate")
+    raw = RawPCM(raw_format, rate, channels) if raw_format is not None else None
     plan = OutputPlan(fmt=fmt, output=output, output_dir=output_dir, frames=frames, json_frames=json_frames, plot=plot)
     report = run_detect(
         inputs,
@@ -275,6 +332,7 @@ def detect(
         post=_overrides(threshold, median_seconds, min_duration, merge_gap),
         outputs=plan,
         fail_fast=fail_fast,
+        raw=raw,
     )
     if report.text is not None:
         click.echo(report.text, nl=False)
@@ -290,7 +348,7 @@ def detect(
     type=EXISTING_FILE,
     help="Score this ready event table (DCASE TSV, any detector's) instead of running a model.",
 )
-@click.option("--target", "-t", help="Label to score (default: the model's target).")
+@click.option("--target", "-t", callback=_label, help="Label to score (default: the model's target).")
 @click.option("--output", "-o", type=OUTPUT_FILE, help="Write every figure and per-file counts as JSON.")
 @click.option(
     "--plot-dir",
@@ -329,13 +387,6 @@ def evaluate(
     _fail_batch(evaluation.failures, attempted=len(evaluation.scores.files) + len(evaluation.failures))
 
 
-def _false_alarm_limit(ctx, param, value):
-    """A number >= 0: click's FloatRange lets NaN through."""
-    if value is not None and not value >= 0:
-        raise click.BadParameter(f"{value} is not a number >= 0", ctx=ctx, param=param)
-    return value
-
-
 def _fmt_rate(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -346,8 +397,7 @@ def _fmt_rate(value) -> str:
 @reference_option
 @click.option(
     "--max-false-alarms-per-hour",
-    type=float,
-    callback=_false_alarm_limit,
+    type=FiniteFloat(min=0),
     help="Choose the fewest misses among the settings with at most this many false alarms per hour (default: best F1).",
 )
 @library_errors
@@ -389,14 +439,18 @@ def tune(run, inputs, annotations, max_false_alarms_per_hour):
 )
 @click.option("-n", "count", type=click.IntRange(min=1), default=100, show_default=True, help="Number of mixtures.")
 @click.option(
-    "--duration", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Seconds per mixture."
+    "--duration",
+    type=FiniteFloat(0, 3600, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds per mixture (at most 3600).",
 )
 @click.option(
     "--ebr", default="-6,0,6", show_default=True, help="Event-to-background ratios in dB to draw from, comma separated."
 )
 @click.option(
     "--presence",
-    type=click.FloatRange(0, 1),
+    type=PROBABILITY,
     default=0.5,
     show_default=True,
     help="Probability that a mixture holds a target event.",
@@ -425,6 +479,8 @@ def synth(events_dir, backgrounds, out, count, duration, ebr, presence, distract
         ebrs = [float(v) for v in ebr.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"expected numbers separated by commas, got {ebr!r}", param_hint="--ebr") from None
+    if not all(-60 <= v <= 60 for v in ebrs):  # also refuses NaN
+        raise click.BadParameter(f"expected dB values in [-60, 60], got {ebr!r}", param_hint="--ebr")
     events = synthesize(
         events_dir,
         backgrounds,

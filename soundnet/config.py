@@ -23,6 +23,9 @@ from soundnet.inputs import n_features
 #: not trained on.
 FEATURE_CODE_VERSION = 1
 
+#: Longest time a post-processing value may span (a day, in seconds).
+MAX_SECONDS = 86400.0
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -122,9 +125,9 @@ class PostConfig:
     """How per-frame probabilities become events."""
 
     threshold: float = 0.5  # a frame is active when its probability reaches it; in [0, 1]
-    median_seconds: float = 0.0  # median filter over the probabilities; 0: none
-    min_duration: float = 0.0  # shorter events are dropped (seconds)
-    merge_gap: float = 0.0  # events closer than this are merged (seconds)
+    median_seconds: float = 0.0  # median filter over the probabilities; 0: none; at most MAX_SECONDS
+    min_duration: float = 0.0  # shorter events are dropped (seconds); at most MAX_SECONDS
+    merge_gap: float = 0.0  # events closer than this are merged (seconds); at most MAX_SECONDS
 
     def __str__(self) -> str:
         return (
@@ -135,8 +138,8 @@ class PostConfig:
     def __post_init__(self) -> None:
         _unit_interval(self, "threshold")
         for name in ("median_seconds", "min_duration", "merge_gap"):
-            if not 0 <= getattr(self, name) < math.inf:  # also refuses NaN
-                _fail(f"{name} must be >= 0 and finite. Received: {name}={getattr(self, name)}")
+            if not 0 <= getattr(self, name) <= MAX_SECONDS:  # also refuses NaN
+                _fail(f"{name} must be >= 0 and at most {MAX_SECONDS:g} seconds. Received: {name}={getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -273,8 +276,38 @@ def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
+#: Largest YAML config soundnet reads.
+MAX_CONFIG_BYTES = 2**20
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``, read with limits: at most :data:`MAX_CONFIG_BYTES`,
+    UTF-8, safe tags only, and no aliases (``*name``: a few lines of them can expand to
+    gigabytes, the "billion laughs"; a config never needs one)."""
+    import yaml
+
+    from soundnet.storage import read_bounded
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                _fail(f"{path} line {mark.line + 1}: YAML aliases (*name) are not accepted in a config")
+            return super().compose_node(parent, index)
+
+    data = read_bounded(path, limit=MAX_CONFIG_BYTES, what="config")
+    try:
+        return yaml.load(data.decode("utf-8"), Loader=NoAliasLoader)  # noqa: S506  a SafeLoader
+    except UnicodeDecodeError:
+        _fail(f"{path}: not a UTF-8 text file (save the config as UTF-8)")
+    except RecursionError:
+        _fail(f"{path}: not valid YAML (nested too deeply)")
+    except yaml.YAMLError as error:
+        _fail(f"{path}: not valid YAML ({str(error).splitlines()[0]})")
+
+
 def load_config(path: Path | None = None, **overrides: Any) -> Config:
-    """Read a YAML config (safe_load) over the defaults; ``overrides`` replace training keys.
+    """Read a YAML config (:func:`read_yaml`) over the defaults; ``overrides`` replace training keys.
 
     Parameters
     ----------
@@ -282,17 +315,9 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         A YAML file with any of the sections ``features``, ``model``, ``training``,
         ``postprocessing``, ``augmentation``; None gives the defaults.
     """
-    import yaml
-
     data: dict = {}
     if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-            data = yaml.safe_load(text) or {}
-        except OSError as error:
-            _fail(f"{path}: cannot read config ({error.strerror or error})")
-        except yaml.YAMLError as error:
-            _fail(f"{path}: not valid YAML ({str(error).splitlines()[0]})")
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             _fail(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     where = str(path) if path is not None else "config"

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from soundnet.audio import as_paths, find_audio, iter_audio
+from soundnet.audio import STDIN, STDIN_NAME, RawPCM, as_paths, find_audio, iter_audio, spooled_stdin
 from soundnet.batch import BatchResult, Failure, run_batch
 from soundnet.config import PostConfig
-from soundnet.errors import SoundnetError, printable
+from soundnet.errors import SoundnetError, UsageError, printable
 from soundnet.events import Event
 from soundnet.features import iter_features, one_blas_thread, silent_frames
 from soundnet.postprocess import to_events
@@ -266,13 +266,15 @@ def detect(
     post: PostConfig | Mapping[str, float | None] | None = None,
     outputs: OutputPlan | None = None,
     fail_fast: bool = False,
+    raw: RawPCM | None = None,
 ) -> DetectReport:
     """Detect the target sound in audio files and folders.
 
     Parameters
     ----------
     inputs : path or iterable of paths
-        Audio files and folders (searched recursively).
+        Audio files and folders (searched recursively); ``"-"`` reads standard input
+        (a WAV, or any file soundfile reads), named ``<stdin>`` in the outputs.
     model : Path or None
         A run folder; None for the bundled default detector.
     runtime : {"auto", "litert", "keras"}
@@ -286,6 +288,8 @@ def detect(
         the network loads.
     fail_fast : bool
         Stop at the first file that fails (else it is logged, recorded, and the batch goes on).
+    raw : RawPCM or None
+        Standard input (``"-"``) is headerless PCM of this format, not a file with a header.
 
     Returns
     -------
@@ -296,6 +300,18 @@ def detect(
     from soundnet.outputs import OutputPlan, OutputWriter
 
     roots = as_paths(inputs)
+    if raw is not None and STDIN not in roots:
+        raise UsageError("raw PCM options describe standard input: give - among the inputs")
+    if STDIN in roots:
+        with spooled_stdin(raw) as copy:
+            return detect(
+                [copy if root == STDIN else root for root in roots],
+                model=model,
+                runtime=runtime,
+                post=post,
+                outputs=outputs,
+                fail_fast=fail_fast,
+            )
     paths = find_audio(roots)
     names = {path: display_name(path, roots) for path in paths}
     detector = Detector(model, runtime=runtime)
@@ -306,7 +322,12 @@ def detect(
     detector.load()
 
     def detect_one(path: Path) -> Detection:
-        detection = detector.detect_file(path, post=post, name=names[path])
+        try:
+            detection = detector.detect_file(path, post=post, name=names[path])
+        except SoundnetError as error:
+            if path.name != STDIN_NAME:
+                raise
+            raise SoundnetError(str(error).replace(str(path), STDIN_NAME)) from None  # not the copy's temporary path
         writer.write_file(detection)
         return detection
 

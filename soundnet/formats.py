@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, check_label
 from soundnet.events import Event
-from soundnet.storage import save_npy, write_text
+from soundnet.storage import MAX_TEXT_BYTES, read_bounded, save_npy, write_text
 
 FORMATS = ("tsv", "csv", "json", "audacity", "raven")
 
@@ -351,13 +351,12 @@ class Row:
 
 
 def read_text(path: Path) -> str:
-    """The text of ``path`` (UTF-8, a byte order mark dropped); SoundnetError naming it if unreadable."""
+    """The text of ``path`` (UTF-8, a byte order mark dropped; at most
+    :data:`~soundnet.storage.MAX_TEXT_BYTES`); SoundnetError naming it if unreadable."""
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
+        return read_bounded(path, limit=MAX_TEXT_BYTES, what="table").decode("utf-8-sig")
     except UnicodeDecodeError:
         raise SoundnetError(f"{path}: not a UTF-8 text file") from None
-    except OSError as error:
-        raise SoundnetError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
 def _number(text: str, what: str, where: str) -> float:
@@ -382,6 +381,8 @@ def _event(filename: str, onset: str, offset: str, label: str, confidence: str, 
     if end < start:
         raise SoundnetError(f"{where}: offset {end} is before onset {start}")
     score = None if not confidence.strip() else _number(confidence, "confidence", where)
+    if label:
+        check_label(label, where)  # no label can forge a line or a field of any output
     return Event(filename, start, end, label, score)
 
 
@@ -589,6 +590,8 @@ def _read_json(path: Path, text: str) -> list[Event]:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise SoundnetError(f"{path} line {error.lineno}: not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise SoundnetError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, list):
         raise SoundnetError(f"{path}: expected a JSON array of file objects")
     events = []

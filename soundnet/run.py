@@ -25,7 +25,7 @@ import numpy as np
 
 from soundnet import __version__
 from soundnet.config import FEATURE_CODE_VERSION, FeatureConfig, ModelConfig, PostConfig, from_dict, to_dict
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, check_label
 from soundnet.guard import holds
 from soundnet.inputs import input_shapes
 from soundnet.storage import read_json, write_json
@@ -112,6 +112,7 @@ class ModelCard:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise SoundnetError(f"{where}: not a soundnet model card ({error!r})") from None
+        check_label(card.target, f"{where} target")
         if card.mean.shape != (features.n_features,) or card.std.shape != (features.n_features,):
             raise SoundnetError(
                 f"{where}: normalisation statistics do not match the feature config ({features.n_features} features)"

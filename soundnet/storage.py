@@ -1,28 +1,114 @@
-"""Small file helpers: atomic writes and row-range reads of .npy arrays.
+"""Small file helpers: atomic writes, bounded reads and row-range reads of .npy arrays.
 
 Every output of soundnet is written to a temporary name in its final folder and
 renamed when complete, so an interrupted run never leaves a file that looks whole.
+The temporary name is ``.part-PID-XXXXXXXX-NAME`` (the writer's process id, a random
+part, the final name, cut at its start if the whole would be too long a name): a
+process killed before its rename leaves such a file, and the next soundnet writing
+into that folder removes it (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
+import logging
 import os
+import re
+import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, os_reason
+
+log = logging.getLogger(__name__)
+
+#: Largest JSON file (card, manifest, event list) and event table soundnet reads.
+MAX_TEXT_BYTES = 256 * 2**20
+
+_TEMPORARY = re.compile(r"^\.part-([0-9]{1,7})-[a-z0-9_]{8}-")
+_NAME_MAX = 255  # bytes in a file name (Linux, macOS)
+_PID_MAX = 4194304  # the largest process id Linux hands out
+_STARTED = time.time()  # a file last modified before this was not being written for this process
+_QUIET_SECONDS = 60.0  # a temporary file left unmodified this long has no writer at work
+_cleaned: set[Path] = set()
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one we may not signal counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files killed soundnet writers left in ``folder``; return them.
+
+    A file is removed only when all of these hold: its name is soundnet's temporary
+    name (``.part-PID-XXXXXXXX-NAME``), it is a regular file, the process ``PID`` that
+    wrote it no longer runs (a reused PID keeps the file: the safe side), and it was
+    last modified before this process started or has not been modified for a minute
+    (a writer on another machine or in another container sharing the folder, whose
+    PID means nothing here, is still writing). A writer at work, and anything else in
+    the folder, is never touched. Each folder is looked at once per process.
+    """
+    folder = Path(folder)
+    if folder in _cleaned:
+        return []
+    _cleaned.add(folder)
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMPORARY.match(entry.name)
+            if not match or not 0 < int(match[1]) <= _PID_MAX or int(match[1]) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                quiet = info.st_mtime < _STARTED or time.time() - info.st_mtime > _QUIET_SECONDS
+                if stat.S_ISREG(info.st_mode) and quiet and not _running(int(match[1])):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+                    log.info("%s: removed (left by an interrupted soundnet)", entry.path)
+    return removed
+
+
+def _temporary(path: Path) -> Path:
+    """A new empty file ``.part-PID-XXXXXXXX-NAME`` beside ``path`` (mode 0600)."""
+    prefix = f".part-{os.getpid()}-"
+    room = _NAME_MAX - len(prefix) - 9  # 8 random characters and a dash
+    name = os.fsencode(path.name)
+    if len(name) > room:  # keep the end: the suffix some writers need (.keras, .npy)
+        name = name[-room:]
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix="-" + os.fsdecode(name), dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _refuse_file_in_the_way(path: Path) -> None:
+    """Name the file that stands where a folder of ``path`` should be (mkdir would only
+    say "File exists")."""
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise SoundnetError(f"{path}: cannot write ({folder} is a file, not a folder)")
+            return
 
 
 @contextlib.contextmanager
@@ -33,24 +119,61 @@ def atomic_path(path: Path) -> Iterator[Path]:
     ``/dev/stdout``) is written directly: replacing it would be wrong, and there is
     nothing to keep whole. A symbolic link to a file keeps the link: the file it
     points to is replaced.
+
+    Raises
+    ------
+    SoundnetError
+        An OSError on the way (permission denied, read-only file system, full disk, a
+        folder in the path that is a file...), as one line naming ``path`` and the
+        reason; the temporary file is removed.
     """
     path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
-        yield path
-        return
-    if path.is_symlink() and path.exists():
-        path = path.resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
     try:
-        yield Path(tmp)
+        if path.exists() and not path.is_file() and not path.is_dir():
+            yield path
+            return
+        if path.is_symlink() and path.exists():
+            path = path.resolve()
+        _refuse_file_in_the_way(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent)
+        tmp = _temporary(path)
+    except OSError as error:
+        raise SoundnetError(f"{path}: cannot write ({os_reason(error)})") from None
+    try:
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as error:
+        _discard(tmp)
+        if isinstance(error, (OSError, RuntimeError)):  # RuntimeError: soundfile's and h5py's write errors
+            raise SoundnetError(f"{path}: cannot write ({os_reason(error)})") from None
         raise
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a failed temporary file. It is emptied first, and the objects of the failed
+    writer collected: on a full disk a library may still hold it open (h5py, whose file
+    objects would retry their flush when freed and crash the interpreter at exit)."""
+    with contextlib.suppress(OSError):
+        os.truncate(tmp, 0)
+    gc.collect()
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def ensure_room(path: Path, needed: int) -> None:
+    """Refuse (SoundnetError naming ``path``) to write ``needed`` bytes beside ``path``
+    when its file system has less free: for writers that cannot fail cleanly on a full
+    disk (h5py crashes the interpreter at exit after a failed write)."""
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        return  # the write itself will say what is wrong
+    if free < needed:
+        raise SoundnetError(
+            f"{path}: cannot write (No space left on device: {free // 1024} KiB free, about {needed // 1024} KiB needed)"
+        )
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -61,12 +184,8 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     SoundnetError
         The file or its folder cannot be written (nothing is left behind).
     """
-    try:
-        with atomic_path(path) as tmp:
-            write(tmp)
-    except (OSError, RuntimeError) as error:  # RuntimeError: soundfile's write errors
-        reason = getattr(error, "strerror", None) or " ".join(str(error).split())
-        raise SoundnetError(f"{path}: cannot write ({reason})") from None
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -83,13 +202,40 @@ def write_json(path: Path, data: object) -> None:
     write_text(path, text + "\n")
 
 
-def read_json(path: Path) -> dict:
+def read_bounded(path: Path, *, limit: int, what: str) -> bytes:
+    """The bytes of the regular file ``path``, refused (SoundnetError) past ``limit`` bytes.
+
+    A FIFO, device or socket is refused at once rather than waited on; an unreadable
+    file gives the reason (``Permission denied``...).
+    """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SoundnetError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SoundnetError(f"{path}: not a readable JSON file ({error})") from None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        raise SoundnetError(f"{path}: cannot read {what} ({os_reason(error)})") from None
+    with open(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SoundnetError(f"{path}: not a regular file (a {what} is read from a file)")
+            data = f.read(limit + 1)
+        except OSError as error:
+            raise SoundnetError(f"{path}: cannot read {what} ({os_reason(error)})") from None
+    if len(data) > limit:
+        raise SoundnetError(f"{path}: {what} larger than {limit / 2**20:g} MB (refused)")
+    return data
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path`` (at most :data:`MAX_TEXT_BYTES`, any nesting refused
+    with one line rather than a RecursionError)."""
+    data = read_bounded(path, limit=MAX_TEXT_BYTES, what="JSON file")
+    try:
+        data = json.loads(data)
+    except json.JSONDecodeError as error:
+        raise SoundnetError(f"{path}: not a readable JSON file (line {error.lineno}: {error.msg})") from None
+    except UnicodeDecodeError:
+        raise SoundnetError(f"{path}: not a readable JSON file (not UTF-8 text)") from None
+    except RecursionError:
+        raise SoundnetError(f"{path}: not a readable JSON file (nested too deeply)") from None
     if not isinstance(data, dict):
         raise SoundnetError(f"{path}: expected a JSON object")
     return data

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from soundnet.audio import audio_files, audio_info, error_reason, load_audio
-from soundnet.errors import SoundnetError, UsageError
+from soundnet.errors import SoundnetError, UsageError, check_label
 from soundnet.events import Event
 from soundnet.guard import holds, refuse_overwrites
 from soundnet.storage import write_atomic, write_text
@@ -228,8 +228,9 @@ def _folder_label(folder: Path) -> str:
 
 
 def _check_label(label: str, folder: Path) -> None:
-    if not label or label != label.strip() or any(c in label for c in "\t\r\n"):
-        raise SoundnetError(f"{folder}: label {label!r} cannot go in a TSV (empty, or with tabs, newlines, edge spaces)")
+    check_label(label, f"{folder}: the folder names the label")
+    if label != label.strip():
+        raise SoundnetError(f"{folder}: label {label!r} cannot go in a TSV (edge spaces)")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from soundnet.run import (
     write_card,
 )
 from soundnet.scoring import frame_scores
-from soundnet.storage import read_json, save_npy, write_json, write_text
+from soundnet.storage import atomic_path, ensure_room, read_json, save_npy, write_json, write_text
 from soundnet.tuning import TuneResult, search_postprocessing
 from soundnet.windows import pad_window, window_starts
 
@@ -364,10 +363,16 @@ PROGRESS = "progress.json"
 
 
 def _save_whole(path: Path, save) -> None:
-    """Save with Keras (which needs the real suffix) to a temporary name, then rename."""
-    tmp = path.with_name(".tmp-" + path.name)
-    save(tmp)
-    os.replace(tmp, path)
+    """Save with Keras to a temporary name (which keeps the real suffix Keras needs), then rename.
+
+    A ``.weights.h5`` file is written by h5py, which on a full disk leaves objects that
+    crash the interpreter at exit: room for it (three times the weights, and 1 MiB) is
+    checked first. A ``.keras`` file is written through Python's zipfile and fails cleanly.
+    """
+    if path.suffix == ".h5":
+        ensure_room(path, 3 * sum(w.nbytes for w in save.__self__.get_weights()) + 2**20)
+    with atomic_path(path) as tmp:
+        save(tmp)
 
 
 def _truncate_history(path: Path, epochs: int) -> None:
@@ -736,6 +741,6 @@ def _write_run_files(partial: Path, model: keras.Model, card: ModelCard) -> Mode
     write_card(partial, card)
     for name in (STATE, PROGRESS, LAST_STATE, "best.weights.h5", HardNegatives.FILE):
         (partial / name).unlink(missing_ok=True)
-    for leftover in (*partial.glob("best-*.weights.h5"), *partial.glob(".tmp-*")):
+    for leftover in (*partial.glob("best-*.weights.h5"), *partial.glob(".tmp-*"), *partial.glob(".part-*")):
         leftover.unlink()
     return card

@@ -83,7 +83,7 @@ def test_killed_extract_leaves_nothing_half_written_and_resumes(tmp_path):
     assert 2 <= len(finished) < 12, "the kill came too late to interrupt anything"
     for path in files.iterdir():  # whatever carries a final name is whole; temporaries start with "."
         if path.name.startswith("."):
-            assert path.name.endswith(".part"), path
+            assert path.name.startswith(".part-"), path
         elif path.suffix == ".npy":
             np.load(path)
         elif path.suffix == ".json":
