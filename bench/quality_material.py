@@ -44,12 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
+MATERIAL_VERSION = 1  # bump when the catalogue or the mixing changes: the cache key holds it
 SR = 16000
 MIX_SECONDS = 10.0
 EBRS = (-6.0, 0.0, 6.0)
 MAX_EVENT_SECONDS = 5.0
 FOLDS = 5
 BACKGROUND_CAP_SECONDS = 120.0  # longer recordings (music) are cut: enough variety, less decoding
+TEST_BACKGROUND_CAP_SECONDS = 60.0  # per recording in the pure-background test audio
 BACKGROUND_RMS = 0.03  # about -30 dBFS before the +-3 dB random gain
 
 FORBIDDEN_PACKAGES = ("openttd-opensfx", "gcompris-qt-data", "sound-theme-freedesktop")
@@ -494,7 +496,7 @@ def _string_together(clips: list[np.ndarray], seconds: float, gap: float = 0.5) 
 def build(target_name: str, cache: Path, *, n_train: int, n_test: int, seed: int = 0) -> Path:
     """Build (or reuse) one target's material; returns its folder."""
     target = TARGETS[target_name]
-    key = f"{target_name}-train{n_train}-test{n_test}-seed{seed}"
+    key = f"{target_name}-v{MATERIAL_VERSION}-train{n_train}-test{n_test}-seed{seed}"
     folder = cache / "material" / key
     if (folder / "material.json").is_file():
         return folder
@@ -541,6 +543,7 @@ def build(target_name: str, cache: Path, *, n_train: int, n_test: int, seed: int
     seconds = 0.0
     for name in bgs_test.names():
         for j, (_, y) in enumerate(bgs_test.sources[name]):
+            y = y[: int(TEST_BACKGROUND_CAP_SECONDS * SR)]  # no kind (music) dominates the hour
             _write(background / f"{name}_{j}.wav", y)
             seconds += len(y) / SR
 
