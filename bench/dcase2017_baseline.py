@@ -17,8 +17,9 @@ DCASE2017-baseline-system, ``applications/parameters/task2.defaults.yaml`` (set
   epochs, early stopping on the validation binary accuracy (min_delta 0.001, patience
   10, the weights of the last epoch kept, as Keras 1 did); validation: 10 % of the
   training files, balanced between files with and without the event;
-- detection: frame decisions at threshold 0.5, a median filter of 0.54 s (27 frames) on
-  the decisions, events = runs of active frames. No other post-processing.
+- detection: frame decisions p > 0.5, a median filter of 0.54 s (27 frames,
+  ``scipy.signal.medfilt`` as the published recognizer) on the decisions, events = runs
+  of active frames. No other post-processing (``event_post_processing`` is off).
 
 ``python bench/dcase2017_baseline.py TRAIN_DIR TRAIN_TABLE --target T --out DIR
 --detect DIR [--detect DIR ...] [--seed N]`` trains, then writes for each detect folder
@@ -134,9 +135,10 @@ def split_validation(table: dict[str, list], rng: np.random.Generator) -> tuple[
 
 
 def median_filter(decisions: np.ndarray, frames: int) -> np.ndarray:
-    from scipy.ndimage import median_filter as scipy_median
+    """The published activity processing: ``scipy.signal.medfilt`` (zero-padded edges)."""
+    from scipy.signal import medfilt
 
-    return scipy_median(decisions.astype(np.float32), size=frames, mode="nearest")
+    return medfilt(decisions.astype(np.float64), kernel_size=frames)
 
 
 def events_of(active: np.ndarray) -> list[tuple[float, float]]:
@@ -148,9 +150,8 @@ def events_of(active: np.ndarray) -> list[tuple[float, float]]:
 def detect(model, mean, std, path: Path) -> list[tuple[float, float]]:
     x = (stack(log_mel(path)) - mean) / std
     p = model.predict_on_batch(x.astype(np.float32))[:, 0]
-    frames = int(round(MEDIAN_SECONDS * SR / HOP))
-    frames += 1 - frames % 2  # odd: 0.54 s = 27 frames
-    return events_of(median_filter(p >= THRESHOLD, frames) >= 0.5)
+    frames = int(MEDIAN_SECONDS / (HOP / SR))  # as published: int(0.54 / 0.02) = 27 frames
+    return events_of(median_filter(p > THRESHOLD, frames) > 0.5)
 
 
 def main(argv=None) -> int:
