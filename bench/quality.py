@@ -83,12 +83,13 @@ def supported(variant: Variant) -> list[str]:
     missing = []
     for where, what in variant.needs:
         if where == "config":
-            node = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+            node, found = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text()), True
             for key in what.split("."):
-                node = node.get(key) if isinstance(node, dict) else None
-                if node is None:
+                found = isinstance(node, dict) and key in node  # a key whose default is null counts
+                if not found:
                     break
-            if node is None:
+                node = node[key]
+            if not found:
                 missing.append(f"config key {what}")
         else:
             text = subprocess.run([*SOUNDNET, where, "--help"], env=ENV, capture_output=True, text=True).stdout
