@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-MATERIAL_VERSION = 1  # bump when the catalogue or the mixing changes: the cache key holds it
+MATERIAL_VERSION = 2  # bump when the catalogue or the mixing changes: the cache key holds it
 SR = 16000
 MIX_SECONDS = 10.0
 EBRS = (-6.0, 0.0, 6.0)
@@ -52,6 +52,7 @@ MAX_EVENT_SECONDS = 5.0
 FOLDS = 5
 BACKGROUND_CAP_SECONDS = 120.0  # longer recordings (music) are cut: enough variety, less decoding
 TEST_BACKGROUND_CAP_SECONDS = 60.0  # per recording in the pure-background test audio
+SILENT_RMS = 1e-4  # a 1 s stretch of background below this (-80 dBFS) counts as silence
 BACKGROUND_RMS = 0.03  # about -30 dBFS before the +-3 dB random gain
 
 FORBIDDEN_PACKAGES = ("openttd-opensfx", "gcompris-qt-data", "sound-theme-freedesktop")
@@ -161,7 +162,7 @@ BACKGROUNDS_TRAIN = (
     S("megaglest_rain_forest", _MG + "tilesets/birch_forest/sounds/rain.ogg", kind="rain"),
     S("megaglest_rain_desert", _MG + "tilesets/desert2/sounds/rain.wav", kind="rain"),
     S("megaglest_wind", _MG + "tilesets/winter/sounds/wind.ogg", _MG + "tilesets/winter_forest/sounds/wind.ogg", kind="wind"),
-    S("widelands_benchsaw", _WL + "sound/atlanteans/saw/benchsaw_*.ogg", kind="machinery"),
+    S("widelands_furnace", _WL + "sound/metal/furnace.ogg", kind="machinery"),
     S("widelands_weaving", _WL + "sound/mill/weaving.ogg", kind="machinery"),
     S("widelands_inn", _WL + "sound/barbarians/taverns/inn_01.ogg", kind="crowd"),
     S("megaglest_night_forest", _MG + "tilesets/birch_forest/sounds/night.ogg", kind="night"),
@@ -178,7 +179,7 @@ BACKGROUNDS_TEST = (
     S("supertux_rain", _ST + "sounds/rain.wav", kind="rain"),
     S("megaglest_hell", _MG + "tilesets/hell/sounds/hell.ogg", kind="wind"),
     S("widelands_stonecutter", _WL + "sound/atlanteans/cutting/stonecutter_*.ogg", kind="machinery"),
-    S("widelands_weaver_barbarians", _WL + "sound/barbarians/weaver.ogg", kind="machinery"),
+    S("widelands_sharpening", _WL + "sound/smiths/sharpening.ogg", kind="machinery"),
     S("megaglest_night_mediterran", _MG + "tilesets/mediterran/sounds/night.ogg", kind="night"),
     S("megaglest_day_desert", _MG + "tilesets/mediterran/sounds/desertday.ogg", kind="day"),
     S("moh_reno_project_system", _MOH + "reno_project-system.wav", kind="music"),
@@ -356,10 +357,18 @@ def _decode(sources, cache: Path, *, background: bool = False) -> Pool:
         for f in files:
             y = load(f, max_seconds=BACKGROUND_CAP_SECONDS if background else None)
             y = y if background else trim(y)
+            if background and _silent_seconds(y):
+                raise SystemExit(f"quality_material: background {f} has {_silent_seconds(y)} s of silence")
             if len(y) >= 0.1 * SR:
                 clips.append((f, y))
         pool.sources[s.name] = clips
     return pool
+
+
+def _silent_seconds(y: np.ndarray) -> int:
+    """Whole seconds of ``y`` quieter than SILENT_RMS (a background must have none)."""
+    k = len(y) // SR
+    return int((np.sqrt(np.mean(y[: k * SR].reshape(k, SR) ** 2, axis=1)) < SILENT_RMS).sum()) if k else 0
 
 
 def _speech_files(sources, cache: Path) -> set[Path]:
@@ -401,7 +410,10 @@ def _folds(names: list[str], rng: np.random.Generator) -> list[list[str]]:
 def mix_one(bg: np.ndarray, event: np.ndarray | None, distractors: list[np.ndarray], rng: np.random.Generator):
     """One 10 s mixture; returns (signal, target (onset, offset) or None, checks)."""
     n = int(MIX_SECONDS * SR)
-    base = excerpt(bg, MIX_SECONDS, rng).astype(np.float64)
+    for _ in range(20):  # no stretch of digital silence (music intros, gaps): the EBR needs a background
+        base = excerpt(bg, MIX_SECONDS, rng).astype(np.float64)
+        if np.sqrt(np.mean(base.reshape(-1, SR) ** 2, axis=1)).min() >= SILENT_RMS:
+            break
     base *= BACKGROUND_RMS * 10 ** (rng.uniform(-3, 3) / 20) / np.sqrt(energy(base))
     y = base.copy()
     placed: list[tuple[int, int]] = []
@@ -410,10 +422,12 @@ def mix_one(bg: np.ndarray, event: np.ndarray | None, distractors: list[np.ndarr
 
     def put(clip: np.ndarray, ebr: float, start: int) -> float:
         clip = clip[: n - start].astype(np.float64)
-        under = energy(base[start : start + len(clip)])
+        # the background's energy under the event, floored at 1 % of the excerpt's so that a
+        # quiet stretch never scales the event down to nothing
+        under = max(energy(base[start : start + len(clip)]), 0.01 * energy(base))
         gain = np.sqrt(10 ** (ebr / 10) * under / energy(clip))
         y[start : start + len(clip)] += gain * clip
-        got = 10 * np.log10(energy(gain * clip) / under)
+        got = 10 * np.log10(np.mean((gain * clip) ** 2) / np.mean(base[start : start + len(clip)] ** 2))
         placed.append((start, start + len(clip)))
         return got
 
@@ -469,12 +483,13 @@ def _mixtures(out: Path, count: int, label: str, groups: list[tuple[str, Pool, P
         else:
             present += 1
             rows.append(f"{name}\t{target[0]:.3f}\t{target[1]:.3f}\t{label}\t{group}")
-            ebr_errors.append(abs(checks["ebr_measured"] - checks["ebr"]))
+            ebr_errors.append(abs(checks["ebr_measured"] - checks["ebr"]))  # > 0 only where floored
     (out / "annotations.tsv").write_text("\n".join(rows) + "\n")
     return {
         "mixtures": count,
         "with_target": present,
         "max_ebr_error_db": max(ebr_errors, default=0.0),
+        "events_over_floored_background": int(sum(e > 0.01 for e in ebr_errors)),
         "files_used": {k: sorted(v) for k, v in used.items()},
     }
 
