@@ -62,17 +62,28 @@ class Variant:
     needs: tuple[tuple[str, str], ...] = ()
 
 
+_BEFORE = {"augmentation": {"copies": 0}, "training": {"shift_frames": 0, "hard_negative_weight": 1.0}}
 VARIANTS = {
-    # today's defaults
+    # soundnet's defaults of the code installed (results named "plain" in BENCHMARKS.md
+    # were run with the code before issue 11, a85ba92: validation by file, nothing below)
     "plain": Variant(),
-    # ---- plug-in points of the features being built for issue 11 ------------------------
-    # extract --negatives DIR: real recordings without the target added as negative files
+    # ---- the ablation of issue 11, each step adding to the one before ---------------------
+    # the training of a85ba92 with this code: no shifts, no copies, no mining, validation by file
+    "before": Variant(
+        config=_BEFORE, extract_options=("--group-pattern", ".*", "--augment", "0"), needs=(("extract", "--group-pattern"),)
+    ),
+    # + validation holding out whole groups (the material's group column: folds of sources)
+    "grouped": Variant(config=_BEFORE, extract_options=("--augment", "0"), needs=(("extract", "--group-pattern"),)),
+    # + random window shifts and 2 augmented copies per recording (the defaults)
+    "augment": Variant(needs=(("config", "augmentation.copies"),)),
+    # + the target's real negative recordings (--negatives), with hard-negative mining (the defaults)
     "negatives": Variant(extract_options=("--negatives", "{negatives}"), needs=(("extract", "--negatives"),)),
-    # augmentation: {copies: N}: N augmented copies of each training file
-    "augment": Variant(config={"augmentation": {"copies": 2}}, needs=(("config", "augmentation.copies"),)),
-    # grouped validation: validation files held out by the annotation table's group column.
-    # The option's final name is not fixed yet; adjust the key here when it lands.
-    "grouped": Variant(config={"training": {"validation_groups": "group"}}, needs=(("config", "training.validation_groups"),)),
+    # + SpecAugment-style masks
+    "masking": Variant(
+        config={"training": {"time_mask_frames": 10, "feature_mask_columns": 8}},
+        extract_options=("--negatives", "{negatives}"),
+        needs=(("config", "training.time_mask_frames"),),
+    ),
 }
 
 
