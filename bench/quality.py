@@ -78,6 +78,14 @@ VARIANTS = {
     "augment": Variant(needs=(("config", "augmentation.copies"),)),
     # + the target's real negative recordings (--negatives), with hard-negative mining (the defaults)
     "negatives": Variant(extract_options=("--negatives", "{negatives}"), needs=(("extract", "--negatives"),)),
+    # one measure at a time on top of "grouped"
+    "shift": Variant(
+        config={**_BEFORE, "training": {**_BEFORE["training"], "shift_frames": 25}}, extract_options=("--augment", "0")
+    ),
+    "copies": Variant(config=_BEFORE, extract_options=("--augment", "2")),
+    "mining": Variant(
+        config={**_BEFORE, "training": {**_BEFORE["training"], "hard_negative_weight": 3.0}}, extract_options=("--augment", "0")
+    ),
     # + SpecAugment-style masks
     "masking": Variant(
         config={"training": {"time_mask_frames": 10, "feature_mask_columns": 8}},
