@@ -86,6 +86,12 @@ VARIANTS = {
     "mining": Variant(
         config={**_BEFORE, "training": {**_BEFORE["training"], "hard_negative_weight": 3.0}}, extract_options=("--augment", "0")
     ),
+    # early stopping and the kept epoch on validation frame AP instead of validation loss
+    "negatives-ap": Variant(
+        config={"training": {"monitor": "val_ap"}},
+        extract_options=("--negatives", "{negatives}"),
+        needs=(("config", "training.monitor"),),
+    ),
     # + SpecAugment-style masks
     "masking": Variant(
         config={"training": {"time_mask_frames": 10, "feature_mask_columns": 8}},

@@ -93,7 +93,8 @@ class TrainConfig:
     learning_rate: float = 0.001  # RMSprop; > 0
     stride: int = 50  # frames between training windows; >= 1
     validation_fraction: float = 0.2  # of the files held out; in [0, 1]
-    patience: int = 8  # epochs without a better validation loss before stopping; >= 1
+    patience: int = 8  # epochs without a better validation figure (monitor) before stopping; >= 1
+    monitor: str = "val_loss"  # what early stopping and the kept epoch follow: val_loss (lower) or val_ap (higher)
     max_positive_weight: float = 20.0  # cap of the positive frames' class weight; >= 1, finite
     seed: int = 0  # data split, order and initial weights
     shift_frames: int = 25  # each epoch moves every training window by up to this many frames; >= 0
@@ -118,6 +119,8 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 _fail(f"{name} must be >= 0. Received: {name}={getattr(self, name)}")
         _positive(self, "hard_negative_windows")
+        if self.monitor not in ("val_loss", "val_ap"):
+            _fail(f"monitor must be val_loss or val_ap. Received: monitor={self.monitor!r}")
 
 
 @dataclass(frozen=True)

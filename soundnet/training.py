@@ -323,15 +323,16 @@ class Checkpoint(keras.callbacks.Callback):
     training the best weights are restored.
     """
 
-    def __init__(self, folder: Path, *, patience: int, progress: dict | None = None):
+    def __init__(self, folder: Path, *, patience: int, progress: dict | None = None, monitor: str = "val_loss"):
         super().__init__()
-        self.folder, self.patience = folder, patience
+        self.folder, self.patience, self.monitor = folder, patience, monitor
         self.progress = progress or {"epochs_done": 0, "best_loss": None, "best_epoch": None, "best_file": None, "wait": 0}
         if "best_file" not in self.progress:  # written by soundnet 0.1.0 before per-epoch best files
             self.progress["best_file"] = "best.weights.h5" if self.progress.get("best_epoch") is not None else None
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("val_loss")
+        value = (logs or {}).get(self.monitor)
+        loss = None if value is None else (-value if self.monitor == "val_ap" else value)  # lower is better
         p = dict(self.progress)
         if loss is not None and np.isfinite(loss) and (p["best_loss"] is None or loss < p["best_loss"]):
             p.update(best_loss=float(loss), best_epoch=epoch, best_file=f"best-{epoch + 1}.weights.h5", wait=0)
@@ -339,7 +340,7 @@ class Checkpoint(keras.callbacks.Callback):
         else:
             p["wait"] += 1
             if p["wait"] >= self.patience:
-                log.info("no better validation loss for %d epochs: stopping", self.patience)
+                log.info("no better %s for %d epochs: stopping", self.monitor, self.patience)
                 self.model.stop_training = True
         _save_whole(self.folder / LAST_STATE, self.model.save)
         p["epochs_done"] = epoch + 1
@@ -354,7 +355,10 @@ class Checkpoint(keras.callbacks.Callback):
         if best:
             self.model.load_weights(self.folder / best)
             log.info(
-                "kept the weights of epoch %d (validation loss %.4f)", self.progress["best_epoch"] + 1, self.progress["best_loss"]
+                "kept the weights of epoch %d (%s %.4f)",
+                self.progress["best_epoch"] + 1,
+                self.monitor,
+                abs(self.progress["best_loss"]),
             )
 
 
@@ -637,7 +641,7 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         model = build_model(plan.config.model, n_mfcc=plan.dataset.feature_config.n_mfcc)
         model.compile(optimizer=keras.optimizers.RMSprop(t.learning_rate), loss="binary_crossentropy")
     validation = Validation(batches, plan.dataset, plan.val_entries, plan.card, plan.positive_weight)
-    checkpoint = Checkpoint(partial, patience=t.patience, progress=progress)
+    checkpoint = Checkpoint(partial, patience=t.patience, progress=progress, monitor=t.monitor)
     mining = []
     if t.hard_negative_weight > 1:
         if not resume:
