@@ -411,20 +411,51 @@ def measure_negatives(folder: Path, *, model: Path | None, example: Path, work: 
     }
 
 
-def negatives_backgrounds(work: Path, *, synthetic: Path, negatives: Path, name: str) -> Path:
+def negatives_backgrounds(work: Path, *, synthetic: Path, negatives: Path, name: str, real: int | None = None) -> Path:
     """A folder ``WORK/name`` of links to the synthetic backgrounds and the real negatives
-    (for ``soundnet synth --backgrounds``, which takes one folder)."""
+    (for ``soundnet synth --backgrounds``, which takes one folder).
+
+    ``real``: link only that many of the real files, evenly spaced in name order (every
+    package stays in), so that the synthetic backgrounds are not swamped; None: all.
+    """
     from soundnet.audio import audio_files
 
     folder = work / name
     if folder.exists():
         shutil.rmtree(folder)
-    for source, prefix in ((synthetic, "synthetic"), (negatives.resolve(), "real")):
-        for path in audio_files(source):
+    real_files = audio_files(negatives.resolve())
+    if real is not None and real < len(real_files):
+        real_files = [real_files[i] for i in np.linspace(0, len(real_files) - 1, real).round().astype(int)]
+    for source, prefix, paths in (
+        (synthetic, "synthetic", audio_files(synthetic)),
+        (negatives.resolve(), "real", real_files),
+    ):
+        for path in paths:
             link = folder / prefix / path.relative_to(source)
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(path.resolve())
     return folder
+
+
+def split_negatives(negatives: Path, *, packages: list[str], work: Path) -> tuple[Path, Path]:
+    """Split ``negatives`` (``scripts/real_negatives.py``'s ``train/``) by whole package into
+    ``WORK/negatives_train/`` and ``WORK/negatives_tune/`` (links): the files named
+    ``PACKAGE_NNN.wav`` of ``packages`` go to the tuning share, never trained on."""
+    from soundnet.audio import audio_files
+
+    negatives = negatives.resolve()
+    unknown = [p for p in packages if not any(f.name.startswith(p + "_") for f in audio_files(negatives))]
+    if unknown:
+        raise SystemExit(f"--tune-negative-packages: no file of {', '.join(unknown)} in {negatives}")
+    shares = {"negatives_train": work / "negatives_train", "negatives_tune": work / "negatives_tune"}
+    for folder in shares.values():
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    for path in audio_files(negatives):
+        share = "negatives_tune" if any(path.name.startswith(p + "_") for p in packages) else "negatives_train"
+        (shares[share] / path.relative_to(negatives)).symlink_to(path)
+    return shares["negatives_train"], shares["negatives_tune"]
 
 
 def extract_supports_negatives(log: Path) -> bool:
@@ -443,6 +474,8 @@ def training_config(args: argparse.Namespace) -> str:
         f"  batch_size: {args.batch_size}\n"
         f"  learning_rate: {args.learning_rate}\n"
         f"  validation_fraction: {args.validation_fraction}\n"
+        f"  negative_ratio: {args.negative_ratio}\n"
+        f"  hard_negative_weight: {args.hard_negative_weight}\n"
         f"  seed: {args.seed}\n"
     )
 
@@ -455,7 +488,7 @@ def rebuild_command(args: argparse.Namespace) -> str:
             parts += [f"--{name.replace('_', '-')}", str(value)]
     if args.alarm_realism != "field":
         parts += ["--alarm-realism", args.alarm_realism]
-    for name in ("negatives", "heldout_negatives"):
+    for name in ("negatives", "tune_negative_packages", "max_false_alarms_per_hour", "heldout_negatives"):
         if getattr(args, name) is not None:
             parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     return " ".join(parts + ["--install"])
@@ -475,33 +508,82 @@ def heldout_summary(evaluation: dict) -> dict:
     }
 
 
-MERGE_GAPS = (0.0, 0.1, 0.2, 0.5, 1.0, 1.6, 2.0)
+# The re-tuning grid: soundnet's, with merge gaps up to 2 s (the labelling decision), and
+# stricter thresholds, longer medians and minimum durations (a false alarm limit).
+RETUNE_GRID = {
+    "threshold": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99),
+    "median_seconds": (0.0, 0.11, 0.21, 0.31, 0.51),
+    "min_duration": (0.0, 0.1, 0.2, 0.3, 0.5),
+    "merge_gap": (0.5, 1.0, 1.6, 2.0),
+}
 
 
-def retune(run: Path, folder: Path, *, work: Path) -> dict:
-    """Re-tune the run's post-processing on the tuning mixtures in ``folder``, with
-    merge gaps up to 2 s, and write it to the run's card.
+def retune(
+    run: Path, folder: Path, *, work: Path, negatives: Path | None = None, max_false_alarms_per_hour: float | None = None
+) -> dict:
+    """Re-tune the run's post-processing on the tuning mixtures in ``folder`` (and the
+    real non-alarm audio in ``negatives``, every detection there a false alarm), over
+    :data:`RETUNE_GRID`, and write it to the run's card.
 
     Why: under the labelling decision a two-cycle T3 event spans the 1.5 s silence
     between cycles, which a 1 s window cannot bridge, so the detection of one
     sounding alarm splits at every cycle; ``soundnet train`` searches merge gaps only
-    up to 0.5 s. The search is soundnet's own (:func:`soundnet.tune`, the same
-    objective: event F1 with a 0.5 s onset collar) over its grid with the merge gaps
-    of :data:`MERGE_GAPS`. Returns what it found (for the log).
+    up to 0.5 s. The search is soundnet's own (:func:`soundnet.tuning.search_postprocessing`):
+    best event F1 (0.5 s onset collar), or with ``max_false_alarms_per_hour`` the
+    fewest misses among the settings within that many false alarms per hour over all
+    the tuning audio. If no setting meets the limit, the one with the fewest false
+    alarms is kept (and the result says so). The probabilities are saved in
+    ``WORK/tune_probabilities.npz``. Returns what it found (for the log).
     """
-    import soundnet
-    from soundnet.config import to_dict
-    from soundnet.run import read_card
-    from soundnet.tuning import GRID
+    import dataclasses
 
-    before = read_card(run).postprocessing
-    grid = {**GRID, "merge_gap": MERGE_GAPS}
-    tuning = soundnet.tune(run, folder, annotations=folder / "annotations.tsv", grid=grid)
+    from soundnet.config import to_dict
+    from soundnet.detection import Detector
+    from soundnet.errors import SoundnetError
+    from soundnet.evaluation import read_references
+    from soundnet.run import write_card
+    from soundnet.tuning import search_postprocessing
+
+    inputs, table = [folder], (folder / "annotations.tsv").read_text(encoding="utf-8")
+    if negatives is not None:
+        from soundnet.audio import audio_files
+
+        inputs.append(negatives)
+        table += "".join(f"{p.relative_to(negatives).as_posix()}\n" for p in audio_files(negatives))
+    annotations = work / "tune_annotations.tsv"
+    write_text(annotations, table)
+    detector = Detector(run)
+    card = detector.card
+    references = read_references(inputs, annotations, target=card.target)
+    probabilities, durations = {}, {}
+    for name, path in references.paths.items():
+        probabilities[name], durations[name] = detector.probabilities(path)
+    np.savez_compressed(work / "tune_probabilities.npz", **{n.replace("/", "|"): p for n, p in probabilities.items()})
+    search = dict(label=references.target, frame_seconds=card.features.frame_seconds, durations=durations, grid=RETUNE_GRID)
+    limit, met = max_false_alarms_per_hour, True
+    try:
+        result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
+    except SoundnetError as error:  # nothing meets the limit: the fewest false alarms the grid reaches
+        print(f"  {error}", flush=True)
+        limit, met = float(str(error).split("the fewest is ")[1].split(" per hour")[0]) + 0.005, False
+        result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
+    validation = {
+        **card.validation,
+        "tuned_on": [str(p) for p in references.paths.values()],
+        **result.criterion_json(),
+        **result.scores.summary_json(),
+    }
+    write_card(run, dataclasses.replace(card, postprocessing=result.post, validation=validation))
+    hours_negative = sum(d for n, d in durations.items() if not references.events.get(n)) / 3600
     return {
-        "tuned_on": f"{folder.relative_to(work)}: {len(tuning.files)} synthetic mixtures (training clips, synth seed of its own)",
-        "train_postprocessing": to_dict(before),
-        "postprocessing": to_dict(tuning.post),
-        **tuning.scores.summary_json(),
+        "tuned_on": f"{folder.relative_to(work)}: {sum(1 for n in references.events if references.events[n])} "
+        f"mixtures with events and {len(references.paths)} files in all ({sum(durations.values()) / 3600:.2f} h, "
+        f"{hours_negative:.2f} h without an event)",
+        "max_false_alarms_per_hour": max_false_alarms_per_hour,
+        "limit_met": met,
+        "train_postprocessing": to_dict(card.postprocessing),
+        "postprocessing": to_dict(result.post),
+        **result.scores.summary_json(),
     }
 
 
@@ -552,6 +634,9 @@ DEFAULTS = {
     "batch_size": 32,
     "learning_rate": 0.002,
     "validation_fraction": 0.08,
+    "negative_ratio": 0.5,
+    "hard_negative_weight": 3.0,
+    "augment": 0,
 }
 
 
@@ -577,6 +662,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--heldout-negatives", type=Path, metavar="DIR",
         help="Real audio with no alarm never trained on (scripts/real_negatives.py's heldout/): "
         "false alarms per hour written to WORK/heldout.json.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tune-negative-packages", metavar="PKG,PKG",
+        help="With --negatives: the packages whose files (PACKAGE_NNN.wav) are kept out of training and "
+        "used, with the tuning mixtures, to tune the post-processing.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-false-alarms-per-hour", type=float, metavar="X",
+        help="Tune the post-processing for the fewest misses within X false alarms per hour on the "
+        "tuning audio (default: best event F1).",
     )  # fmt: skip
     parser.add_argument(
         "--measure-only", action="store_true",
@@ -622,13 +717,20 @@ def main(argv=None) -> int:
     print(f"example: {work / EXAMPLE} with events {events}  [{time.monotonic() - started:.0f} s]", flush=True)
 
     with_negatives = args.negatives is not None and extract_supports_negatives(log)
-    train_backgrounds = work / "clips" / "backgrounds"
-    if args.negatives is not None and not with_negatives:
-        # this soundnet's extract has no --negatives: the real audio becomes backgrounds
-        train_backgrounds = negatives_backgrounds(
-            work, synthetic=train_backgrounds, negatives=args.negatives, name="backgrounds_train"
+    train_backgrounds, train_negatives, tune_negatives = work / "clips" / "backgrounds", args.negatives, None
+    if args.negatives is not None and args.tune_negative_packages:
+        train_negatives, tune_negatives = split_negatives(
+            args.negatives, packages=args.tune_negative_packages.split(","), work=work
         )
-        print(f"soundnet extract has no --negatives: {args.negatives} mixed into the training backgrounds", flush=True)
+        print(f"real negatives: {tune_negatives} (tuning only) and {train_negatives} (training)", flush=True)
+    if train_negatives is not None:
+        # real audio as backgrounds of the training and tuning mixtures too, as many files as synthetic ones
+        # (with --negatives for extract as well, when this soundnet has it)
+        train_backgrounds = negatives_backgrounds(
+            work, synthetic=train_backgrounds, negatives=train_negatives, name="backgrounds_train",
+            real=None if not with_negatives else args.backgrounds,
+        )  # fmt: skip
+        print(f"training backgrounds: {train_backgrounds} (synthetic and real)", flush=True)
     sets = [
         ("train", work / "clips", train_backgrounds, args.mixtures, seed),
         ("tune", work / "clips", train_backgrounds, args.tune_mixtures, seed + TUNE_SYNTH_OFFSET),
@@ -655,14 +757,20 @@ def main(argv=None) -> int:
     config.write_text(training_config(args), encoding="utf-8")
     soundnet(
         "extract", work / "train", "--annotations", work / "train" / "annotations.tsv", "--target", TARGET,
-        "--out", work / "data", "--jobs", 2, *(("--negatives", args.negatives) if with_negatives else ()), log=log,
+        "--out", work / "data", "--jobs", 2, *(("--negatives", train_negatives) if with_negatives else ()),
+        "--augment", args.augment, log=log,
     )  # fmt: skip
     soundnet("train", work / "data", "--out", work / "run", "--config", config, "--seed", seed, log=log)
     step = time.monotonic()
-    retuned = retune(work / "run", work / "tune", work=work)
+    retuned = retune(
+        work / "run", work / "tune", work=work, negatives=tune_negatives,
+        max_false_alarms_per_hour=args.max_false_alarms_per_hour,
+    )  # fmt: skip
+    write_text(work / "retune.json", json.dumps(retuned, indent=1) + "\n")
     print(
         f"re-tuned post-processing on {retuned['tuned_on']}: {retuned['postprocessing']}; event F1 "
-        f"{retuned['event_onset']['f_measure']:.3f} (soundnet train chose {retuned['train_postprocessing']})"
+        f"{retuned['event_onset']['f_measure']}, alarms {retuned['alarms']}, limit met: {retuned['limit_met']} "
+        f"(soundnet train chose {retuned['train_postprocessing']})"
         f"\n  [{time.monotonic() - step:.1f} s]",
         flush=True,
     )
