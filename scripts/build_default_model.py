@@ -294,13 +294,26 @@ def field_alarm_clip(rng: np.random.Generator, *, sr: int = SR) -> tuple[np.ndar
     return y, {**info, "chain": chain, "duration": len(y) / sr}
 
 
+LOW_FREQUENCY_KINDS = ("t3_520", "t3_low_variant")  # the 440-620 Hz square-wave sounders
+
+
 def make_clips(
-    root: Path, *, seed: int, stream: int, alarms: int, backgrounds: int, distractors: int, realism: str = "plain"
+    root: Path,
+    *,
+    seed: int,
+    stream: int,
+    alarms: int,
+    backgrounds: int,
+    distractors: int,
+    realism: str = "plain",
+    sounders: str = "all",
 ) -> dict:
     """Generate the clip folders under ``root`` (replacing them); returns a summary.
 
     ``realism`` "plain": the alarms of :func:`soundnet.signals.alarm_clip` (the bundled
-    detector's); "field": :func:`field_alarm_clip`.
+    detector's); "field": :func:`field_alarm_clip`. ``sounders`` "piezo": no
+    low-frequency sounder (:data:`LOW_FREQUENCY_KINDS`): such a draw is redrawn from the
+    clip's own generator, so the clips stay reproducible.
     """
     if root.exists():
         shutil.rmtree(root)
@@ -309,6 +322,8 @@ def make_clips(
     for i in range(alarms):
         rng = np.random.default_rng([seed, stream, 0, i])
         y, info = field_alarm_clip(rng) if realism == "field" else alarm_clip(rng)
+        while sounders == "piezo" and info["kind"] in LOW_FREQUENCY_KINDS:
+            y, info = field_alarm_clip(rng) if realism == "field" else alarm_clip(rng)
         write_wav(root / TARGET / f"alarm_{i:03d}_{info['kind']}.wav", y)
         drawn[f"alarm_{i:03d}_{info['kind']}.wav"] = info
         summary["alarms"][info["kind"]] = summary["alarms"].get(info["kind"], 0) + 1
@@ -322,7 +337,10 @@ def make_clips(
             write_wav(root / label / f"{label}_{i:03d}.wav", make(np.random.default_rng([seed, stream, 2 + k, i])))
         summary["distractors"][label] = distractors
     # what each alarm clip was drawn with, beside (not inside) the clip folders
-    write_text(root.parent / f"{root.name}_alarms.json", json.dumps({"realism": realism, "clips": drawn}, indent=1) + "\n")
+    write_text(
+        root.parent / f"{root.name}_alarms.json",
+        json.dumps({"realism": realism, "sounders": sounders, "clips": drawn}, indent=1) + "\n",
+    )
     return summary
 
 
@@ -488,6 +506,8 @@ def rebuild_command(args: argparse.Namespace) -> str:
             parts += [f"--{name.replace('_', '-')}", str(value)]
     if args.alarm_realism != "field":
         parts += ["--alarm-realism", args.alarm_realism]
+    if args.sounders != "all":
+        parts += ["--sounders", args.sounders]
     for name in ("negatives", "tune_negative_packages", "max_false_alarms_per_hour", "heldout_negatives"):
         if getattr(args, name) is not None:
             parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
@@ -509,11 +529,12 @@ def heldout_summary(evaluation: dict) -> dict:
 
 
 # The re-tuning grid: soundnet's, with merge gaps up to 2 s (the labelling decision), and
-# stricter thresholds, longer medians and minimum durations (a false alarm limit).
+# stricter thresholds and longer medians and minimum durations (for a false alarm limit: an
+# alarm keeps the probability up for a second or more, most false alarms are shorter).
 RETUNE_GRID = {
-    "threshold": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99),
-    "median_seconds": (0.0, 0.11, 0.21, 0.31, 0.51),
-    "min_duration": (0.0, 0.1, 0.2, 0.3, 0.5),
+    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995),
+    "median_seconds": (0.0, 0.21, 0.51, 0.75, 1.01),
+    "min_duration": (0.0, 0.2, 0.5, 0.8, 1.2, 1.6),
     "merge_gap": (0.5, 1.0, 1.6, 2.0),
 }
 
@@ -653,6 +674,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "detector bundled now).",
     )  # fmt: skip
     parser.add_argument(
+        "--sounders", choices=("all", "piezo"), default="all",
+        help="Alarm sounders the target holds: 'all' (default) or 'piezo' (no 440-620 Hz "
+        "low-frequency sounder: T3 piezo and T4 CO alarms only).",
+    )  # fmt: skip
+    parser.add_argument(
         "--negatives", type=Path, metavar="DIR",
         help="Real audio with no alarm for training (scripts/real_negatives.py's train/): given to "
         "'soundnet extract --negatives' when the installed soundnet has it, else mixed into the "
@@ -706,12 +732,13 @@ def main(argv=None) -> int:
         write_text(work / "heldout.json", json.dumps(result, indent=1) + "\n")
         print(json.dumps(found, indent=1), flush=True)
         return 0
-    sizes = dict(alarms=args.alarms, backgrounds=args.backgrounds, distractors=args.distractors, realism=args.alarm_realism)
+    sizes = dict(alarms=args.alarms, backgrounds=args.backgrounds, distractors=args.distractors)
+    kinds = dict(realism=args.alarm_realism, sounders=args.sounders)
 
     print(f"generating clips in {work / 'clips'} and {work / 'clips_test'}", flush=True)
-    train_clips = make_clips(work / "clips", seed=seed, stream=STREAM_TRAIN, **sizes)
-    test_sizes = {k: v if k == "realism" else max(8, v // 2) for k, v in sizes.items()}
-    test_clips = make_clips(work / "clips_test", seed=seed, stream=STREAM_TEST, **test_sizes)
+    train_clips = make_clips(work / "clips", seed=seed, stream=STREAM_TRAIN, **sizes, **kinds)
+    test_sizes = {k: max(8, v // 2) for k, v in sizes.items()}
+    test_clips = make_clips(work / "clips_test", seed=seed, stream=STREAM_TEST, **test_sizes, **kinds)
     print(f"  train clips {train_clips}\n  test clips {test_clips}", flush=True)
     events = write_example(work, seed=seed)
     print(f"example: {work / EXAMPLE} with events {events}  [{time.monotonic() - started:.0f} s]", flush=True)
