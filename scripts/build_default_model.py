@@ -532,9 +532,9 @@ def heldout_summary(evaluation: dict) -> dict:
 # stricter thresholds and longer medians and minimum durations (for a false alarm limit: an
 # alarm keeps the probability up for a second or more, most false alarms are shorter).
 RETUNE_GRID = {
-    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995),
-    "median_seconds": (0.0, 0.21, 0.51, 0.75, 1.01),
-    "min_duration": (0.0, 0.2, 0.5, 0.8, 1.2, 1.6),
+    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.965, 0.97, 0.975, 0.98, 0.985, 0.99),
+    "median_seconds": (0.0, 0.11, 0.21, 0.51, 1.01),
+    "min_duration": (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 1.6, 2.0),
     "merge_gap": (0.5, 1.0, 1.6, 2.0),
 }
 
@@ -700,6 +700,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "tuning audio (default: best event F1).",
     )  # fmt: skip
     parser.add_argument(
+        "--retune-only", action="store_true",
+        help="Build nothing: re-tune the run already trained in WORK (with the same options), "
+        "evaluate and measure it again (and --install it).",
+    )  # fmt: skip
+    parser.add_argument(
         "--measure-only", action="store_true",
         help="Build nothing: measure --model on --heldout-negatives into WORK/heldout.json.",
     )  # fmt: skip
@@ -717,21 +722,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    started = time.monotonic()
-    work = args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "build.log"
-    log.write_text("", encoding="utf-8")
+def build(args: argparse.Namespace, *, work: Path, log: Path, started: float) -> tuple[bool, Path | None]:
+    """Clips, mixtures and the example in ``work``, then (unless ``--skip-train``)
+    features and training. Returns whether a run was trained, and the tuning share of
+    the real negatives (None without one)."""
     seed = args.seed
-    if args.measure_only:
-        model = args.model.resolve() if args.model else None
-        found = measure_negatives(args.heldout_negatives, model=model, example=EXAMPLES / EXAMPLE, work=work, log=log)
-        result = {"model": str(model) if model else "bundled (soundnet/models/default)", "heldout_negatives": found}
-        write_text(work / "heldout.json", json.dumps(result, indent=1) + "\n")
-        print(json.dumps(found, indent=1), flush=True)
-        return 0
     sizes = dict(alarms=args.alarms, backgrounds=args.backgrounds, distractors=args.distractors)
     kinds = dict(realism=args.alarm_realism, sounders=args.sounders)
 
@@ -775,7 +770,7 @@ def main(argv=None) -> int:
             "--seed", synth_seed, log=log,
         )  # fmt: skip
     if args.skip_train:
-        return 0
+        return False, tune_negatives
 
     for stale in ("data", "run"):
         if (work / stale).exists():
@@ -788,6 +783,34 @@ def main(argv=None) -> int:
         "--augment", args.augment, log=log,
     )  # fmt: skip
     soundnet("train", work / "data", "--out", work / "run", "--config", config, "--seed", seed, log=log)
+    return True, tune_negatives
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "build.log"
+    if not args.retune_only:
+        log.write_text("", encoding="utf-8")
+    if args.measure_only:
+        model = args.model.resolve() if args.model else None
+        found = measure_negatives(args.heldout_negatives, model=model, example=EXAMPLES / EXAMPLE, work=work, log=log)
+        result = {"model": str(model) if model else "bundled (soundnet/models/default)", "heldout_negatives": found}
+        write_text(work / "heldout.json", json.dumps(result, indent=1) + "\n")
+        print(json.dumps(found, indent=1), flush=True)
+        return 0
+    if args.retune_only:  # a run built before in WORK: re-tune, re-measure (and install)
+        if not (work / "run" / "card.json").is_file():
+            raise SystemExit(f"--retune-only: no trained run in {work / 'run'}")
+        tune_negatives = None
+        if args.negatives is not None and args.tune_negative_packages:
+            tune_negatives = split_negatives(args.negatives, packages=args.tune_negative_packages.split(","), work=work)[1]
+    else:
+        trained, tune_negatives = build(args, work=work, log=log, started=started)
+        if not trained:
+            return 0
     step = time.monotonic()
     retuned = retune(
         work / "run", work / "tune", work=work, negatives=tune_negatives,
