@@ -3,7 +3,9 @@
 Usage::
 
     python scripts/build_default_model.py --work build/alarm [--seed 0] [--install]
-        [--alarm-realism field|plain] [--negatives NEG/train] [--heldout-negatives NEG/heldout]
+        [--alarm-realism field|plain] [--sounders all|piezo] [--negatives NEG/train]
+        [--tune-negative-packages PKG,PKG] [--max-false-alarms-per-hour X]
+        [--heldout-negatives NEG/heldout] [--retune-only]
     python scripts/build_default_model.py --work build/measure --measure-only \
         --heldout-negatives NEG/heldout [--model RUN]
 
@@ -76,18 +78,28 @@ training) and its Audacity label file ``WORK/smoke_alarm.txt``.
 Real negatives
 --------------
 ``--negatives DIR`` (``scripts/real_negatives.py``'s ``train/``: audio with no alarm) is
-given to ``soundnet extract --negatives DIR`` when the installed soundnet has that
-option (read from ``soundnet extract --help``); else its files are mixed in as
-backgrounds of the training and tuning mixtures, beside the synthetic ones
-(``WORK/backgrounds_train/``, links). ``--heldout-negatives DIR`` (its ``heldout/``,
-whole packages never trained on) measures false alarms per hour of the trained
-detector there, into ``WORK/heldout.json`` (``heldout_negatives``) and, with
-``--install``, the card (:func:`measure_negatives`: ``soundnet detect`` events,
-checked against ``soundnet evaluate``). ``--measure-only`` does only that measurement,
-for ``--model`` or the bundled detector. With ``--heldout-negatives``, the held-out
-alarm clips are also mixed over that real audio (``WORK/test_real``, synth seed + 3000)
-and scored there (``heldout_real_backgrounds``); ``WORK/test`` keeps synthetic
-backgrounds, comparable with earlier builds.
+given to ``soundnet extract --negatives`` when the installed soundnet has that option
+(read from ``soundnet extract --help``), and its files are mixed in as backgrounds of
+the training and tuning mixtures beside the synthetic ones (``WORK/backgrounds_train/``,
+links; as many real files as synthetic ones, or all of them when extract has no
+``--negatives``). ``--tune-negative-packages`` first splits it by whole package
+(:func:`split_negatives`): those packages' files (``WORK/negatives_tune/``) are never
+trained on and join the tuning mixtures in the re-tuning, every detection there a false
+alarm; ``--max-false-alarms-per-hour X`` then chooses the fewest misses within X false
+alarms per hour over all the tuning audio (:func:`retune`, :data:`RETUNE_GRID`).
+``--heldout-negatives DIR`` (its ``heldout/``, whole packages never trained or tuned on)
+measures false alarms per hour of the trained detector there, into
+``WORK/heldout.json`` (``heldout_negatives``) and, with ``--install``, the card
+(:func:`measure_negatives`: ``soundnet detect`` events, checked against ``soundnet
+evaluate``). ``--measure-only`` does only that measurement, for ``--model`` or the
+bundled detector. With ``--heldout-negatives``, the held-out alarm clips are also mixed
+over that real audio (``WORK/test_real``, synth seed + 3000) and scored there
+(``heldout_real_backgrounds``); ``WORK/test`` keeps synthetic backgrounds, comparable
+with earlier builds. ``--retune-only`` re-tunes, re-measures (and with ``--install``
+installs) the run already trained in ``WORK`` with the same options;
+``scripts/operating_points.py`` gives a build's other operating points.
+``--sounders piezo`` leaves the low-frequency (440-620 Hz) sounders out of the target
+and of the held-out alarms.
 
 Nothing in the repository changes without ``--install``. With it, the run folder (all
 but its history and log) is copied to ``soundnet/models/default/``, its card extended
