@@ -3,7 +3,9 @@
 Usage::
 
     python scripts/build_default_model.py --work build/alarm [--seed 0] [--install]
-        [--alarm-realism field|plain] [--negatives NEG/train] [--heldout-negatives NEG/heldout]
+        [--alarm-realism field|plain] [--sounders all|piezo] [--negatives NEG/train]
+        [--tune-negative-packages PKG,PKG] [--max-false-alarms-per-hour X]
+        [--heldout-negatives NEG/heldout] [--retune-only]
     python scripts/build_default_model.py --work build/measure --measure-only \
         --heldout-negatives NEG/heldout [--model RUN]
 
@@ -76,18 +78,28 @@ training) and its Audacity label file ``WORK/smoke_alarm.txt``.
 Real negatives
 --------------
 ``--negatives DIR`` (``scripts/real_negatives.py``'s ``train/``: audio with no alarm) is
-given to ``soundnet extract --negatives DIR`` when the installed soundnet has that
-option (read from ``soundnet extract --help``); else its files are mixed in as
-backgrounds of the training and tuning mixtures, beside the synthetic ones
-(``WORK/backgrounds_train/``, links). ``--heldout-negatives DIR`` (its ``heldout/``,
-whole packages never trained on) measures false alarms per hour of the trained
-detector there, into ``WORK/heldout.json`` (``heldout_negatives``) and, with
-``--install``, the card (:func:`measure_negatives`: ``soundnet detect`` events,
-checked against ``soundnet evaluate``). ``--measure-only`` does only that measurement,
-for ``--model`` or the bundled detector. With ``--heldout-negatives``, the held-out
-alarm clips are also mixed over that real audio (``WORK/test_real``, synth seed + 3000)
-and scored there (``heldout_real_backgrounds``); ``WORK/test`` keeps synthetic
-backgrounds, comparable with earlier builds.
+given to ``soundnet extract --negatives`` when the installed soundnet has that option
+(read from ``soundnet extract --help``), and its files are mixed in as backgrounds of
+the training and tuning mixtures beside the synthetic ones (``WORK/backgrounds_train/``,
+links; as many real files as synthetic ones, or all of them when extract has no
+``--negatives``). ``--tune-negative-packages`` first splits it by whole package
+(:func:`split_negatives`): those packages' files (``WORK/negatives_tune/``) are never
+trained on and join the tuning mixtures in the re-tuning, every detection there a false
+alarm; ``--max-false-alarms-per-hour X`` then chooses the fewest misses within X false
+alarms per hour over all the tuning audio (:func:`retune`, :data:`RETUNE_GRID`).
+``--heldout-negatives DIR`` (its ``heldout/``, whole packages never trained or tuned on)
+measures false alarms per hour of the trained detector there, into
+``WORK/heldout.json`` (``heldout_negatives``) and, with ``--install``, the card
+(:func:`measure_negatives`: ``soundnet detect`` events, checked against ``soundnet
+evaluate``). ``--measure-only`` does only that measurement, for ``--model`` or the
+bundled detector. With ``--heldout-negatives``, the held-out alarm clips are also mixed
+over that real audio (``WORK/test_real``, synth seed + 3000) and scored there
+(``heldout_real_backgrounds``); ``WORK/test`` keeps synthetic backgrounds, comparable
+with earlier builds. ``--retune-only`` re-tunes, re-measures (and with ``--install``
+installs) the run already trained in ``WORK`` with the same options;
+``scripts/operating_points.py`` gives a build's other operating points.
+``--sounders piezo`` leaves the low-frequency (440-620 Hz) sounders out of the target
+and of the held-out alarms.
 
 Nothing in the repository changes without ``--install``. With it, the run folder (all
 but its history and log) is copied to ``soundnet/models/default/``, its card extended
@@ -140,17 +152,25 @@ TEST_SYNTH_OFFSET = 1000  # held-out mixtures use synth seed = seed + this
 TUNE_SYNTH_OFFSET = 2000  # post-processing tuning mixtures (training clips) use seed + this
 TEST_REAL_SYNTH_OFFSET = 3000  # held-out alarms over held-out real negatives use seed + this
 
-DESCRIPTION = (
-    "Detects smoke and CO alarms sounding: the ISO 8201 temporal-three pattern (three 0.5 s beeps "
-    "0.5 s apart, then 1.5 s silence) from piezo sounders at 2.8-3.6 kHz or 520 Hz square-wave "
-    "sounders, and the CO temporal-four pattern (four 0.1 s beeps 0.1 s apart) at 3.1-3.4 kHz. "
-    "One event runs from the first beep's onset to the last beep's offset of a sounding pattern. "
-    "Trained only on synthetic audio (scripts/build_default_model.py): it is not trained on, and "
-    "not meant for, other alarms (sirens, car and burglar alarms, timers, low-battery chirps), "
-    "single beeps, rings or whistles, and acoustic conditions not simulated (real rooms and "
-    "microphones, distance, heavy reverberation, clipping, compression). Check it on your own "
-    "recordings before relying on it; it is not a life-safety device."
-)
+
+def description(sounders: str = "all") -> str:
+    """The card's description of the detector built with ``--sounders``."""
+    t3 = (
+        "from piezo sounders at 2.4-4.2 kHz (low-frequency 440-620 Hz sounders are NOT detected)"
+        if sounders == "piezo"
+        else "from piezo sounders at 2.4-4.2 kHz or 440-620 Hz square-wave sounders"
+    )
+    return (
+        "Detects smoke and CO alarms sounding: the ISO 8201 temporal-three pattern (three 0.5 s beeps "
+        f"0.5 s apart, then 1.5 s silence) {t3}, and the CO temporal-four pattern (four 0.1 s beeps 0.1 s "
+        "apart). One event runs from the first beep's onset to the last beep's offset of a sounding pattern. "
+        "Trained on synthetic alarms (field-realistic rooms, devices and microphones) over synthetic and real "
+        "non-alarm audio (scripts/build_default_model.py, scripts/real_negatives.py); its post-processing keeps "
+        "false alarms near 1 an hour on real audio it never heard, at the cost of missing many alarms (see the "
+        "card's heldout figures). Not trained on, and not meant for, other alarms (sirens, car and burglar "
+        "alarms, timers, low-battery chirps). Check it on your own recordings before relying on it; it is not "
+        "a life-safety device."
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -294,13 +314,26 @@ def field_alarm_clip(rng: np.random.Generator, *, sr: int = SR) -> tuple[np.ndar
     return y, {**info, "chain": chain, "duration": len(y) / sr}
 
 
+LOW_FREQUENCY_KINDS = ("t3_520", "t3_low_variant")  # the 440-620 Hz square-wave sounders
+
+
 def make_clips(
-    root: Path, *, seed: int, stream: int, alarms: int, backgrounds: int, distractors: int, realism: str = "plain"
+    root: Path,
+    *,
+    seed: int,
+    stream: int,
+    alarms: int,
+    backgrounds: int,
+    distractors: int,
+    realism: str = "plain",
+    sounders: str = "all",
 ) -> dict:
     """Generate the clip folders under ``root`` (replacing them); returns a summary.
 
     ``realism`` "plain": the alarms of :func:`soundnet.signals.alarm_clip` (the bundled
-    detector's); "field": :func:`field_alarm_clip`.
+    detector's); "field": :func:`field_alarm_clip`. ``sounders`` "piezo": no
+    low-frequency sounder (:data:`LOW_FREQUENCY_KINDS`): such a draw is redrawn from the
+    clip's own generator, so the clips stay reproducible.
     """
     if root.exists():
         shutil.rmtree(root)
@@ -309,6 +342,8 @@ def make_clips(
     for i in range(alarms):
         rng = np.random.default_rng([seed, stream, 0, i])
         y, info = field_alarm_clip(rng) if realism == "field" else alarm_clip(rng)
+        while sounders == "piezo" and info["kind"] in LOW_FREQUENCY_KINDS:
+            y, info = field_alarm_clip(rng) if realism == "field" else alarm_clip(rng)
         write_wav(root / TARGET / f"alarm_{i:03d}_{info['kind']}.wav", y)
         drawn[f"alarm_{i:03d}_{info['kind']}.wav"] = info
         summary["alarms"][info["kind"]] = summary["alarms"].get(info["kind"], 0) + 1
@@ -322,7 +357,10 @@ def make_clips(
             write_wav(root / label / f"{label}_{i:03d}.wav", make(np.random.default_rng([seed, stream, 2 + k, i])))
         summary["distractors"][label] = distractors
     # what each alarm clip was drawn with, beside (not inside) the clip folders
-    write_text(root.parent / f"{root.name}_alarms.json", json.dumps({"realism": realism, "clips": drawn}, indent=1) + "\n")
+    write_text(
+        root.parent / f"{root.name}_alarms.json",
+        json.dumps({"realism": realism, "sounders": sounders, "clips": drawn}, indent=1) + "\n",
+    )
     return summary
 
 
@@ -411,20 +449,51 @@ def measure_negatives(folder: Path, *, model: Path | None, example: Path, work: 
     }
 
 
-def negatives_backgrounds(work: Path, *, synthetic: Path, negatives: Path, name: str) -> Path:
+def negatives_backgrounds(work: Path, *, synthetic: Path, negatives: Path, name: str, real: int | None = None) -> Path:
     """A folder ``WORK/name`` of links to the synthetic backgrounds and the real negatives
-    (for ``soundnet synth --backgrounds``, which takes one folder)."""
+    (for ``soundnet synth --backgrounds``, which takes one folder).
+
+    ``real``: link only that many of the real files, evenly spaced in name order (every
+    package stays in), so that the synthetic backgrounds are not swamped; None: all.
+    """
     from soundnet.audio import audio_files
 
     folder = work / name
     if folder.exists():
         shutil.rmtree(folder)
-    for source, prefix in ((synthetic, "synthetic"), (negatives.resolve(), "real")):
-        for path in audio_files(source):
+    real_files = audio_files(negatives.resolve())
+    if real is not None and real < len(real_files):
+        real_files = [real_files[i] for i in np.linspace(0, len(real_files) - 1, real).round().astype(int)]
+    for source, prefix, paths in (
+        (synthetic, "synthetic", audio_files(synthetic)),
+        (negatives.resolve(), "real", real_files),
+    ):
+        for path in paths:
             link = folder / prefix / path.relative_to(source)
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(path.resolve())
     return folder
+
+
+def split_negatives(negatives: Path, *, packages: list[str], work: Path) -> tuple[Path, Path]:
+    """Split ``negatives`` (``scripts/real_negatives.py``'s ``train/``) by whole package into
+    ``WORK/negatives_train/`` and ``WORK/negatives_tune/`` (links): the files named
+    ``PACKAGE_NNN.wav`` of ``packages`` go to the tuning share, never trained on."""
+    from soundnet.audio import audio_files
+
+    negatives = negatives.resolve()
+    unknown = [p for p in packages if not any(f.name.startswith(p + "_") for f in audio_files(negatives))]
+    if unknown:
+        raise SystemExit(f"--tune-negative-packages: no file of {', '.join(unknown)} in {negatives}")
+    shares = {"negatives_train": work / "negatives_train", "negatives_tune": work / "negatives_tune"}
+    for folder in shares.values():
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    for path in audio_files(negatives):
+        share = "negatives_tune" if any(path.name.startswith(p + "_") for p in packages) else "negatives_train"
+        (shares[share] / path.relative_to(negatives)).symlink_to(path)
+    return shares["negatives_train"], shares["negatives_tune"]
 
 
 def extract_supports_negatives(log: Path) -> bool:
@@ -443,6 +512,8 @@ def training_config(args: argparse.Namespace) -> str:
         f"  batch_size: {args.batch_size}\n"
         f"  learning_rate: {args.learning_rate}\n"
         f"  validation_fraction: {args.validation_fraction}\n"
+        f"  negative_ratio: {args.negative_ratio}\n"
+        f"  hard_negative_weight: {args.hard_negative_weight}\n"
         f"  seed: {args.seed}\n"
     )
 
@@ -455,7 +526,9 @@ def rebuild_command(args: argparse.Namespace) -> str:
             parts += [f"--{name.replace('_', '-')}", str(value)]
     if args.alarm_realism != "field":
         parts += ["--alarm-realism", args.alarm_realism]
-    for name in ("negatives", "heldout_negatives"):
+    if args.sounders != "all":
+        parts += ["--sounders", args.sounders]
+    for name in ("negatives", "tune_negative_packages", "max_false_alarms_per_hour", "heldout_negatives"):
         if getattr(args, name) is not None:
             parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     return " ".join(parts + ["--install"])
@@ -475,37 +548,87 @@ def heldout_summary(evaluation: dict) -> dict:
     }
 
 
-MERGE_GAPS = (0.0, 0.1, 0.2, 0.5, 1.0, 1.6, 2.0)
+# The re-tuning grid: soundnet's, with merge gaps up to 2 s (the labelling decision), and
+# stricter thresholds and longer medians and minimum durations (for a false alarm limit: an
+# alarm keeps the probability up for a second or more, most false alarms are shorter).
+RETUNE_GRID = {
+    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.965, 0.97, 0.975, 0.98, 0.985, 0.99),
+    "median_seconds": (0.0, 0.11, 0.21, 0.51, 1.01),
+    "min_duration": (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 1.6, 2.0),
+    "merge_gap": (0.5, 1.0, 1.6, 2.0),
+}
 
 
-def retune(run: Path, folder: Path, *, work: Path) -> dict:
-    """Re-tune the run's post-processing on the tuning mixtures in ``folder``, with
-    merge gaps up to 2 s, and write it to the run's card.
+def retune(
+    run: Path, folder: Path, *, work: Path, negatives: Path | None = None, max_false_alarms_per_hour: float | None = None
+) -> dict:
+    """Re-tune the run's post-processing on the tuning mixtures in ``folder`` (and the
+    real non-alarm audio in ``negatives``, every detection there a false alarm), over
+    :data:`RETUNE_GRID`, and write it to the run's card.
 
     Why: under the labelling decision a two-cycle T3 event spans the 1.5 s silence
     between cycles, which a 1 s window cannot bridge, so the detection of one
     sounding alarm splits at every cycle; ``soundnet train`` searches merge gaps only
-    up to 0.5 s. The search is soundnet's own (:func:`soundnet.tune`, the same
-    objective: event F1 with a 0.5 s onset collar) over its grid with the merge gaps
-    of :data:`MERGE_GAPS`. Returns what it found (for the log).
+    up to 0.5 s. The search is soundnet's own (:func:`soundnet.tuning.search_postprocessing`):
+    best event F1 (0.5 s onset collar), or with ``max_false_alarms_per_hour`` the
+    fewest misses among the settings within that many false alarms per hour over all
+    the tuning audio. If no setting meets the limit, the one with the fewest false
+    alarms is kept (and the result says so). The probabilities are saved in
+    ``WORK/tune_probabilities.npz``. Returns what it found (for the log).
     """
-    import soundnet
-    from soundnet.config import to_dict
-    from soundnet.run import read_card
-    from soundnet.tuning import GRID
+    import dataclasses
 
-    before = read_card(run).postprocessing
-    grid = {**GRID, "merge_gap": MERGE_GAPS}
-    tuning = soundnet.tune(run, folder, annotations=folder / "annotations.tsv", grid=grid)
+    from soundnet.config import to_dict
+    from soundnet.detection import Detector
+    from soundnet.errors import SoundnetError
+    from soundnet.evaluation import read_references
+    from soundnet.run import write_card
+    from soundnet.tuning import search_postprocessing
+
+    inputs, table = [folder], (folder / "annotations.tsv").read_text(encoding="utf-8")
+    if negatives is not None:
+        from soundnet.audio import audio_files
+
+        inputs.append(negatives)
+        table += "".join(f"{p.relative_to(negatives).as_posix()}\n" for p in audio_files(negatives))
+    annotations = work / "tune_annotations.tsv"
+    write_text(annotations, table)
+    detector = Detector(run)
+    card = detector.card
+    references = read_references(inputs, annotations, target=card.target)
+    probabilities, durations = {}, {}
+    for name, path in references.paths.items():
+        probabilities[name], durations[name] = detector.probabilities(path)
+    np.savez_compressed(work / "tune_probabilities.npz", **{n.replace("/", "|"): p for n, p in probabilities.items()})
+    search = dict(label=references.target, frame_seconds=card.features.frame_seconds, durations=durations, grid=RETUNE_GRID)
+    limit, met = max_false_alarms_per_hour, True
+    try:
+        result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
+    except SoundnetError as error:  # nothing meets the limit: the fewest false alarms the grid reaches
+        print(f"  {error}", flush=True)
+        limit, met = float(str(error).split("the fewest is ")[1].split(" per hour")[0]) + 0.005, False
+        result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
+    validation = {
+        **card.validation,
+        "tuned_on": [str(p) for p in references.paths.values()],
+        **result.criterion_json(),
+        **result.scores.summary_json(),
+    }
+    write_card(run, dataclasses.replace(card, postprocessing=result.post, validation=validation))
+    hours_negative = sum(d for n, d in durations.items() if not references.events.get(n)) / 3600
     return {
-        "tuned_on": f"{folder.relative_to(work)}: {len(tuning.files)} synthetic mixtures (training clips, synth seed of its own)",
-        "train_postprocessing": to_dict(before),
-        "postprocessing": to_dict(tuning.post),
-        **tuning.scores.summary_json(),
+        "tuned_on": f"{folder.relative_to(work)}: {sum(1 for n in references.events if references.events[n])} "
+        f"mixtures with events and {len(references.paths)} files in all ({sum(durations.values()) / 3600:.2f} h, "
+        f"{hours_negative:.2f} h without an event)",
+        "max_false_alarms_per_hour": max_false_alarms_per_hour,
+        "limit_met": met,
+        "train_postprocessing": to_dict(card.postprocessing),
+        "postprocessing": to_dict(result.post),
+        **result.scores.summary_json(),
     }
 
 
-def install(run: Path, *, evaluation: dict, command: str, work: Path) -> int:
+def install(run: Path, *, evaluation: dict, command: str, work: Path, sounders: str = "all") -> int:
     """Copy the run folder (all but history and log) to the bundle with an extended card."""
     if BUNDLE.exists():
         shutil.rmtree(BUNDLE)
@@ -515,7 +638,7 @@ def install(run: Path, *, evaluation: dict, command: str, work: Path) -> int:
             shutil.copy2(path, BUNDLE / path.name)
     card_path = BUNDLE / "card.json"
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    card["description"] = DESCRIPTION
+    card["description"] = description(sounders)
     card["heldout"] = {**heldout_summary(evaluation), "rebuild": command}
     card = _repo_relative(card, work)  # no absolute path of the build machine in the bundle
     card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -552,6 +675,9 @@ DEFAULTS = {
     "batch_size": 32,
     "learning_rate": 0.002,
     "validation_fraction": 0.08,
+    "negative_ratio": 0.5,
+    "hard_negative_weight": 3.0,
+    "augment": 0,
 }
 
 
@@ -568,6 +694,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "detector bundled now).",
     )  # fmt: skip
     parser.add_argument(
+        "--sounders", choices=("all", "piezo"), default="all",
+        help="Alarm sounders the target holds: 'all' (default) or 'piezo' (no 440-620 Hz "
+        "low-frequency sounder: T3 piezo and T4 CO alarms only).",
+    )  # fmt: skip
+    parser.add_argument(
         "--negatives", type=Path, metavar="DIR",
         help="Real audio with no alarm for training (scripts/real_negatives.py's train/): given to "
         "'soundnet extract --negatives' when the installed soundnet has it, else mixed into the "
@@ -577,6 +708,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--heldout-negatives", type=Path, metavar="DIR",
         help="Real audio with no alarm never trained on (scripts/real_negatives.py's heldout/): "
         "false alarms per hour written to WORK/heldout.json.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tune-negative-packages", metavar="PKG,PKG",
+        help="With --negatives: the packages whose files (PACKAGE_NNN.wav) are kept out of training and "
+        "used, with the tuning mixtures, to tune the post-processing.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-false-alarms-per-hour", type=float, metavar="X",
+        help="Tune the post-processing for the fewest misses within X false alarms per hour on the "
+        "tuning audio (default: best event F1).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--retune-only", action="store_true",
+        help="Build nothing: re-tune the run already trained in WORK (with the same options), "
+        "evaluate and measure it again (and --install it).",
     )  # fmt: skip
     parser.add_argument(
         "--measure-only", action="store_true",
@@ -596,39 +742,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    started = time.monotonic()
-    work = args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "build.log"
-    log.write_text("", encoding="utf-8")
+def build(args: argparse.Namespace, *, work: Path, log: Path, started: float) -> tuple[bool, Path | None]:
+    """Clips, mixtures and the example in ``work``, then (unless ``--skip-train``)
+    features and training. Returns whether a run was trained, and the tuning share of
+    the real negatives (None without one)."""
     seed = args.seed
-    if args.measure_only:
-        model = args.model.resolve() if args.model else None
-        found = measure_negatives(args.heldout_negatives, model=model, example=EXAMPLES / EXAMPLE, work=work, log=log)
-        result = {"model": str(model) if model else "bundled (soundnet/models/default)", "heldout_negatives": found}
-        write_text(work / "heldout.json", json.dumps(result, indent=1) + "\n")
-        print(json.dumps(found, indent=1), flush=True)
-        return 0
-    sizes = dict(alarms=args.alarms, backgrounds=args.backgrounds, distractors=args.distractors, realism=args.alarm_realism)
+    sizes = dict(alarms=args.alarms, backgrounds=args.backgrounds, distractors=args.distractors)
+    kinds = dict(realism=args.alarm_realism, sounders=args.sounders)
 
     print(f"generating clips in {work / 'clips'} and {work / 'clips_test'}", flush=True)
-    train_clips = make_clips(work / "clips", seed=seed, stream=STREAM_TRAIN, **sizes)
-    test_sizes = {k: v if k == "realism" else max(8, v // 2) for k, v in sizes.items()}
-    test_clips = make_clips(work / "clips_test", seed=seed, stream=STREAM_TEST, **test_sizes)
+    train_clips = make_clips(work / "clips", seed=seed, stream=STREAM_TRAIN, **sizes, **kinds)
+    test_sizes = {k: max(8, v // 2) for k, v in sizes.items()}
+    test_clips = make_clips(work / "clips_test", seed=seed, stream=STREAM_TEST, **test_sizes, **kinds)
     print(f"  train clips {train_clips}\n  test clips {test_clips}", flush=True)
     events = write_example(work, seed=seed)
     print(f"example: {work / EXAMPLE} with events {events}  [{time.monotonic() - started:.0f} s]", flush=True)
 
     with_negatives = args.negatives is not None and extract_supports_negatives(log)
-    train_backgrounds = work / "clips" / "backgrounds"
-    if args.negatives is not None and not with_negatives:
-        # this soundnet's extract has no --negatives: the real audio becomes backgrounds
-        train_backgrounds = negatives_backgrounds(
-            work, synthetic=train_backgrounds, negatives=args.negatives, name="backgrounds_train"
+    train_backgrounds, train_negatives, tune_negatives = work / "clips" / "backgrounds", args.negatives, None
+    if args.negatives is not None and args.tune_negative_packages:
+        train_negatives, tune_negatives = split_negatives(
+            args.negatives, packages=args.tune_negative_packages.split(","), work=work
         )
-        print(f"soundnet extract has no --negatives: {args.negatives} mixed into the training backgrounds", flush=True)
+        print(f"real negatives: {tune_negatives} (tuning only) and {train_negatives} (training)", flush=True)
+    if train_negatives is not None:
+        # real audio as backgrounds of the training and tuning mixtures too, as many files as synthetic ones
+        # (with --negatives for extract as well, when this soundnet has it)
+        train_backgrounds = negatives_backgrounds(
+            work, synthetic=train_backgrounds, negatives=train_negatives, name="backgrounds_train",
+            real=None if not with_negatives else args.backgrounds,
+        )  # fmt: skip
+        print(f"training backgrounds: {train_backgrounds} (synthetic and real)", flush=True)
     sets = [
         ("train", work / "clips", train_backgrounds, args.mixtures, seed),
         ("tune", work / "clips", train_backgrounds, args.tune_mixtures, seed + TUNE_SYNTH_OFFSET),
@@ -646,7 +790,7 @@ def main(argv=None) -> int:
             "--seed", synth_seed, log=log,
         )  # fmt: skip
     if args.skip_train:
-        return 0
+        return False, tune_negatives
 
     for stale in ("data", "run"):
         if (work / stale).exists():
@@ -655,14 +799,48 @@ def main(argv=None) -> int:
     config.write_text(training_config(args), encoding="utf-8")
     soundnet(
         "extract", work / "train", "--annotations", work / "train" / "annotations.tsv", "--target", TARGET,
-        "--out", work / "data", "--jobs", 2, *(("--negatives", args.negatives) if with_negatives else ()), log=log,
+        "--out", work / "data", "--jobs", 2, *(("--negatives", train_negatives) if with_negatives else ()),
+        "--augment", args.augment, log=log,
     )  # fmt: skip
     soundnet("train", work / "data", "--out", work / "run", "--config", config, "--seed", seed, log=log)
+    return True, tune_negatives
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "build.log"
+    if not args.retune_only:
+        log.write_text("", encoding="utf-8")
+    if args.measure_only:
+        model = args.model.resolve() if args.model else None
+        found = measure_negatives(args.heldout_negatives, model=model, example=EXAMPLES / EXAMPLE, work=work, log=log)
+        result = {"model": str(model) if model else "bundled (soundnet/models/default)", "heldout_negatives": found}
+        write_text(work / "heldout.json", json.dumps(result, indent=1) + "\n")
+        print(json.dumps(found, indent=1), flush=True)
+        return 0
+    if args.retune_only:  # a run built before in WORK: re-tune, re-measure (and install)
+        if not (work / "run" / "card.json").is_file():
+            raise SystemExit(f"--retune-only: no trained run in {work / 'run'}")
+        tune_negatives = None
+        if args.negatives is not None and args.tune_negative_packages:
+            tune_negatives = split_negatives(args.negatives, packages=args.tune_negative_packages.split(","), work=work)[1]
+    else:
+        trained, tune_negatives = build(args, work=work, log=log, started=started)
+        if not trained:
+            return 0
     step = time.monotonic()
-    retuned = retune(work / "run", work / "tune", work=work)
+    retuned = retune(
+        work / "run", work / "tune", work=work, negatives=tune_negatives,
+        max_false_alarms_per_hour=args.max_false_alarms_per_hour,
+    )  # fmt: skip
+    write_text(work / "retune.json", json.dumps(retuned, indent=1) + "\n")
     print(
         f"re-tuned post-processing on {retuned['tuned_on']}: {retuned['postprocessing']}; event F1 "
-        f"{retuned['event_onset']['f_measure']:.3f} (soundnet train chose {retuned['train_postprocessing']})"
+        f"{retuned['event_onset']['f_measure']}, alarms {retuned['alarms']}, limit met: {retuned['limit_met']} "
+        f"(soundnet train chose {retuned['train_postprocessing']})"
         f"\n  [{time.monotonic() - step:.1f} s]",
         flush=True,
     )
@@ -689,7 +867,7 @@ def main(argv=None) -> int:
     summary = heldout_summary(evaluation)
     print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=1), flush=True)
     if args.install:
-        total = install(work / "run", evaluation=evaluation, command=rebuild_command(args), work=work)
+        total = install(work / "run", evaluation=evaluation, command=rebuild_command(args), work=work, sounders=args.sounders)
         print(f"installed {BUNDLE.relative_to(REPO)}: {total} bytes", flush=True)
         for name in (EXAMPLE, EXAMPLE_LABELS):
             shutil.copyfile(work / name, EXAMPLES / name)
