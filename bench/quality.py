@@ -63,6 +63,8 @@ class Variant:
 
 
 _BEFORE = {"augmentation": {"copies": 0}, "training": {"shift_frames": 0, "hard_negative_weight": 1.0}}
+# every measure on (the defaults when the ablation ran; now the defaults are _BEFORE's)
+_ON = {"training": {"shift_frames": 25, "hard_negative_weight": 3.0}}
 VARIANTS = {
     # soundnet's defaults of the code installed (results named "plain" in BENCHMARKS.md
     # were run with the code before issue 11, a85ba92: validation by file, nothing below)
@@ -74,10 +76,12 @@ VARIANTS = {
     ),
     # + validation holding out whole groups (the material's group column: folds of sources)
     "grouped": Variant(config=_BEFORE, extract_options=("--augment", "0"), needs=(("extract", "--group-pattern"),)),
-    # + random window shifts and 2 augmented copies per recording (the defaults)
-    "augment": Variant(needs=(("config", "augmentation.copies"),)),
-    # + the target's real negative recordings (--negatives), with hard-negative mining (the defaults)
-    "negatives": Variant(extract_options=("--negatives", "{negatives}"), needs=(("extract", "--negatives"),)),
+    # + random window shifts, 2 augmented copies per recording and hard-negative mining
+    "augment": Variant(config=_ON, extract_options=("--augment", "2"), needs=(("config", "augmentation.copies"),)),
+    # + the target's real negative recordings (--negatives)
+    "negatives": Variant(
+        config=_ON, extract_options=("--negatives", "{negatives}", "--augment", "2"), needs=(("extract", "--negatives"),)
+    ),
     # one measure at a time on top of "grouped"
     "shift": Variant(
         config={**_BEFORE, "training": {**_BEFORE["training"], "shift_frames": 25}}, extract_options=("--augment", "0")
@@ -88,14 +92,14 @@ VARIANTS = {
     ),
     # early stopping and the kept epoch on validation frame AP instead of validation loss
     "negatives-ap": Variant(
-        config={"training": {"monitor": "val_ap"}},
-        extract_options=("--negatives", "{negatives}"),
+        config={"training": {**_ON["training"], "monitor": "val_ap"}},
+        extract_options=("--negatives", "{negatives}", "--augment", "2"),
         needs=(("config", "training.monitor"),),
     ),
     # + SpecAugment-style masks
     "masking": Variant(
-        config={"training": {"time_mask_frames": 10, "feature_mask_columns": 8}},
-        extract_options=("--negatives", "{negatives}"),
+        config={"training": {**_ON["training"], "time_mask_frames": 10, "feature_mask_columns": 8}},
+        extract_options=("--negatives", "{negatives}", "--augment", "2"),
         needs=(("config", "training.time_mask_frames"),),
     ),
 }

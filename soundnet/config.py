@@ -97,9 +97,9 @@ class TrainConfig:
     monitor: str = "val_loss"  # what early stopping and the kept epoch follow: val_loss (lower) or val_ap (higher)
     max_positive_weight: float = 20.0  # cap of the positive frames' class weight; >= 1, finite
     seed: int = 0  # data split, order and initial weights
-    shift_frames: int = 25  # each epoch moves every training window by up to this many frames; >= 0
+    shift_frames: int = 0  # each epoch moves every training window by up to this many frames; >= 0
     negative_ratio: float = 0.5  # windows of --negatives recordings per epoch, per annotated window (at most); >= 0
-    hard_negative_weight: float = 3.0  # weight of negative windows the network fired on at the last epoch; >= 1 (1: off)
+    hard_negative_weight: float = 1.0  # weight of negative windows the network fired on at the last epoch; >= 1 (1: off)
     hard_negative_windows: int = 2048  # negative windows scored for that after each epoch; >= 1
     time_mask_frames: int = 0  # half the training windows get a run of up to this many frames masked; >= 0 (0: off)
     feature_mask_columns: int = 0  # half get a band of up to this many MFCC (and their deltas) masked; >= 0 (0: off)
@@ -149,7 +149,7 @@ class PostConfig:
 class AugmentConfig:
     """How extract makes augmented copies of each annotated recording (soundnet.augment)."""
 
-    copies: int = 2  # augmented copies per recording, besides the original; 0: no augmentation
+    copies: int = 0  # augmented copies per recording, besides the original; 0: no augmentation (the default: see BENCHMARKS.md)
     seed: int = 0  # with the file id and the copy number, the seed of each copy; in [0, 2**32)
     gain_probability: float = 0.5
     gain_db: float = 6.0  # gain drawn in [-gain_db, +gain_db] dB; in [0, 40]
