@@ -20,8 +20,8 @@ from soundnet.errors import SoundnetError
 SR = 16000
 ONSET, OFFSET = 1.0, 1.6
 PROBABILITIES = [f.name for f in dataclasses.fields(AugmentConfig) if f.name.endswith("_probability")]
-OFF = AugmentConfig(**dict.fromkeys(PROBABILITIES, 0.0))
-EVERYTHING = AugmentConfig(**dict.fromkeys(PROBABILITIES, 1.0))
+OFF = AugmentConfig(copies=1, **dict.fromkeys(PROBABILITIES, 0.0))  # copies >= 1: augmentation on (the default is 0)
+EVERYTHING = AugmentConfig(copies=1, **dict.fromkeys(PROBABILITIES, 1.0))
 
 
 def burst_scene(seconds: float = 3.0, *, amplitude: float = 0.3, floor: float = 0.001, seed: int = 0) -> np.ndarray:
