@@ -61,10 +61,10 @@ def to_events(
             merged.append([int(start), int(stop)])
     events = []
     for start, stop in merged:
-        onset = max(0.0, (start - 0.5) * frame_seconds)
-        offset = min(duration, (stop - 0.5) * frame_seconds)
+        onset = round(max(0.0, (start - 0.5) * frame_seconds), 6)  # rounded first: an event never ends where it starts
+        offset = round(min(duration, (stop - 0.5) * frame_seconds), 6)
         if offset - onset < post.min_duration or offset <= onset:
             continue
         confidence = float(probabilities[start:stop].max())
-        events.append(Event(filename, round(onset, 6), round(offset, 6), label, round(confidence, 6)))
+        events.append(Event(filename, onset, offset, label, round(confidence, 6)))
     return events

@@ -7,7 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from soundnet.annotations import frame_labels, read_event_table
@@ -48,6 +48,7 @@ post_configs = st.builds(
 
 @SETTINGS
 @given(p=probability_arrays(), post=post_configs, extra=st.floats(0.0, 0.0099))
+@example(p=np.zeros(1, np.float32), post=PostConfig(threshold=0.0), extra=1e-9)  # an event 1e-9 s long rounded to none
 def test_events_inside_sorted_disjoint(p, post, extra):
     duration = max(len(p) - 1, 0) * FS + extra  # a file of n samples gives 1 + n // hop frames
     events = to_events(p, post=post, frame_seconds=FS, duration=duration, filename="f.wav", label="x")
