@@ -580,10 +580,9 @@ def retune(
 
     from soundnet.config import to_dict
     from soundnet.detection import Detector
-    from soundnet.errors import SoundnetError
     from soundnet.evaluation import read_references
     from soundnet.run import write_card
-    from soundnet.tuning import search_postprocessing
+    from soundnet.tuning import FalseAlarmLimitError, reference_probabilities, search_postprocessing
 
     inputs, table = [folder], (folder / "annotations.tsv").read_text(encoding="utf-8")
     if negatives is not None:
@@ -596,17 +595,15 @@ def retune(
     detector = Detector(run)
     card = detector.card
     references = read_references(inputs, annotations, target=card.target)
-    probabilities, durations = {}, {}
-    for name, path in references.paths.items():
-        probabilities[name], durations[name] = detector.probabilities(path)
+    probabilities, durations = reference_probabilities(detector, references)
     np.savez_compressed(work / "tune_probabilities.npz", **{n.replace("/", "|"): p for n, p in probabilities.items()})
     search = dict(label=references.target, frame_seconds=card.features.frame_seconds, durations=durations, grid=RETUNE_GRID)
     limit, met = max_false_alarms_per_hour, True
     try:
         result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
-    except SoundnetError as error:  # nothing meets the limit: the fewest false alarms the grid reaches
+    except FalseAlarmLimitError as error:  # nothing meets the limit: the fewest false alarms the grid reaches
         print(f"  {error}", flush=True)
-        limit, met = float(str(error).split("the fewest is ")[1].split(" per hour")[0]) + 0.005, False
+        limit, met = round(error.fewest, 2) + 0.005, False
         result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
     validation = {
         **card.validation,

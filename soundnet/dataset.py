@@ -110,13 +110,22 @@ def _config_hash(config: FeatureConfig) -> str:
     return hashlib.sha1(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _source_fingerprint(path: Path, config: FeatureConfig) -> dict:
+    """What an entry's features depend on: the source file (path, size, mtime) and the feature config."""
+    return {"source": str(path.resolve()), **_fingerprint(path), "features": _config_hash(config)}
+
+
+def _target_events(rows: list[Annotation], target: str) -> list[Event]:
+    return sorted(r.event for r in rows if r.event is not None and r.event.label == target)
+
+
 def _extract_one(path: Path, rows: list[Annotation], target: str, root: Path, config: FeatureConfig) -> tuple[Entry, bool]:
     """Features and labels of one file; returns its entry and whether it was reused."""
     entry_id = _entry_id(path)
     meta_path = root / "files" / f"{entry_id}.json"
-    events = sorted(r.event for r in rows if r.event is not None and r.event.label == target)
+    events = _target_events(rows, target)
     spans = [[e.onset, e.offset] for e in events]
-    fingerprint = {"source": str(path.resolve()), **_fingerprint(path), "features": _config_hash(config)}
+    fingerprint = _source_fingerprint(path, config)
     old = _read_entry_meta(meta_path)
     entry = Entry(entry_id, str(path.resolve()), 0, 0, len(events))
     if old is not None and old.get("fingerprint") == fingerprint:
@@ -153,11 +162,9 @@ def _augment_one(
     original_id = _entry_id(path)
     entry_id = f"{original_id}~aug{copy}"
     meta_path = root / "files" / f"{entry_id}.json"
-    events = sorted(r.event for r in rows if r.event is not None and r.event.label == target)
+    events = _target_events(rows, target)
     fingerprint = {
-        "source": str(path.resolve()),
-        **_fingerprint(path),
-        "features": _config_hash(config),
+        **_source_fingerprint(path, config),
         "events": [[e.onset, e.offset] for e in events],
         "augmentation": to_dict(augmentation),
         "copy": copy,

@@ -95,6 +95,27 @@ def _rate(alarms: Alarms) -> float:
     return rate if rate is not None else (0.0 if alarms.false_alarms == 0 else math.inf)
 
 
+class FalseAlarmLimitError(SoundnetError):
+    """No post-processing of the grid meets a false-alarm limit; ``fewest`` (per hour) and
+    its ``miss_rate`` are the closest the grid comes."""
+
+    def __init__(self, limit: float, fewest: float, miss_rate: float):
+        super().__init__(
+            f"no post-processing of the grid keeps false alarms at or below {limit:g} per hour "
+            f"on these files: the fewest is {fewest:.2f} per hour (miss rate {miss_rate:.3f})"
+        )
+        self.limit, self.fewest, self.miss_rate = limit, fewest, miss_rate
+
+
+def reference_probabilities(detector, references) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per-frame probabilities and durations of each referenced file, by reference name
+    (``detector``: a soundnet.detection.Detector; ``references``: soundnet.evaluation.References)."""
+    probabilities, durations = {}, {}
+    for name, path in references.paths.items():
+        probabilities[name], durations[name] = detector.probabilities(path)
+    return probabilities, durations
+
+
 def search_postprocessing(
     probabilities: Mapping[str, np.ndarray],
     reference: Mapping[str, Sequence[Event]],
@@ -159,11 +180,7 @@ def search_postprocessing(
                 best_key = key
                 best_post = PostConfig(threshold=threshold, median_seconds=median, min_duration=min_duration, merge_gap=gap)
     if best_post is None:
-        rate, miss_rate = fewest
-        raise SoundnetError(
-            f"no post-processing of the grid keeps false alarms at or below {max_false_alarms_per_hour:g} per hour "
-            f"on these files: the fewest is {rate:.2f} per hour (miss rate {miss_rate:.3f})"
-        )
+        raise FalseAlarmLimitError(max_false_alarms_per_hour, *fewest)
     baseline = event_scores(
         reference,
         _events(probabilities, PostConfig(), label=label, frame_seconds=frame_seconds, durations=durations),
@@ -292,9 +309,7 @@ def tune(
     detector = Detector(run)
     card = detector.card
     references = read_references(inputs, annotations, target=card.target)
-    probabilities, durations = {}, {}
-    for name, path in references.paths.items():
-        probabilities[name], durations[name] = detector.probabilities(path)
+    probabilities, durations = reference_probabilities(detector, references)
     result = search_postprocessing(
         probabilities,
         references.events,
