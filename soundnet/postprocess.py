@@ -4,7 +4,6 @@ minimum duration. Pure functions."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import median_filter
 
 from soundnet.config import PostConfig
 from soundnet.events import Event
@@ -20,6 +19,8 @@ def smooth(probabilities: np.ndarray, *, frames: int) -> np.ndarray:
     """Median-filtered probabilities (edges repeat the end values)."""
     if frames <= 1 or len(probabilities) == 0:
         return probabilities
+    from scipy.ndimage import median_filter  # here: importing scipy.ndimage costs a fresh detect ~0.2 s
+
     return median_filter(probabilities, size=frames, mode="nearest")
 
 

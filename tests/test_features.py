@@ -12,10 +12,14 @@ from soundnet.config import FeatureConfig
 from soundnet.features import (
     _zero_crossing_rate,
     compute_features,
+    dct_matrix,
+    delta,
     frame_power,
     frame_segments,
     frame_times,
+    hann_window,
     iter_features,
+    mel_filter_bank,
     n_frames,
     silent_frames,
     split_features,
@@ -128,7 +132,7 @@ def test_iter_features_equals_compute_features(chunk_frames):
         assert all(c.shape[1] == 129 and c.dtype == np.float32 for c in chunks)
         got = np.concatenate(chunks)
         assert got.shape == whole.shape
-        assert_allclose(got, whole, atol=1e-4, rtol=1e-5)
+        np.testing.assert_array_equal(got, whole)  # bit for bit, whatever the blocks and chunks
 
 
 @pytest.mark.parametrize("n", [1, 100, 159, 160, 161, 700, 1601])
@@ -140,7 +144,7 @@ def test_iter_features_tiny_blocks(n):
         blocks = [y[i : i + size] for i in range(0, n, size)]
         got = np.concatenate(list(iter_features(blocks, config=CONFIG, chunk_frames=2)))
         assert got.shape == whole.shape == (1 + n // 160, 129)
-        assert_allclose(got, whole, atol=1e-4, rtol=1e-5)
+        np.testing.assert_array_equal(got, whole)
 
 
 def test_iter_features_empty_signal_yields_nothing():
@@ -170,7 +174,7 @@ def _librosa_reference(y: np.ndarray, c: FeatureConfig) -> tuple[np.ndarray, np.
         fmin=c.fmin,
         fmax=c.fmax,
     )
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=c.n_mfcc)
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, amin=1e-10, top_db=None), n_mfcc=c.n_mfcc)
     delta = librosa.feature.delta(mfcc, width=c.delta_width, mode="nearest")
     pad = c.n_fft // 2
     zcr = librosa.feature.zero_crossing_rate(np.pad(y, pad), frame_length=c.n_fft, hop_length=c.hop_length, center=False)
@@ -203,7 +207,7 @@ def test_matches_librosa_reference_other_config():
     assert_allclose(delta, ref_delta, atol=1e-3, rtol=1e-5)
     assert_allclose(zcr, ref_zcr, atol=1e-6)
     streamed = np.concatenate(list(iter_features(_random_split(y, np.random.default_rng(0), 10), config=c, chunk_frames=3)))
-    assert_allclose(streamed, x, atol=1e-4, rtol=1e-5)
+    np.testing.assert_array_equal(streamed, x)
 
 
 def test_silent_frames_are_exactly_the_all_zero_ones():
@@ -286,3 +290,111 @@ def test_frame_power_is_librosas_centred_stft():
     )  # fmt: skip
     assert got.shape == expected.shape
     assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+# --- equal to librosa, on signals of every kind ------------------------------------------------
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(21)
+    t = np.arange(3 * SR + 77) / SR  # an odd length: the last frame is partial
+    tone = np.sin(2 * np.pi * 1000 * t)
+    return {
+        "silence": np.zeros(SR),
+        "tone in silence": np.where((t > 0.5) & (t < 2.0), 0.5 * tone, 0.0),
+        "faint tone": 1e-4 * np.sin(2 * np.pi * 440 * t),
+        "tone over a noise floor": 0.5 * np.sin(2 * np.pi * 3000 * t) + 1e-4 * rng.standard_normal(len(t)),
+        "clipped": np.clip(3.0 * np.sin(2 * np.pi * 200 * t), -1.0, 1.0),
+        "noise, gain 1e-5": 1e-5 * rng.standard_normal(len(t)),
+        "noise, gain 1": rng.standard_normal(len(t)),
+        "noise, gain 30": 30.0 * rng.standard_normal(len(t)),
+        "16-bit steps": np.round(3 * rng.standard_normal(len(t))) / 32768,
+        "clicks": (np.arange(len(t)) % 4000 == 0).astype(float),
+        "offset": np.full(len(t), 0.3),
+        "1 sample": rng.standard_normal(1),
+        "100 samples": rng.standard_normal(100),
+        "511 samples": rng.standard_normal(511),
+        "4001 samples": rng.standard_normal(4001),
+    }
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=.*is too large:UserWarning")
+@pytest.mark.parametrize("name", list(_signals()))
+def test_every_feature_is_librosas_within_float32_rounding(name):
+    """MFCC and deltas within a few float32 roundings of the largest MFCC (the log-mel
+    sums 64 bands of up to 100 dB each), the ZCR exactly."""
+    y = _signals()[name].astype(np.float32)
+    mfcc, delta, zcr = split_features(compute_features(y, config=CONFIG), n_mfcc=CONFIG.n_mfcc)
+    ref_mfcc, ref_delta, ref_zcr = _librosa_reference(y, CONFIG)
+    tolerance = 8 * EPS32 * np.abs(ref_mfcc).max()
+    assert_allclose(mfcc, ref_mfcc, rtol=0, atol=tolerance)
+    assert_allclose(delta, ref_delta, rtol=0, atol=tolerance)
+    np.testing.assert_array_equal(zcr, ref_zcr.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "sample_rate, n_fft, n_mels, fmin, fmax",
+    [
+        (16000, 512, 64, 0.0, None),
+        (8000, 256, 40, 50.0, 3500.0),
+        (44100, 2048, 128, 20.0, 16000.0),
+        (22050, 1024, 96, 300.0, None),
+    ],
+)
+def test_mel_filter_bank_is_librosas_exactly(sample_rate, n_fft, n_mels, fmin, fmax):
+    ours = mel_filter_bank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    theirs = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    assert ours.dtype == theirs.dtype == np.float32
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_dct_matrix_is_scipys_orthonormal_dct():
+    x = np.random.default_rng(0).standard_normal((64, 7))
+    assert_allclose(dct_matrix(20, 64) @ x, scipy.fft.dct(x, type=2, norm="ortho", axis=0)[:20], atol=1e-12)
+    assert_allclose(dct_matrix(64, 64) @ dct_matrix(64, 64).T, np.eye(64), atol=1e-12)
+
+
+@pytest.mark.parametrize("win_length, n_fft", [(400, 512), (512, 512), (200, 256), (301, 512)])
+def test_hann_window_is_librosas(win_length, n_fft):
+    theirs = librosa.util.pad_center(librosa.filters.get_window("hann", win_length, fftbins=True), size=n_fft)
+    np.testing.assert_array_equal(hann_window(win_length, n_fft=n_fft), theirs)
+
+
+@pytest.mark.parametrize("width", [3, 5, 9, 15])
+def test_delta_is_librosas(width):
+    x = (50 * np.random.default_rng(width).standard_normal((37, 5))).astype(np.float32)
+    half = width // 2
+    context = np.concatenate([np.repeat(x[:1], half, axis=0), x, np.repeat(x[-1:], half, axis=0)])
+    ours = delta(context, width=width)
+    theirs = librosa.feature.delta(x, width=width, axis=0, mode="nearest")
+    assert ours.shape == x.shape and ours.dtype == np.float32
+    assert_allclose(ours, theirs, rtol=0, atol=8 * EPS32 * np.abs(x).max())
+
+
+def test_long_signal_streams_bit_for_bit_across_chunks_and_blocks():
+    """Over 2.5 default chunks, in blocks as iter_audio gives them and in odd ones: every
+    frame equal to the whole-signal computation, whichever block of the products it fell in."""
+    n = 150 * SR + 123
+    y = noise(n, seed=5) * np.float32(0.5) + np.float32(0.2) * np.sin(np.arange(n, dtype=np.float32) * np.float32(0.3))
+    whole = compute_features(y, config=CONFIG)
+    for size in (30 * SR, 16000 * 7 + 13, 999_983):
+        blocks = [y[i : i + size] for i in range(0, n, size)]
+        np.testing.assert_array_equal(np.concatenate(list(iter_features(blocks, config=CONFIG))), whole)
+
+
+def test_features_do_not_depend_on_the_callers_blas_threads():
+    """The products run on one BLAS thread whatever the caller set, which is restored."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    y = noise(5 * SR, seed=9)
+    with threadpool_limits(1, user_api="blas"):
+        single = compute_features(y, config=CONFIG)
+    with threadpool_limits(2, user_api="blas"):
+        assert set(blas_threads()) == {2}
+        np.testing.assert_array_equal(compute_features(y, config=CONFIG), single)
+        assert set(blas_threads()) == {2}
