@@ -11,6 +11,8 @@ weights, as ``soundnet train`` fits), same batch size, same optimizer and loss a
 soundnet/train.py, in this one process, after a warm-up epoch. Timed epochs alternate
 between the two forms; the best epoch of each is kept (the machine is shared).
 
+The first lines name the device TensorFlow computes on (a GPU when it sees one).
+
 Inference: windows/s of the Keras model (``model(x, training=False)`` in batches of
 256, as detect's Keras runtime runs it) and of the LiteRT conversion
 (``export_tflite`` + ``LiteRTPredictor``), and the largest |difference| of their
@@ -58,7 +60,7 @@ def main() -> None:
         libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
         libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
 
-    from soundnet.backend import quiet_import_keras
+    from soundnet.backend import compute_devices, quiet_import_keras
 
     quiet_import_keras()
     import keras
@@ -67,6 +69,8 @@ def main() -> None:
     from soundnet.model import as_inputs, build_literal_model, build_model, copy_weights, predict_fn
 
     print(machine_header())
+    devices = compute_devices()
+    print(f"# TensorFlow computes on: {', '.join(devices)} (training and the Keras runtime; LiteRT runs on the CPU)")
     config, n_mfcc = ModelConfig(), 64
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.windows, config.window, 2 * n_mfcc + 1)).astype(np.float32)
@@ -100,7 +104,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, model in forms.items():
             times[name].append(epoch(model, name))
-    rows, result = [], {"windows": args.windows, "batch_size": args.batch_size, "train": {}}
+    rows, result = [], {"windows": args.windows, "batch_size": args.batch_size, "devices": devices, "train": {}}
     for name, ts in times.items():
         best = min(ts)
         rate = args.windows / best

@@ -57,5 +57,38 @@ def quiet_import_keras() -> None:
         import keras
         import tensorflow as tf
 
+        _share_gpu_memory(tf)
         tf.constant(0.0)
         keras.backend.floatx()
+
+
+def _share_gpu_memory(tf) -> None:
+    """Let TensorFlow take GPU memory as it needs it rather than all of it at start-up
+    (its default), so a detect or a training run leaves room for others on the card.
+    Only possible before the first GPU op; after it, the setting stays as it is."""
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):
+            pass
+
+
+def compute_devices() -> list[str]:
+    """Where TensorFlow, so training and the Keras runtime, computes: the GPUs it sees
+    (``"GPU:0 (NVIDIA A100-SXM4-40GB)"``), else ``["CPU"]``.
+
+    Keras places a model's work on the first GPU by itself; soundnet hides none, and
+    the LSTM keeps cuDNN's conditions (tanh, no recurrent dropout, not unrolled) in
+    training. LiteRT, the default detect runtime, always runs on the CPU.
+    """
+    quiet_import_keras()
+    import tensorflow as tf
+
+    devices = []
+    for index, gpu in enumerate(tf.config.list_physical_devices("GPU")):
+        try:
+            name = tf.config.experimental.get_device_details(gpu).get("device_name")
+        except (RuntimeError, ValueError):
+            name = None
+        devices.append(f"GPU:{index}" + (f" ({name})" if name else ""))
+    return devices or ["CPU"]

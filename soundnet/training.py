@@ -621,6 +621,9 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         time_mask_frames=t.time_mask_frames,
         feature_mask_columns=t.feature_mask_columns,
     )
+    from soundnet.backend import compute_devices
+
+    log.info("training on %s", ", ".join(compute_devices()))
     log.info(
         "%d training windows per epoch (%d from --negatives recordings), positive frames weigh %.2f",
         len(batches.order),
