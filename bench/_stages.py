@@ -114,6 +114,7 @@ def main() -> None:
     else:
         raise SystemExit(f"unknown mode {mode}")
     json.dump(out, sys.stdout)
+    print()
 
 
 if __name__ == "__main__":
