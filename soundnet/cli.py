@@ -124,14 +124,22 @@ def main(verbose: int, quiet: bool) -> None:
     log.propagate = False
 
 
+label_column_option = click.option(
+    "--label-column",
+    help="Column of Raven selection tables holding the label (default: Annotation, then Species, then Label).",
+)
+
+
 @main.command()
 @click.argument("audio", nargs=-1, required=True, type=EXISTING)
 @click.option(
     "--annotations",
     "-a",
     type=EXISTING_FILE,
-    help="DCASE table (filename onset offset label, TSV or CSV). Without it, Audacity labels beside the audio (x.wav + x.txt).",
+    help="DCASE table (filename onset offset label, TSV or CSV) or Raven selection table (with Begin File or Begin Path). "
+    "Without it, the label files beside the audio (x.wav + x.txt, or x.Table.1.selections.txt).",
 )
+@label_column_option
 @click.option("--out", "-o", required=True, type=OUTPUT_FOLDER, help="Dataset folder to write.")
 @click.option("--target", "-t", callback=_label, help="Label of the target sound (implied when the annotations hold one label).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
@@ -160,7 +168,7 @@ def main(verbose: int, quiet: bool) -> None:
 )
 @fail_fast_option
 @library_errors
-def extract(audio, annotations, out, target, jobs, config_path, negatives, group_pattern, copies, fail_fast):
+def extract(audio, annotations, label_column, out, target, jobs, config_path, negatives, group_pattern, copies, fail_fast):
     """Turn AUDIO files and folders and their annotations into a dataset of features and frame labels."""
     from soundnet.config import load_config
     from soundnet.dataset import extract as run_extract
@@ -179,6 +187,7 @@ def extract(audio, annotations, out, target, jobs, config_path, negatives, group
         negatives=negatives,
         group_pattern=group_pattern,
         augmentation=augmentation,
+        label_column=label_column,
     )
     log.info(
         "%s: %d file(s) extracted, %d unchanged, %d without annotation, %d failed (target %r)%s",
@@ -231,12 +240,18 @@ def _fmt(value) -> str:
 
 
 model_option = click.option("--model", "-m", type=EXISTING_FOLDER, help="Run folder (default: the bundled detector).")
-reference_option = click.option(
-    "--annotations",
-    "-a",
-    type=EXISTING_FILE,
-    help="Reference events: a DCASE table (default: Audacity labels beside the audio).",
-)
+
+
+def reference_option(command):
+    """``--annotations`` and ``--label-column``: the reference events."""
+    command = label_column_option(command)
+    return click.option(
+        "--annotations",
+        "-a",
+        type=EXISTING_FILE,
+        help="Reference events: a DCASE or Raven table; rows of files not given are left out "
+        "(default: the label files beside the audio).",
+    )(command)
 
 
 def post_options(command):
@@ -346,7 +361,7 @@ def detect(
 @click.option(
     "--estimated",
     type=EXISTING_FILE,
-    help="Score this ready event table (DCASE TSV, any detector's) instead of running a model.",
+    help="Score this ready event table (DCASE TSV or Raven table, any detector's) instead of running a model.",
 )
 @click.option("--target", "-t", callback=_label, help="Label to score (default: the model's target).")
 @click.option("--output", "-o", type=OUTPUT_FILE, help="Write every figure and per-file counts as JSON.")
@@ -359,7 +374,19 @@ def detect(
 @post_options
 @library_errors
 def evaluate(
-    inputs, annotations, model, estimated, target, output, plot_dir, fail_fast, threshold, median_seconds, min_duration, merge_gap
+    inputs,
+    annotations,
+    label_column,
+    model,
+    estimated,
+    target,
+    output,
+    plot_dir,
+    fail_fast,
+    threshold,
+    median_seconds,
+    min_duration,
+    merge_gap,
 ):
     """Score detection on annotated audio with the DCASE metrics of sed_eval."""
     from soundnet.report import render_report
@@ -369,7 +396,9 @@ def evaluate(
             raise click.UsageError("give either --model or --estimated, not both")
         from soundnet.evaluation import evaluate_table
 
-        evaluation = evaluate_table(inputs, estimated, annotations=annotations, target=target, output=output)
+        evaluation = evaluate_table(
+            inputs, estimated, annotations=annotations, target=target, output=output, label_column=label_column
+        )
     else:
         from soundnet.evaluation import evaluate as run_evaluate
 
@@ -382,6 +411,7 @@ def evaluate(
             output=output,
             plot_dir=plot_dir,
             fail_fast=fail_fast,
+            label_column=label_column,
         )
     click.echo(render_report(evaluation), nl=False)
     _fail_batch(evaluation.failures, attempted=len(evaluation.scores.files) + len(evaluation.failures))
@@ -401,11 +431,13 @@ def _fmt_rate(value) -> str:
     help="Choose the fewest misses among the settings with at most this many false alarms per hour (default: best F1).",
 )
 @library_errors
-def tune(run, inputs, annotations, max_false_alarms_per_hour):
+def tune(run, inputs, annotations, label_column, max_false_alarms_per_hour):
     """Search RUN's post-processing (threshold, median, minimum duration, gap) on labelled audio; update its card."""
     from soundnet.tuning import tune as run_tune
 
-    tuning = run_tune(run, inputs, annotations=annotations, max_false_alarms_per_hour=max_false_alarms_per_hour)
+    tuning = run_tune(
+        run, inputs, annotations=annotations, max_false_alarms_per_hour=max_false_alarms_per_hour, label_column=label_column
+    )
     before, after = tuning.baseline.event_onset.f_measure, tuning.scores.event_onset.f_measure
     alarms, limit = tuning.scores.alarms, tuning.max_false_alarms_per_hour
     chosen = "best event F1" if limit is None else f"fewest misses with at most {limit:g} false alarms per hour"

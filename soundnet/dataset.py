@@ -33,13 +33,13 @@ import numpy as np
 from soundnet import __version__
 from soundnet.annotations import (
     Annotation,
+    all_sidecar_tables,
     check_within,
     choose_target,
     frame_labels,
     match_files,
-    read_audacity_labels,
-    read_event_table,
-    sidecar_labels,
+    read_annotations,
+    read_sidecar,
 )
 from soundnet.audio import audio_duration, find_audio, iter_audio, load_audio
 from soundnet.batch import Failure, run_batch
@@ -215,18 +215,31 @@ def _extract_task(task: tuple) -> tuple[Entry, bool]:
 
 def annotations_name(annotations: Path | None) -> str:
     """How messages name the annotations: the table, or the label files beside the audio."""
-    return str(annotations) if annotations is not None else "the Audacity label files beside the audio"
+    return str(annotations) if annotations is not None else "the label files beside the audio"
 
 
-def collect_annotations(audio: Sequence[Path], roots: Sequence[Path], annotations: Path | None) -> dict[Path, list[Annotation]]:
-    """Annotation rows of each audio file: from the table if given, else Audacity sidecars."""
+def collect_annotations(
+    audio: Sequence[Path],
+    roots: Sequence[Path],
+    annotations: Path | None,
+    *,
+    label_column: str | None = None,
+    skip_unknown: bool = False,
+) -> dict[Path, list[Annotation]]:
+    """Annotation rows of each audio file: from the table if given (DCASE or Raven,
+    :func:`soundnet.annotations.read_annotations`), else from the Audacity labels and
+    Raven selection tables beside each file (:func:`soundnet.annotations.sidecar_tables`).
+    ``skip_unknown``: rows of files not among ``audio`` are left out (see
+    :func:`soundnet.annotations.match_files`) instead of refused."""
     if annotations is not None:
-        return match_files(read_event_table(annotations), audio, roots)
+        rows = read_annotations(annotations, label_column=label_column)
+        return match_files(rows, audio, roots, skip_unknown=skip_unknown)
     matched = {}
-    for path in audio:
-        labels = sidecar_labels(path)
-        if labels is not None:
-            matched[path] = read_audacity_labels(labels, filename=path.name)
+    for path, tables in all_sidecar_tables(audio).items():
+        if tables:
+            matched[path] = [
+                row for table in tables for row in read_sidecar(table, filename=path.name, label_column=label_column)
+            ]
     return matched
 
 
@@ -243,6 +256,7 @@ def extract(
     negatives: Sequence[Path] = (),
     group_pattern: str | None = None,
     augmentation: AugmentConfig | None = None,
+    label_column: str | None = None,
 ) -> ExtractReport:
     """Turn audio files and their annotations into a dataset folder.
 
@@ -253,7 +267,9 @@ def extract(
     out : Path
         The dataset folder (created; an existing dataset is updated in place).
     annotations : Path or None
-        A DCASE table; None reads Audacity label files beside the audio (``x.txt``).
+        A DCASE table or a Raven selection table (told by its header); None reads the
+        label files beside the audio (Audacity ``x.txt``, Raven
+        ``x.Table.1.selections.txt``).
     target : str or None
         The target label; None when the annotations hold a single label.
     config : FeatureConfig or None
@@ -276,6 +292,9 @@ def extract(
         :data:`MAX_AUGMENTED_SECONDS` long) also gets that many augmented copies
         (:mod:`soundnet.augment`), mixed with the ``negatives`` recordings among other
         transforms; training draws its windows from a recording and its copies.
+    label_column : str or None
+        The column of Raven tables holding the label (default: the first of
+        ``Annotation``, ``Species``, ``Label`` there is).
 
     Returns
     -------
@@ -288,7 +307,7 @@ def extract(
     out = Path(out)
     roots = [Path(p) for p in audio_paths]
     audio = find_audio(roots)
-    matched = collect_annotations(audio, roots, annotations)
+    matched = collect_annotations(audio, roots, annotations, label_column=label_column)
     target = choose_target([row for rows in matched.values() for row in rows], target, where=annotations_name(annotations))
     negative_roots = [Path(p) for p in negatives]
     negative_audio = find_audio(negative_roots) if negative_roots else []

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from soundnet.annotations import choose_target, frame_labels, match_files, read_event_table
+from soundnet.annotations import choose_target, frame_labels, match_files, read_annotations
 from soundnet.audio import as_paths, audio_duration, find_audio
 from soundnet.batch import Failure, run_batch
 from soundnet.config import PostConfig
@@ -47,18 +47,26 @@ def _rows_by_name(matched: dict, names: dict[Path, str]) -> dict[str, list[Event
     }
 
 
-def read_references(inputs: Path | str | Iterable[Path | str], annotations: Path | None, *, target: str | None) -> References:
+def read_references(
+    inputs: Path | str | Iterable[Path | str],
+    annotations: Path | None,
+    *,
+    target: str | None,
+    label_column: str | None = None,
+) -> References:
     """The annotated files among ``inputs`` and their reference events.
 
-    ``annotations`` is a DCASE table; None reads Audacity labels beside the audio. Only
-    annotated files are kept; ``target`` None takes the only label there is.
+    ``annotations`` is a DCASE or Raven table; None reads the label files beside the
+    audio. Only annotated files are kept, and the table's rows of files not among
+    ``inputs`` are left out with one warning (a subset is scored); ``target`` None
+    takes the only label there is; ``label_column`` is a Raven table's label column.
     """
     from soundnet.dataset import annotations_name, collect_annotations
     from soundnet.detection import display_name
 
     roots = as_paths(inputs)
     audio = find_audio(roots)
-    matched = collect_annotations(audio, roots, annotations)
+    matched = collect_annotations(audio, roots, annotations, label_column=label_column, skip_unknown=True)
     rows = [row for rows in matched.values() for row in rows]
     if target is not None and not any(row.event is not None and row.event.label == target for row in rows):
         # audio known to hold no target (negatives only): scored all the same, each detection a false alarm
@@ -140,6 +148,7 @@ def evaluate(
     plot_dir: Path | None = None,
     on_detection: Callable | None = None,
     fail_fast: bool = False,
+    label_column: str | None = None,
 ) -> Evaluation:
     """Run a detector on annotated audio and score it with the DCASE metrics of sed_eval.
 
@@ -148,7 +157,8 @@ def evaluate(
     inputs : path or iterable of paths
         Audio files and folders.
     annotations : Path or None
-        A DCASE table of reference events; None reads Audacity labels beside the audio.
+        A DCASE or Raven table of reference events (rows of files not among ``inputs``
+        are left out, with one warning); None reads the label files beside the audio.
     model : Path or None
         A run folder; None for the bundled default detector.
     target : str or None
@@ -167,11 +177,13 @@ def evaluate(
         ``on_detection(detection, reference_events)`` for each file scored.
     fail_fast : bool
         Stop at the first file the detector cannot read.
+    label_column : str or None
+        A Raven table's label column (default: ``Annotation``, ``Species``, ``Label``).
     """
     from soundnet.detection import Detection, Detector
 
     detector = Detector(model)
-    references = read_references(inputs, annotations, target=target or detector.card.target)
+    references = read_references(inputs, annotations, target=target or detector.card.target, label_column=label_column)
     post = detector.postprocessing(post)
 
     plots = {} if plot_dir is None else unique_paths(plot_dir, list(references.paths), ".png", what="the plot")
@@ -241,12 +253,15 @@ def evaluate_table(
     annotations: Path | None = None,
     target: str | None = None,
     output: Path | None = None,
+    label_column: str | None = None,
 ) -> Evaluation:
-    """Score a ready event table (``estimated``: a DCASE table, any detector's) on the
-    annotated audio in ``inputs``, exactly as :func:`evaluate` scores a soundnet model."""
-    references = read_references(inputs, annotations, target=target)
+    """Score a ready event table (``estimated``: a DCASE or Raven table, any detector's)
+    on the annotated audio in ``inputs``, exactly as :func:`evaluate` scores a soundnet
+    model; rows of either table naming files not among ``inputs`` are left out."""
+    references = read_references(inputs, annotations, target=target, label_column=label_column)
     _refuse_overwrites([("--output", Path(output))] if output is not None else [], references, annotations, Path(estimated))
-    matched = match_files(read_event_table(Path(estimated)), list(references.paths.values()), as_paths(inputs))
+    rows = read_annotations(Path(estimated))
+    matched = match_files(rows, list(references.paths.values()), as_paths(inputs), skip_unknown=True)
     names = {p: n for n, p in references.paths.items()}
     estimated_events = _rows_by_name(matched, names)
     evaluation = _scored(references, references.events, estimated_events, None, [], _durations(references, references.events))

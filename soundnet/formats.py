@@ -323,16 +323,25 @@ TABLE_COLUMNS = {
 _TABLE_REQUIRED = ("filename", "onset", "offset", "label")
 _TABLE_POSITIONS = {"filename": 0, "onset": 1, "offset": 2, "label": 3}  # a table without a header
 
-#: Column names of a Raven selection table (compared without case or edge spaces).
+#: Column names of a Raven selection table (compared without case or edge spaces), as
+#: Raven Pro writes them. ``label`` is read from the first of :data:`RAVEN_LABEL_COLUMNS`
+#: present unless a column is chosen.
 RAVEN_COLUMNS = {
+    "selection": ("Selection",),
+    "view": ("View",),
     "onset": ("Begin Time (s)",),
     "offset": ("End Time (s)",),
-    "label": ("Label", "Annotation"),
+    "low_freq": ("Low Freq (Hz)",),
+    "high_freq": ("High Freq (Hz)",),
     "filename": ("Begin File",),
+    "file_offset": ("File Offset (s)",),
+    "path": ("Begin Path",),
     "confidence": ("Confidence",),
-    "view": ("View",),
 }
-_RAVEN_REQUIRED = ("onset", "offset", "label")
+_RAVEN_REQUIRED = ("onset", "offset")
+
+#: Where a Raven table's label is, by default: the first of these columns its header has.
+RAVEN_LABEL_COLUMNS = ("Annotation", "Species", "Label")
 
 
 @dataclass(frozen=True)
@@ -344,6 +353,9 @@ class Row:
     filename: str
     event: Event | None
     group: str | None = None  # the recording's group (a ``group`` column): validation never splits one
+    low_freq: float | None = None  # a Raven selection's frequency band (Hz), where the table has one
+    high_freq: float | None = None
+    path: str | None = None  # the recording's full path as the table gives it (Raven's Begin Path)
 
     @property
     def where(self) -> str:
@@ -380,6 +392,10 @@ def _event(filename: str, onset: str, offset: str, label: str, confidence: str, 
     start, end = _time(onset, "onset", where), _time(offset, "offset", where)
     if end < start:
         raise SoundnetError(f"{where}: offset {end} is before onset {start}")
+    return _labelled(filename, start, end, label, confidence, where)
+
+
+def _labelled(filename: str, start: float, end: float, label: str, confidence: str, where: str) -> Event:
     score = None if not confidence.strip() else _number(confidence, "confidence", where)
     if label:
         check_label(label, where)  # no label can forge a line or a field of any output
@@ -558,7 +574,7 @@ def read_events(path: Path, fmt: str, *, filename: str = "") -> list[Event]:
     if fmt == "json":
         return _read_json(path, read_text(path))
     if fmt == "raven":
-        return _read_raven(path, read_text(path), filename)
+        return [row.event for row in read_raven(path, filename=filename) if row.event is not None]
     if fmt == "audacity":
         rows = read_audacity(path, filename=filename)
     else:
@@ -566,23 +582,125 @@ def read_events(path: Path, fmt: str, *, filename: str = "") -> list[Event]:
     return [row.event for row in rows if row.event is not None]
 
 
-def _read_raven(path: Path, text: str, filename: str) -> list[Event]:
-    rows = _rows(path, text, "\t", quoting=csv.QUOTE_NONE)
+def is_raven_header(line: str) -> bool:
+    """Whether ``line`` (a table's first line) is a Raven selection table's header: tab
+    separated, with ``Begin Time (s)`` and ``End Time (s)`` columns."""
+    names = {cell.strip().lower() for cell in line.removeprefix("\ufeff").split("\t")}
+    return {"begin time (s)", "end time (s)"} <= names
+
+
+def is_raven_table(path: Path) -> bool:
+    """Whether the file at ``path`` starts with a Raven selection table's header (:func:`is_raven_header`)."""
+    first = next((line for line in read_text(Path(path)).splitlines() if line.strip()), "")
+    return is_raven_header(first)
+
+
+def read_raven(path: Path, *, filename: str = "", reference: bool = False, label_column: str | None = None) -> list[Row]:
+    """Read a Raven Pro selection table (tab separated, a header row, no quoting), in file order.
+
+    Raven lists each selection once per view: only the rows of a Spectrogram view are
+    read (all rows when there is no ``View`` column), once per selection number. A row
+    names its recording by ``Begin File`` (else the last part of ``Begin Path``, else
+    ``filename``: the recording a table beside it belongs to) and keeps ``Begin Path``
+    (:attr:`Row.path`) to tell apart recordings of the same name. With a ``File Offset
+    (s)`` column (a table of a sequence of files, whose ``Begin Time (s)`` counts from
+    the start of the first), the event starts that far into its file and lasts ``End
+    Time - Begin Time``. ``Low Freq (Hz)`` and ``High Freq (Hz)`` are kept in the row.
+
+    Parameters
+    ----------
+    path : Path
+    filename : str
+        The recording of a table without ``Begin File`` and ``Begin Path`` columns.
+    reference : bool
+        Rows are reference annotations: each needs a recording and a label, and a
+        confidence column is not read. Otherwise an empty label is kept as ``""``.
+    label_column : str or None
+        The column holding the label (any case); None: the first of
+        :data:`RAVEN_LABEL_COLUMNS` in the header.
+
+    Raises
+    ------
+    SoundnetError
+        Naming the file and line: a header without the time columns or the chosen label
+        column, rows without a Spectrogram view, bad or missing times, end
+        before begin, an empty label (``reference``), no recording named (``reference``).
+    """
+    path = Path(path)
+    rows = _rows(path, read_text(path), "\t", quoting=csv.QUOTE_NONE)
     first = next(rows, None)
     if first is None:
         return []
-    columns = _columns(first[1], RAVEN_COLUMNS, _RAVEN_REQUIRED, f"{path} line {first[0]}")
-    events = []
+    header_at = f"{path} line {first[0]}"
+    columns = _columns(first[1], RAVEN_COLUMNS, _RAVEN_REQUIRED, header_at)
+    names = [cell.lower() for cell in first[1]]
+    label_names = (label_column,) if label_column is not None else RAVEN_LABEL_COLUMNS
+    found = [names.index(name.lower()) for name in label_names if name.lower() in names]
+    if found:
+        columns["label"] = found[0]
+    elif label_column is not None:
+        raise SoundnetError(f"{header_at}: header has no {label_column!r} column (the label column chosen)")
+    elif reference:
+        raise SoundnetError(
+            f"{header_at}: header has no label column (expected one of {', '.join(RAVEN_LABEL_COLUMNS)}; "
+            "or choose one with --label-column)"
+        )
+    if reference:
+        columns.pop("confidence", None)  # references carry no confidence (soundnet.events)
+    result: list[Row] = []
+    seen: set[tuple] = set()
+    other_views = 0
     for number, cells in rows:
         where = f"{path} line {number}"
-        if _cell(cells, columns, "view").startswith("Waveform"):
-            continue  # Raven repeats each selection once per view
-        onset, offset = _cell(cells, columns, "onset"), _cell(cells, columns, "offset")
-        if not (onset and offset):
-            raise SoundnetError(f"{where}: missing {'onset' if not onset else 'offset'} (expected Begin Time (s), End Time (s))")
-        name = _cell(cells, columns, "filename") or filename
-        events.append(_event(name, onset, offset, _cell(cells, columns, "label"), _cell(cells, columns, "confidence"), where))
-    return events
+        if "view" in columns:
+            if not _cell(cells, columns, "view").lower().startswith("spectrogram"):
+                other_views += 1
+                continue  # Raven repeats each selection once per view; the spectrogram's row has its band
+        begin, end = _cell(cells, columns, "onset"), _cell(cells, columns, "offset")
+        if not (begin and end):
+            missing = "Begin Time (s)" if not begin else "End Time (s)"
+            raise SoundnetError(f"{where}: missing {missing}")
+        start, stop = _time(begin, "Begin Time (s)", where), _time(end, "End Time (s)", where)
+        if stop < start:
+            raise SoundnetError(f"{where}: End Time (s) {stop} is before Begin Time (s) {start}")
+        file_offset = _cell(cells, columns, "file_offset")
+        if file_offset:  # Begin Time counts from the first file of a sequence; the offset is within this one
+            offset = _time(file_offset, "File Offset (s)", where)
+            start, stop = offset, offset + (stop - start)
+        full_path = _cell(cells, columns, "path") or None
+        name = _cell(cells, columns, "filename") or _base_name(full_path or "") or filename
+        if not name and reference:
+            raise SoundnetError(
+                f"{where}: no Begin File or Begin Path naming the recording "
+                "(a table of one recording goes beside it, as x.Table.1.selections.txt beside x.wav)"
+            )
+        selection = _cell(cells, columns, "selection")
+        key = (selection, name, full_path, start, stop)
+        if selection and key in seen:
+            continue  # the same selection in a second spectrogram view
+        seen.add(key)
+        label = _cell(cells, columns, "label")
+        if reference and not label:
+            what = first[1][columns["label"]]
+            raise SoundnetError(
+                f"{where}: selection {selection or '?'} has an empty {what!r} cell "
+                "(label it in Raven, or choose another column with --label-column)"
+            )
+        event = _labelled(name, start, stop, label, _cell(cells, columns, "confidence"), where)
+        band = {key: _optional_number(_cell(cells, columns, key), key, where) for key in ("low_freq", "high_freq")}
+        result.append(Row(path, number, name, event, None, band["low_freq"], band["high_freq"], full_path))
+    if other_views and not result:
+        raise SoundnetError(f"{path}: no row of a Spectrogram view (Raven lists each selection once per view)")
+    return result
+
+
+def _base_name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _optional_number(text: str, key: str, where: str) -> float | None:
+    what = {"low_freq": "Low Freq (Hz)", "high_freq": "High Freq (Hz)"}[key]
+    return None if not text else _time(text, what, where)
 
 
 def _read_json(path: Path, text: str) -> list[Event]:

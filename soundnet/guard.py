@@ -1,7 +1,7 @@
 """Outputs that cannot destroy inputs.
 
 Before any work, every path a command will write is compared with what it reads: the
-audio files, their Audacity label files (``x.txt`` beside ``x.wav``), annotation
+audio files, their label files (``x.txt``, ``x.Table.1.selections.txt`` beside ``x.wav``), annotation
 tables, a dataset. An output that is one of them, or a folder holding one, is refused
 with one line naming both, so ``detect x.wav --output x.wav`` never replaces the
 recording.
@@ -27,10 +27,13 @@ def holds(folder: Path, path: Path) -> bool:
 
 
 def with_sidecars(audio: Iterable[Path]) -> list[Path]:
-    """The audio files and the Audacity label file each may have beside it (``x.txt``)."""
+    """The audio files, the Audacity label file each may have beside it (``x.txt``) and
+    the Raven selection tables beside it (:func:`soundnet.annotations.sidecar_tables`)."""
+    from soundnet.annotations import all_sidecar_tables
+
     paths = []
-    for path in audio:
-        paths += [Path(path), Path(path).with_suffix(".txt")]
+    for path, tables in all_sidecar_tables(audio).items():
+        paths += [path, path.with_suffix(".txt"), *tables]
     return paths
 
 

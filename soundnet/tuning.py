@@ -271,6 +271,7 @@ def tune(
     annotations: Path | None = None,
     grid: Mapping[str, Sequence[float]] | None = None,
     max_false_alarms_per_hour: float | None = None,
+    label_column: str | None = None,
 ) -> Tuning:
     """Search ``run``'s post-processing on labelled audio and write it to the run's card.
 
@@ -281,13 +282,16 @@ def tune(
     inputs : path or iterable of paths
         Audio files and folders.
     annotations : Path or None
-        A DCASE table of reference events; None reads Audacity labels beside the audio.
+        A DCASE or Raven table of reference events; None reads the label files beside
+        the audio.
     grid : mapping or None
         The values searched (default :data:`GRID`).
     max_false_alarms_per_hour : float >= 0 or None
         Choose the point with the fewest misses among those with at most this many
         false alarms per hour on these files (see :func:`search_postprocessing`);
         None chooses the best event F-score.
+    label_column : str or None
+        A Raven table's label column (default: ``Annotation``, ``Species``, ``Label``).
 
     Returns
     -------
@@ -308,7 +312,7 @@ def tune(
 
     detector = Detector(run)
     card = detector.card
-    references = read_references(inputs, annotations, target=card.target)
+    references = read_references(inputs, annotations, target=card.target, label_column=label_column)
     probabilities, durations = reference_probabilities(detector, references)
     result = search_postprocessing(
         probabilities,
