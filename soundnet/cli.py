@@ -291,6 +291,17 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
 )
 @click.option("--json-frames", is_flag=True, help="With --format json, include each file's per-frame probabilities.")
 @click.option(
+    "--summary",
+    type=OUTPUT_FILE,
+    help="Write per-file detection counts (first and last detection, minutes with detections) to this CSV, "
+    "and per-site (folder), per-hour counts beside it (F.hourly.csv).",
+)
+@click.option(
+    "--start-time-pattern",
+    help="Regular expression with named groups year, month, day, hour [, minute, second] finding a recording's "
+    "start time in its path (default: AudioMoth YYYYMMDD_HHMMSS and Song Meter PREFIX_YYYYMMDD_HHMMSS names).",
+)
+@click.option(
     "--plot",
     type=OUTPUT_FILE,
     help="Draw the file's spectrogram, probability, threshold and events to this PNG.",
@@ -320,6 +331,8 @@ def detect(
     output_dir,
     frames,
     json_frames,
+    summary,
+    start_time_pattern,
     plot,
     runtime,
     raw_format,
@@ -339,7 +352,16 @@ def detect(
     if (raw_format is None) != (rate is None):
         raise click.UsageError("raw PCM on standard input needs both --raw-format and --rate")
     raw = RawPCM(raw_format, rate, channels) if raw_format is not None else None
-    plan = OutputPlan(fmt=fmt, output=output, output_dir=output_dir, frames=frames, json_frames=json_frames, plot=plot)
+    plan = OutputPlan(
+        fmt=fmt,
+        output=output,
+        output_dir=output_dir,
+        frames=frames,
+        json_frames=json_frames,
+        plot=plot,
+        summary=summary,
+        start_time_pattern=start_time_pattern,
+    )
     report = run_detect(
         inputs,
         model=model,

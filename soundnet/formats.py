@@ -26,6 +26,14 @@ audacity
 raven
     Raven Pro selection table (tab separated, one row per event, ``Begin File`` holds
     the file name).
+
+Recordings whose start time is known (``starts``: from their names,
+:mod:`soundnet.clock`) also get each event's clock time, ISO 8601 to the millisecond:
+tsv and csv the columns ``onset_datetime`` and ``offset_datetime``, json the fields
+``start_datetime`` (per file), ``onset_datetime`` and ``offset_datetime``, audacity a
+fourth field (Audacity reads three and ignores the rest), raven Raven's own ``Begin
+Date``, ``Begin Clock Time``, ``End Date`` and ``End Clock Time``. Without any start
+time the outputs hold no such column; cells of files without one are empty.
 """
 
 from __future__ import annotations
@@ -37,10 +45,12 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from soundnet.clock import clock_time, iso
 from soundnet.errors import SoundnetError, check_label
 from soundnet.events import Event
 from soundnet.storage import MAX_TEXT_BYTES, read_bounded, save_npy, write_text
@@ -70,6 +80,7 @@ def render_events(
     files: Sequence[str] | None = None,
     frames: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     high_freq: float = 8000.0,
+    starts: Mapping[str, datetime] | None = None,
 ) -> str:
     """Render detected events as the text of one output file.
 
@@ -87,6 +98,9 @@ def render_events(
         Per-frame probabilities of some files, written into json output only.
     high_freq : float
         ``High Freq (Hz)`` of raven selections (usually the Nyquist frequency).
+    starts : mapping of str to datetime, optional
+        When each file (by name) started: its events also get their clock times (see
+        the module docstring). Files not in it get none.
 
     Returns
     -------
@@ -100,17 +114,39 @@ def render_events(
         label with a tab or line break in a format that cannot quote it (audacity,
         raven); non-finite frame values in json output.
     """
+    named = {e.filename for e in events} | set(files or ()) | set(frames or ())
+    starts = {name: start for name, start in (starts or {}).items() if name in named}
     if fmt == "tsv":
-        return _render_tsv(events, files)
+        return _render_tsv(events, files, starts)
     if fmt == "csv":
-        return _render_csv(events, files)
+        return _render_csv(events, files, starts)
     if fmt == "json":
-        return _render_json(events, files, frames or {})
+        return _render_json(events, files, frames or {}, starts)
     if fmt == "audacity":
-        return _render_audacity(events)
+        return _render_audacity(events, starts)
     if fmt == "raven":
-        return _render_raven(events, high_freq)
+        return _render_raven(events, high_freq, starts)
     raise SoundnetError(_unknown_format(fmt))
+
+
+def _clock(event: Event, starts: Mapping[str, datetime]) -> tuple[datetime, datetime] | None:
+    """The clock times of an event's onset and offset, if its file's start is known."""
+    start = starts.get(event.filename)
+    if start is None:
+        return None
+    return clock_time(start, event.onset), clock_time(start, event.offset)
+
+
+def _clock_cells(event: Event, starts: Mapping[str, datetime]) -> list[str]:
+    """``onset_datetime``, ``offset_datetime`` cells of tsv and csv (none without any start)."""
+    if not starts:
+        return []
+    times = _clock(event, starts)
+    return ["", ""] if times is None else [iso(times[0]), iso(times[1])]
+
+
+CLOCK_COLUMNS = ("onset_datetime", "offset_datetime")
+RAVEN_CLOCK_COLUMNS = ("Begin Date", "Begin Clock Time", "End Date", "End Clock Time")
 
 
 def _unknown_format(fmt: str) -> str:
@@ -134,21 +170,23 @@ def _csv_text(rows: Iterable[Sequence[str]], *, delimiter: str) -> str:
     return out.getvalue()
 
 
-def _render_tsv(events: Sequence[Event], files: Sequence[str] | None) -> str:
-    rows: list[Sequence[str]] = [TSV_HEADER]
+def _render_tsv(events: Sequence[Event], files: Sequence[str] | None, starts: Mapping[str, datetime]) -> str:
+    rows: list[Sequence[str]] = [TSV_HEADER + (CLOCK_COLUMNS if starts else ())]
     for name, group in _by_file(events, files).items():
         if not group:
             rows.append([name])
-        rows += [[e.filename, f"{e.onset:.3f}", f"{e.offset:.3f}", e.label] for e in group]
+        rows += [[e.filename, f"{e.onset:.3f}", f"{e.offset:.3f}", e.label, *_clock_cells(e, starts)] for e in group]
     return _csv_text(rows, delimiter="\t")
 
 
-def _render_csv(events: Sequence[Event], files: Sequence[str] | None) -> str:
-    rows: list[Sequence[str]] = [CSV_HEADER]
+def _render_csv(events: Sequence[Event], files: Sequence[str] | None, starts: Mapping[str, datetime]) -> str:
+    rows: list[Sequence[str]] = [CSV_HEADER + (CLOCK_COLUMNS if starts else ())]
     for name, group in _by_file(events, files).items():
         if not group:
-            rows.append([name, "", "", "", ""])
-        rows += [[e.filename, f"{e.onset:.3f}", f"{e.offset:.3f}", e.label, _confidence(e)] for e in group]
+            rows.append([name, "", "", "", "", *(("", "") if starts else ())])
+        rows += [
+            [e.filename, f"{e.onset:.3f}", f"{e.offset:.3f}", e.label, _confidence(e), *_clock_cells(e, starts)] for e in group
+        ]
     return _csv_text(rows, delimiter=",")
 
 
@@ -157,25 +195,33 @@ def _confidence(event: Event) -> str:
 
 
 def _render_json(
-    events: Sequence[Event], files: Sequence[str] | None, frames: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    events: Sequence[Event],
+    files: Sequence[str] | None,
+    frames: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    starts: Mapping[str, datetime],
 ) -> str:
     groups = _by_file(events, files)
     for name in frames:
         groups.setdefault(name, [])
     objects = []
     for name, group in groups.items():
-        listed = [
-            {
+        listed = []
+        for e in group:
+            item = {
                 "onset": round(float(e.onset), 3),
                 "offset": round(float(e.offset), 3),
                 "label": e.label,
                 "confidence": None if e.confidence is None else round(float(e.confidence), 4),
             }
-            for e in group
-        ]
+            times = _clock(e, starts)
+            if times is not None:
+                item |= {"onset_datetime": iso(times[0]), "offset_datetime": iso(times[1])}
+            listed.append(item)
+        start = [f'  "start_datetime": {_dumps(iso(starts[name]))},'] if name in starts else []
         lines = [
             "{",
             f'  "filename": {_dumps(name)},',
+            *start,
             '  "events": ' + _dumps(listed, indent=2).replace("\n", "\n  ") + ("," if name in frames else ""),
         ]
         if name in frames:
@@ -230,21 +276,22 @@ def _plain(text: str, what: str, fmt: str) -> str:
     return text
 
 
-def _render_audacity(events: Sequence[Event]) -> str:
+def _render_audacity(events: Sequence[Event], starts: Mapping[str, datetime]) -> str:
     names = list(dict.fromkeys(e.filename for e in events))
     if len(names) > 1:
         raise SoundnetError(
             f"an Audacity label track holds the events of one audio file, not of {len(names)}: " + ", ".join(map(repr, names))
         )
-    lines = [
-        f"{e.onset:.6f}\t{e.offset:.6f}\t{_plain(e.label, e.filename, 'audacity')}\n"
-        for e in sorted(events, key=lambda e: (e.onset, e.offset, e.label))
-    ]
+    lines = []
+    for e in sorted(events, key=lambda e: (e.onset, e.offset, e.label)):
+        times = _clock(e, starts)
+        clock = "" if times is None else f"\t{iso(times[0])}"  # Audacity reads three fields and ignores the rest
+        lines.append(f"{e.onset:.6f}\t{e.offset:.6f}\t{_plain(e.label, e.filename, 'audacity')}{clock}\n")
     return "".join(lines)
 
 
-def _render_raven(events: Sequence[Event], high_freq: float) -> str:
-    lines = ["\t".join(RAVEN_HEADER) + "\n"]
+def _render_raven(events: Sequence[Event], high_freq: float, starts: Mapping[str, datetime]) -> str:
+    lines = ["\t".join(RAVEN_HEADER + (RAVEN_CLOCK_COLUMNS if starts else ())) + "\n"]
     selection = 0
     for name, group in _by_file(events, None).items():
         _plain(name, name, "raven")
@@ -254,8 +301,16 @@ def _render_raven(events: Sequence[Event], high_freq: float) -> str:
                 str(selection), "Spectrogram 1", "1", f"{e.onset:.6f}", f"{e.offset:.6f}",
                 "0", _hz(high_freq), name, _plain(e.label, name, "raven"), _confidence(e),
             ]  # fmt: skip
+            if starts:
+                times = _clock(e, starts)
+                row += ["", "", "", ""] if times is None else [*_date_and_time(times[0]), *_date_and_time(times[1])]
             lines.append("\t".join(row) + "\n")
     return "".join(lines)
+
+
+def _date_and_time(moment: datetime) -> tuple[str, str]:
+    date, time = iso(moment).split("T")
+    return date, time
 
 
 def _hz(value: float) -> str:

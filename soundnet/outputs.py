@@ -10,10 +10,13 @@ arrives, then the combined table.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from soundnet.clock import clock_time, hourly_path, iso, site_of, start_pattern, start_time, summarize, write_summary
 from soundnet.config import PostConfig
 from soundnet.errors import UsageError
 from soundnet.formats import EXTENSIONS, FORMATS, render_events, write_frames
@@ -48,13 +51,41 @@ def unique_paths(folder: Path, names: Sequence[str], extension: str, *, what: st
     return paths
 
 
-def render_text(detections: Sequence) -> str:
-    """The readable report: per file its event count and length, then one line per event."""
+def render_text(detections: Sequence, starts: Mapping[str, datetime] | None = None) -> str:
+    """The readable report: per file its event count and length (and start time, where
+    known), then one line per event (with its clock time)."""
+    starts = starts or {}
     lines = []
     for detection in detections:
-        lines.append(f"{detection.name}: {len(detection.events)} event(s) in {detection.duration:.2f} s")
-        lines += [f"  {e.onset:9.3f} - {e.offset:9.3f} s  {e.label}  confidence {e.confidence:.2f}" for e in detection.events]
+        start = starts.get(detection.name)
+        began = "" if start is None else f", started {iso(start)}"
+        lines.append(f"{detection.name}: {len(detection.events)} event(s) in {detection.duration:.2f} s{began}")
+        for e in detection.events:
+            at = "" if start is None else f"  at {iso(clock_time(start, e.onset))}"
+            lines.append(f"  {e.onset:9.3f} - {e.offset:9.3f} s  {e.label}  confidence {e.confidence:.2f}{at}")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def start_times(names: Sequence[str], pattern: str | None = None) -> dict[str, datetime]:
+    """The start time of each recording whose name (relative path) carries one
+    (:func:`soundnet.clock.start_time`); with a ``pattern`` given, one warning names
+    how many names it did not match."""
+    compiled = start_pattern(pattern)
+    starts = {}
+    for name in names:
+        start = start_time(name, compiled if pattern is not None else None)
+        if start is not None:
+            starts[name] = start
+    missed = [name for name in names if name not in starts]
+    if pattern is not None and missed:
+        log.warning(
+            "--start-time-pattern found no time in %d of %d file name(s) (the first: %r)", len(missed), len(names), missed[0]
+        )
+    return starts
+
+
+def _same(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def plot_file(path: Path, detection, *, sample_rate: int, threshold: float, reference=None) -> None:
@@ -95,6 +126,14 @@ class OutputPlan:
         With ``fmt="json"``, include each file's per-frame probabilities.
     plot : Path or None
         A PNG of the one file's spectrogram, probability, threshold and events.
+    summary : Path or None
+        Per-file detection counts (CSV) here and per-site, per-hour counts beside it
+        (:func:`soundnet.clock.hourly_path`; :func:`soundnet.clock.summarize`).
+    start_time_pattern : str or None
+        A regular expression with named groups (year, month, day, hour, [minute,
+        second]) finding each recording's start time in its relative path; None finds
+        AudioMoth and Song Meter names (:data:`soundnet.clock.DEFAULT_START_PATTERN`).
+        Recordings with a start time get clock times in every output format.
     """
 
     fmt: str = "text"
@@ -103,6 +142,8 @@ class OutputPlan:
     frames: Path | None = None
     json_frames: bool = False
     plot: Path | None = None
+    summary: Path | None = None
+    start_time_pattern: str | None = None
 
     def check(self, n_files: int) -> None:
         """Refuse combinations that cannot work for ``n_files`` files (UsageError)."""
@@ -112,6 +153,12 @@ class OutputPlan:
             raise UsageError(f"--plot draws one file, but {n_files} were given")
         if self.fmt == "audacity" and n_files > 1 and self.output_dir is None:
             raise UsageError("--format audacity writes one label file per audio file: give --output-dir")
+        start_pattern(self.start_time_pattern)
+        if self.summary is not None:
+            summaries = (self.summary, hourly_path(self.summary))
+            for what, path in (("--output", self.output), ("--plot", self.plot), ("--frames", self.frames)):
+                if path is not None and any(_same(path, summary) for summary in summaries):
+                    raise UsageError(f"{path}: {what} and --summary would both write it")
 
     @property
     def per_file_format(self) -> str:
@@ -137,6 +184,7 @@ class OutputWriter:
     ):
         plan.check(len(names))
         self.plan, self.names, self.sample_rate, self.post = plan, list(names), sample_rate, post
+        self.starts = start_times(self.names, plan.start_time_pattern)
         self.label_files = {}
         if plan.output_dir is not None:
             extension = EXTENSIONS.get(plan.per_file_format, ".tsv")
@@ -153,10 +201,12 @@ class OutputWriter:
     def paths(self) -> list[tuple[str, Path]]:
         """Every file this writer may write, with the option that asked for it."""
         single = [("--output", self.plan.output), ("--plot", self.plan.plot)]
+        summary = [] if self.plan.summary is None else [self.plan.summary, hourly_path(self.plan.summary)]
         return [
             *((what, path) for what, path in single if path is not None),
             *(("--frames", path) for path in self.frame_files.values()),
             *(("--output-dir", path) for path in self.label_files.values()),
+            *(("--summary", path) for path in summary),
         ]
 
     @property
@@ -173,22 +223,37 @@ class OutputWriter:
         if name in self.frame_files:
             write_frames(self.frame_files[name], detection.times, detection.probabilities)
         if name in self.label_files:
-            text = render_events(detection.events, self.plan.per_file_format, files=[name], high_freq=self.high_freq)
+            text = render_events(
+                detection.events, self.plan.per_file_format, files=[name], high_freq=self.high_freq, starts=self.starts
+            )
             write_text(self.label_files[name], text)
 
     def combined_text(self, detections: Sequence) -> str:
         """The combined event output of all detections, in the plan's format."""
         if self.plan.fmt == "text":
-            return render_text(detections)
+            return render_text(detections, self.starts)
         events = [e for d in detections for e in d.events]
         frames = None
         if self.plan.json_frames and self.plan.fmt == "json":
             frames = {d.name: (d.times, d.probabilities) for d in detections}
-        return render_events(events, self.plan.fmt, files=[d.name for d in detections], frames=frames, high_freq=self.high_freq)
+        names = [d.name for d in detections]
+        return render_events(events, self.plan.fmt, files=names, frames=frames, high_freq=self.high_freq, starts=self.starts)
+
+    def write_summary(self, detections: Sequence) -> None:
+        """Write the per-file and per-site, per-hour summaries (``plan.summary``) of ``detections``."""
+        if self.plan.summary is None:
+            return
+        recordings = [(d.name, d.duration, d.events) for d in detections]
+        sites = {d.name: site_of(d.name, d.path) for d in detections}
+        files, hours = summarize(recordings, starts=self.starts, sites=sites)
+        written = write_summary(self.plan.summary, files, hours)
+        log.info("summary of %d file(s) in %s and %s", len(files), *written)
 
     def finish(self, detections: Sequence) -> str | None:
-        """Write the combined output to ``plan.output``; return its text when it goes to
-        the caller instead (no ``output`` and no ``output_dir``), else None."""
+        """Write the summary and the combined output to ``plan.output``; return the
+        output's text when it goes to the caller instead (no ``output`` and no
+        ``output_dir``), else None."""
+        self.write_summary(detections)
         if self.plan.output_dir is not None and self.plan.output is None:
             return None
         text = self.combined_text(detections)
