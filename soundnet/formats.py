@@ -743,7 +743,7 @@ def read_raven(path: Path, *, filename: str = "", reference: bool = False, label
             )
         event = _labelled(name, start, stop, label, _cell(cells, columns, "confidence"), where)
         band = {key: _optional_number(_cell(cells, columns, key), key, where) for key in ("low_freq", "high_freq")}
-        result.append(Row(path, number, name, event, None, band["low_freq"], band["high_freq"], full_path))
+        result.append(Row(path, number, name, event, low_freq=band["low_freq"], high_freq=band["high_freq"], path=full_path))
     if other_views and not result:
         raise SoundnetError(f"{path}: no row of a Spectrogram view (Raven lists each selection once per view)")
     return result

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from soundnet.audio import STDIN_NAME
 from soundnet.clock import clock_time, hourly_path, iso, site_of, start_pattern, start_time, summarize, write_summary
 from soundnet.config import PostConfig
 from soundnet.errors import UsageError
@@ -244,7 +245,7 @@ class OutputWriter:
         if self.plan.summary is None:
             return
         recordings = [(d.name, d.duration, d.events) for d in detections]
-        sites = {d.name: site_of(d.name, d.path) for d in detections}
+        sites = {d.name: site_of(d.name, None if d.name == STDIN_NAME else d.path) for d in detections}  # not the spool's folder
         files, hours = summarize(recordings, starts=self.starts, sites=sites)
         written = write_summary(self.plan.summary, files, hours)
         log.info("summary of %d file(s) in %s and %s", len(files), *written)
