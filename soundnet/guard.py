@@ -27,13 +27,14 @@ def holds(folder: Path, path: Path) -> bool:
 
 
 def with_sidecars(audio: Iterable[Path]) -> list[Path]:
-    """The audio files, the Audacity label file each may have beside it (``x.txt``) and
-    the Raven selection tables beside it (:func:`soundnet.annotations.sidecar_tables`)."""
+    """The audio files and the label files each may have beside it: Audacity ``x.txt``
+    and Raven ``x.selections.txt`` (whether they exist yet or not) and the Raven tables
+    there are (:func:`soundnet.annotations.sidecar_tables`)."""
     from soundnet.annotations import all_sidecar_tables
 
     paths = []
     for path, tables in all_sidecar_tables(audio).items():
-        paths += [path, path.with_suffix(".txt"), *tables]
+        paths += [path, path.with_suffix(".txt"), path.with_name(path.stem + ".selections.txt"), *tables]
     return paths
 
 

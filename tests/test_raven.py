@@ -249,3 +249,16 @@ def test_extract_cli_errors_on_an_empty_annotation_cell(tmp_path):
     fails(cli("extract", tmp_path / "audio", "--annotations", table, "--out", tmp_path / "ds"), f"{table} line 3", "empty")
     ok(cli("extract", tmp_path / "audio", "--annotations", table, "--out", tmp_path / "ds", "--label-column", "Species"))
     assert json.loads((tmp_path / "ds" / MANIFEST).read_text())["counts"]["events"] == len(events)
+
+
+def test_detect_never_writes_over_a_raven_table_beside_the_audio(tmp_path):
+    """Label files beside the audio are the user's, Raven's as Audacity's: detect's
+    per-file Raven tables may not land on them (refused before the model loads)."""
+    _, truth = planted_set(tmp_path / "audio", files=1, seconds=2.0, seed=3)
+    as_raven_sidecars(tmp_path / "audio", truth)
+    table = tmp_path / "audio" / "clip_00.Table.1.selections.txt"
+    before = table.read_bytes()
+    folder = tmp_path / "audio"
+    fails(cli("detect", folder, "--format", "raven", "--output-dir", folder), "clip_00.selections.txt", "--output-dir", code=2)
+    fails(cli("detect", folder, "--output", table), str(table), "which this command reads", code=2)
+    assert table.read_bytes() == before and not (folder / "clip_00.selections.txt").exists()
