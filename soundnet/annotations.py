@@ -225,12 +225,6 @@ def _common_tail(a: Sequence[str], b: Sequence[str]) -> int:
     return n
 
 
-def sidecar_labels(audio: Path) -> Path | None:
-    """The Audacity label file beside ``audio`` (``x.wav`` -> ``x.txt``), if there is one."""
-    candidate = audio.with_suffix(".txt")
-    return candidate if candidate.is_file() else None
-
-
 def sidecar_tables(audio: Path) -> list[Path]:
     """Every label file beside ``audio`` (``x.wav``) that exists: the Audacity labels
     ``x.txt``, the Raven selection tables ``x.Table.N.selections.txt`` (as Raven Pro

@@ -16,7 +16,7 @@ from soundnet.annotations import (
     match_files,
     read_audacity_labels,
     read_event_table,
-    sidecar_labels,
+    sidecar_tables,
 )
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
@@ -282,9 +282,9 @@ def test_confidence_column_of_a_reference_table_is_not_read(tmp_path):
 def test_sidecar_labels(tmp_path):
     audio = tmp_path / "rec.wav"
     audio.write_bytes(b"")
-    assert sidecar_labels(audio) is None
+    assert sidecar_tables(audio) == []
     (tmp_path / "rec.txt").write_text("")
-    assert sidecar_labels(audio) == tmp_path / "rec.txt"
+    assert sidecar_tables(audio) == [tmp_path / "rec.txt"]
 
 
 # --- target label ------------------------------------------------------------------------------

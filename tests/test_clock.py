@@ -168,3 +168,17 @@ def test_summary_may_not_overwrite_another_output(trained, tmp_path):
     out = tmp_path / "s.csv"
     fails(cli("detect", clip, "--model", trained.run, "--output", out, "--summary", out), "--summary", code=2)
     fails(cli("detect", clip, "--model", trained.run, "--start-time-pattern", "(?P<year>"), "regular expression", code=2)
+
+
+def test_the_text_report_gives_the_start_and_each_events_clock_time():
+    from types import SimpleNamespace
+
+    from soundnet.outputs import render_text
+
+    name = "site_A/20260501_053000.wav"
+    detection = SimpleNamespace(name=name, duration=90.0, events=[Event(name, 61.25, 62.5, "beep", 0.9)])
+    assert render_text([detection], {name: MAY_1}).splitlines() == [
+        f"{name}: 1 event(s) in 90.00 s, started 2026-05-01T05:30:00.000",
+        "     61.250 -    62.500 s  beep  confidence 0.90  at 2026-05-01T05:31:01.250",
+    ]
+    assert "at" not in render_text([detection]).splitlines()[1].split("confidence")[1]
