@@ -497,7 +497,7 @@ def synth(events_dir, backgrounds, out, count, duration, ebr, presence, distract
     click.echo(f"{out}: {count} mixture(s), {len(events)} event(s), annotations in {out / 'annotations.tsv'}")
 
 
-EXPORT_FORMATS = ("onnx", "tflite", "tflite-int8")  # soundnet.export.FORMATS (a test holds them equal)
+EXPORT_FORMATS = ("onnx", "tflite", "tflite-int8", "tflite-int16x8")  # soundnet.export.FORMATS (a test holds them equal)
 
 
 @main.command("export")
@@ -507,7 +507,8 @@ EXPORT_FORMATS = ("onnx", "tflite", "tflite-int8")  # soundnet.export.FORMATS (a
     "fmt",
     required=True,
     type=click.Choice(EXPORT_FORMATS),
-    help="onnx (float32, ONNX Runtime), tflite (LiteRT float32) or tflite-int8 (full-integer, calibrated on training windows).",
+    help="onnx (float32, ONNX Runtime), tflite (LiteRT float32), tflite-int8 (full-integer int8, calibrated on training windows) "
+    "or tflite-int16x8 (integer-only, int16 activations: closer to float).",
 )
 @click.option(
     "--out", "-o", required=True, type=OUTPUT_FILE, help="File to write (RUN/model.onnx: what detect --runtime onnx runs)."

@@ -1,4 +1,4 @@
-"""Small-device models: a run's network as ONNX, LiteRT (float) or full-integer LiteRT.
+"""Small-device models: a run's network as ONNX, LiteRT (float) or integer-only LiteRT.
 
 :func:`export_model` writes the file and measures what the conversion cost: the run's
 validation files (found in the run's dataset through the card) are scored by the Keras
@@ -6,7 +6,8 @@ model and by the exported file exactly as detect scores audio (overlapping windo
 the card's post-processing), and the report gives both event F1 and frame average
 precision, and the largest difference of any frame's probability.
 
-The int8 model is calibrated on the run's training windows: ``calibration_windows`` of
+The integer models (int8, and int16x8: int16 activations with int8 weights) are
+calibrated on the run's training windows: ``calibration_windows`` of
 the windows training cut (every ``stride`` frames of the training files, augmented
 copies left out), drawn at random with ``seed``, normalised with the card's statistics.
 """
@@ -39,7 +40,8 @@ from soundnet.windows import pad_window, window_starts
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "tflite", "tflite-int8")
+FORMATS = ("onnx", "tflite", "tflite-int8", "tflite-int16x8")
+QUANTISED = {"tflite-int8": "int8", "tflite-int16x8": "int16"}  # format -> activations
 CALIBRATION_WINDOWS = 500
 
 
@@ -75,7 +77,7 @@ class ExportReport:
     """What :func:`export_model` wrote and measured.
 
     ``accuracy`` is None when the run's dataset or validation files could not be
-    found (``note`` says why); ``calibration_windows`` is 0 except for tflite-int8.
+    found (``note`` says why); ``calibration_windows`` is 0 for the float formats.
     """
 
     path: Path
@@ -110,16 +112,18 @@ def export_model(
     ----------
     run : Path
         A run folder written by ``soundnet train``.
-    format : {"onnx", "tflite", "tflite-int8"}
-        ONNX (float32, through Keras' exporter and tf2onnx), LiteRT float32, or LiteRT
-        full-integer int8 (post-training quantisation calibrated on training windows).
+    format : {"onnx", "tflite", "tflite-int8", "tflite-int16x8"}
+        ONNX (float32, through Keras' exporter and tf2onnx), LiteRT float32, LiteRT
+        full-integer int8 (post-training quantisation calibrated on training windows), or
+        LiteRT integer-only with int16 activations and int8 weights (TFLite's 16x8 mode,
+        calibrated the same way: closer to float, on integer kernels that support it).
     out : Path
         The file to write (atomically: a failure leaves any earlier file as it was).
         ``RUN/model.onnx`` is where ``detect --runtime onnx`` looks.
     dataset : Path or None
         The run's dataset folder, if it moved (default: the one the card names).
     calibration_windows : int > 0
-        Training windows the int8 quantisation is calibrated on.
+        Training windows the integer quantisation is calibrated on.
     seed : int
         Which training windows are drawn for calibration.
     measure : bool
@@ -137,8 +141,8 @@ def export_model(
     card = read_card(run)
     _refuse_run_files(run, out)
     data, missing = _dataset(run, card, dataset)
-    if format == "tflite-int8" and data is None:
-        raise SoundnetError(f"{run}: int8 calibration needs the run's training windows, and {missing} (give --dataset)")
+    if format in QUANTISED and data is None:
+        raise SoundnetError(f"{run}: {format} calibration needs the run's training windows, and {missing} (give --dataset)")
 
     from soundnet.backend import quiet_import_keras
 
@@ -157,12 +161,13 @@ def export_model(
         from soundnet.litert import export_tflite
 
         representative = None
-        if format == "tflite-int8":
+        if format in QUANTISED:
             windows = calibration_set(data, card, count=calibration_windows, seed=seed)
             used = len(windows)
             representative = _representative(windows, n_mfcc=n_mfcc)
-            log.info("%s: calibrating int8 quantisation on %d training windows", run, used)
-        export_tflite(model, out, n_mfcc=n_mfcc, representative=representative, strip=True)
+            log.info("%s: calibrating %s quantisation on %d training windows", run, format, used)
+        activations = QUANTISED.get(format, "int8")
+        export_tflite(model, out, n_mfcc=n_mfcc, representative=representative, activations=activations, strip=True)
     size = out.stat().st_size
     accuracy, note = None, ""
     if not measure:

@@ -25,7 +25,13 @@ __all__ = ["TFLITE_FILE", "LiteRTPredictor", "available", "export_tflite"]
 
 
 def export_tflite(
-    model, path: Path, *, n_mfcc: int, representative: Callable[[], Iterator[dict]] | None = None, strip: bool = False
+    model,
+    path: Path,
+    *,
+    n_mfcc: int,
+    representative: Callable[[], Iterator[dict]] | None = None,
+    activations: str = "int8",
+    strip: bool = False,
 ) -> Path:
     """Convert a trained Keras model to a LiteRT flatbuffer at ``path`` (needs TensorFlow).
 
@@ -35,11 +41,12 @@ def export_tflite(
 
     With ``representative`` (a function returning an iterator of input dicts, ``{"mfcc":
     (1, window, n_mfcc), "delta": ..., "zcr": ...}`` of normalised features), the model is
-    quantised after training to full integer: int8 weights and activations (int32
-    biases), int8 inputs and output, only builtin int8 kernels (no float fallback, no
-    TensorFlow ops). The unrolled LSTM is what quantises: the loop form does not
-    convert (above), and with a fixed batch it becomes a WHILE op whose calibration
-    crashes the converter (TF 2.21).
+    quantised after training to full integer: int8 weights, ``activations`` ("int8", or
+    "int16": TFLite's 16x8 mode) for activations, inputs and output, int32 (int64 for
+    16x8) biases, only builtin integer kernels (no float fallback, no TensorFlow ops).
+    The unrolled LSTM is what quantises: the loop form does not convert (above), and
+    with a fixed batch it becomes a WHILE op whose calibration crashes the converter
+    (TF 2.21).
 
     ``strip`` drops what inference never reads: the names of inner tensors (the
     unrolled LSTM has some 1,800, named after the Keras layers, over half of an int8
@@ -60,9 +67,13 @@ def export_tflite(
         if representative is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
+            if activations == "int8":
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            elif activations == "int16":
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            else:
+                raise ValueError(f"activations must be int8 or int16. Received: activations={activations!r}")
+            converter.inference_input_type = converter.inference_output_type = getattr(tf, activations)
         from soundnet.backend import stderr_silenced
 
         with stderr_silenced():  # the converter's MLIR passes and the calibrator print to fd 2
@@ -125,8 +136,8 @@ def usable_cores() -> int:
 class LiteRTPredictor:
     """Windows ``(b, window, 2*n_mfcc+1)`` -> probabilities ``(b, window)`` with LiteRT.
 
-    A float model, or a full-integer one (int8 inputs and output: the features are
-    quantised with each input's scale and zero point, the output dequantised).
+    A float model, or a full-integer one (int8 or int16 inputs and output: the features
+    are quantised with each input's scale and zero point, the output dequantised).
     ``threads`` defaults to the cores this process may use (:func:`usable_cores`).
     """
 
@@ -165,21 +176,23 @@ class LiteRTPredictor:
         out = self.interpreter.get_tensor(self.output)[..., 0]
         if self.output_quantisation is None:
             return out.copy()
-        scale, zero_point = self.output_quantisation
+        scale, zero_point, _ = self.output_quantisation
         return ((out.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def _affine(details: dict) -> tuple[float, int] | None:
-    """``(scale, zero_point)`` of an int8 tensor (real = scale * (q - zero_point)); None for float."""
-    if details["dtype"] != np.int8:
+def _affine(details: dict) -> tuple[float, int, np.dtype] | None:
+    """``(scale, zero_point, dtype)`` of an integer tensor (real = scale * (q - zero_point)); None for float."""
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind != "i":
         return None
     scale, zero_point = details["quantization"]
-    return float(scale), int(zero_point)
+    return float(scale), int(zero_point), dtype
 
 
-def _quantised(values: np.ndarray, affine: tuple[float, int] | None) -> np.ndarray:
-    """Float features as the tensor takes them: float32, or int8 by its scale and zero point."""
+def _quantised(values: np.ndarray, affine: tuple[float, int, np.dtype] | None) -> np.ndarray:
+    """Float features as the tensor takes them: float32, or integers by its scale and zero point."""
     if affine is None:
         return np.ascontiguousarray(values, np.float32)
-    scale, zero_point = affine
-    return np.clip(np.round(values / scale) + zero_point, -128, 127).astype(np.int8)
+    scale, zero_point, dtype = affine
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(values / scale) + zero_point, limits.min, limits.max).astype(dtype)

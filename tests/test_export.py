@@ -111,6 +111,20 @@ def test_int8_export_is_full_integer_and_close_to_float(trained, tmp_path):
     assert out.stat().st_size < (trained.run / "model.tflite").stat().st_size
 
 
+def test_int16x8_export_is_integer_only_and_closer_to_float(trained, tmp_path):
+    out = tmp_path / "net.16x8.tflite"
+    report = export_model(trained.run, format="tflite-int16x8", out=out, calibration_windows=64)
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(out))
+    assert {d["dtype"] for d in interpreter.get_input_details() + interpreter.get_output_details()} == {np.int16}
+    card = read_card(trained.run)
+    x = calibration_set(Dataset.open(trained.data), card, count=32, seed=1)
+    int16 = LiteRTPredictor(out, n_mfcc=card.features.n_mfcc, window=card.model.window)(x)
+    assert np.mean(np.abs(int16 - keras_probabilities(trained.run, card, x))) < 0.005
+    assert report.calibration_windows == 64 and abs(report.accuracy.f1_change) <= 0.05
+
+
 def test_calibration_windows_come_from_the_training_files(trained):
     card = read_card(trained.run)
     data = Dataset.open(trained.data)
@@ -179,7 +193,7 @@ def test_export_errors_are_one_line(trained, tmp_path):
     (run / "card.json").write_text(json.dumps(card))
     fails(
         cli("export", run, "--format", "tflite-int8", "--out", tmp_path / "q.tflite"),
-        "int8 calibration needs the run's training windows",
+        "tflite-int8 calibration needs the run's training windows",
         "give --dataset",
     )
     assert not (tmp_path / "q.tflite").exists()
@@ -205,5 +219,7 @@ def test_export_errors_are_one_line(trained, tmp_path):
 def test_library_refuses_an_unknown_format(trained, tmp_path):
     from soundnet.errors import UsageError
 
-    with pytest.raises(UsageError, match="format must be one of onnx, tflite, tflite-int8. Received: format='tf'"):
+    with pytest.raises(
+        UsageError, match="format must be one of onnx, tflite, tflite-int8, tflite-int16x8. Received: format='tf'"
+    ):
         export_model(trained.run, format="tf", out=tmp_path / "x")
