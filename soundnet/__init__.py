@@ -41,6 +41,8 @@ _EXPORTS = {
     "Tuning": "soundnet.tuning",
     "synthesize": "soundnet.synth",
     "plot_detection": "soundnet.plot",
+    "export_model": "soundnet.export",
+    "ExportReport": "soundnet.export",
     "load_config": "soundnet.config",
     "Config": "soundnet.config",
     "PostConfig": "soundnet.config",
@@ -69,6 +71,8 @@ __all__ = [
     "Tuning",
     "synthesize",
     "plot_detection",
+    "export_model",
+    "ExportReport",
     "load_config",
     "Config",
     "PostConfig",
@@ -86,6 +90,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from soundnet.errors import SoundnetError
     from soundnet.evaluation import Evaluation, evaluate, evaluate_table
     from soundnet.events import Event
+    from soundnet.export import ExportReport, export_model
     from soundnet.outputs import OutputPlan
     from soundnet.plot import plot_detection
     from soundnet.run import ModelCard, read_card

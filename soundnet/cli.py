@@ -308,10 +308,10 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
 )
 @click.option(
     "--runtime",
-    type=click.Choice(("auto", "litert", "keras")),
+    type=click.Choice(("auto", "litert", "keras", "onnx")),
     default="auto",
     show_default=True,
-    help="Network runtime: LiteRT (fast start) when the model has it, or Keras.",
+    help="Network runtime: LiteRT (fast start) when the model has it, or Keras; onnx: the run's model.onnx (soundnet export) with ONNX Runtime.",
 )
 @click.option(
     "--raw-format",
@@ -549,6 +549,60 @@ def synth(events_dir, backgrounds, out, count, duration, ebr, presence, distract
         groups=groups,
     )
     click.echo(f"{out}: {count} mixture(s), {len(events)} event(s), annotations in {out / 'annotations.tsv'}")
+
+
+EXPORT_FORMATS = ("onnx", "tflite", "tflite-int8", "tflite-int16x8")  # soundnet.export.FORMATS (a test holds them equal)
+
+
+@main.command("export")
+@click.argument("run", type=EXISTING_FOLDER)
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(EXPORT_FORMATS),
+    help="onnx (float32, ONNX Runtime), tflite (LiteRT float32), tflite-int8 (full-integer int8, calibrated on training windows) "
+    "or tflite-int16x8 (integer-only, int16 activations: closer to float).",
+)
+@click.option(
+    "--out", "-o", required=True, type=OUTPUT_FILE, help="File to write (RUN/model.onnx: what detect --runtime onnx runs)."
+)
+@click.option(
+    "--dataset",
+    type=EXISTING_FOLDER,
+    help="The run's dataset, if it moved (default: the one its card names): int8 calibration and the accuracy check read it.",
+)
+@click.option(
+    "--calibration-windows",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Training windows the int8 quantisation is calibrated on.",
+)
+@click.option("--report", type=OUTPUT_FILE, help="Also write the report (size, validation figures) as JSON.")
+@library_errors
+def export_command(run, fmt, out, dataset, calibration_windows, report):
+    """Write RUN's network for a small device (ONNX, LiteRT, int8 LiteRT) and score it against the Keras model."""
+    from soundnet.export import export_model
+    from soundnet.storage import write_json
+
+    result = export_model(run, format=fmt, out=out, dataset=dataset, calibration_windows=calibration_windows)
+    if report is not None:
+        write_json(report, result.to_json())
+    calibrated = f"; calibrated on {result.calibration_windows} training windows" if result.calibration_windows else ""
+    click.echo(f"{out}: {fmt}, {result.bytes:,} bytes (model.keras {result.keras_bytes:,} bytes){calibrated}")
+    accuracy = result.accuracy
+    if accuracy is None:
+        click.echo(result.note)
+        return
+    ref, got = accuracy.reference, accuracy.exported
+    change = accuracy.f1_change
+    click.echo(
+        f"validation ({accuracy.files} files, {accuracy.frames:,} frames): event F1 {_fmt(got.event_f1)} "
+        f"(Keras float {_fmt(ref.event_f1)}, change {'n/a' if change is None else f'{change:+.3f}'}), "
+        f"frame AP {_fmt(got.frame_ap)} (Keras {_fmt(ref.frame_ap)}), "
+        f"largest probability difference {accuracy.max_abs_difference:.2g}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

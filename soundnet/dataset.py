@@ -452,3 +452,8 @@ class Dataset:
 
     def labels(self, entry: Entry) -> np.ndarray:
         return NpyRows(entry.labels_path(self.root)).read(0, entry.frames)
+
+    def events(self, entry: Entry) -> list[Event]:
+        """The target events of a file, named by its id (the reference for validation)."""
+        meta = read_json(self.root / "files" / f"{entry.id}.json")
+        return [Event(entry.id, on, off, self.target) for on, off in meta["events"]]

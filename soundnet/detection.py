@@ -25,7 +25,16 @@ from soundnet.errors import SoundnetError, UsageError, printable
 from soundnet.events import Event
 from soundnet.features import iter_features, one_blas_thread, silent_frames
 from soundnet.postprocess import to_events
-from soundnet.run import CARD_FILE, MODEL_FILE, TFLITE_FILE, ModelCard, load_keras_model, read_card, verify_network_files
+from soundnet.run import (
+    CARD_FILE,
+    MODEL_FILE,
+    TFLITE_FILE,
+    ModelCard,
+    file_digest,
+    load_keras_model,
+    read_card,
+    verify_network_files,
+)
 from soundnet.windows import stream_probabilities
 
 if TYPE_CHECKING:
@@ -143,12 +152,14 @@ class Detector:
     ----------
     run : Path or None
         A run folder written by ``soundnet train``; None for the bundled default detector.
-    runtime : {"auto", "litert", "keras"}
+    runtime : {"auto", "litert", "keras", "onnx"}
         "auto" runs the LiteRT conversion (``model.tflite``) when the run has one and
-        ai-edge-litert is installed, else the Keras model.
+        ai-edge-litert is installed, else the Keras model; "onnx" runs ``model.onnx``
+        (written into the run by ``soundnet export RUN --format onnx --out RUN/model.onnx``)
+        with ONNX Runtime.
     """
 
-    RUNTIMES = ("auto", "litert", "keras")
+    RUNTIMES = ("auto", "litert", "keras", "onnx")
 
     def __init__(self, run: Path | None = None, *, runtime: str = "auto"):
         if runtime not in self.RUNTIMES:
@@ -167,6 +178,9 @@ class Detector:
         from soundnet import litert
 
         verify_network_files(self.run, self.card)
+        if self.runtime == "onnx":
+            self._predict = self._onnx_predictor()
+            return
         tflite = self.run / TFLITE_FILE
         if self.runtime == "litert" or (self.runtime == "auto" and tflite.is_file() and litert.available()):
             if not tflite.is_file():
@@ -187,6 +201,22 @@ class Detector:
         model = load_keras_model(self.run, self.card)
         self._predict = predict_fn(model, n_mfcc=self.card.features.n_mfcc)
         log.debug("%s: network runs on Keras (%s)", self.run, MODEL_FILE)
+
+    def _onnx_predictor(self):
+        from soundnet import onnxrt
+
+        path = self.run / onnxrt.ONNX_FILE
+        if not path.is_file():
+            raise SoundnetError(
+                f"{self.run}: no {onnxrt.ONNX_FILE} for the ONNX runtime (soundnet export {self.run} --format onnx --out {path})"
+            )
+        keras_file = self.run / MODEL_FILE
+        source = self.card.checksums.get(MODEL_FILE) or (file_digest(keras_file) if keras_file.is_file() else None)
+        predictor = onnxrt.ONNXPredictor(
+            path, n_mfcc=self.card.features.n_mfcc, window=self.card.model.window, source_sha256=source
+        )
+        log.debug("%s: network runs on ONNX Runtime (%s)", self.run, path.name)
+        return predictor
 
     @property
     def predict(self):
@@ -277,7 +307,7 @@ def detect(
         (a WAV, or any file soundfile reads), named ``<stdin>`` in the outputs.
     model : Path or None
         A run folder; None for the bundled default detector.
-    runtime : {"auto", "litert", "keras"}
+    runtime : {"auto", "litert", "keras", "onnx"}
         See :class:`Detector`.
     post : PostConfig, mapping or None
         The post-processing: a whole PostConfig, or some of its values

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,33 @@ from soundnet.storage import atomic_path
 __all__ = ["TFLITE_FILE", "LiteRTPredictor", "available", "export_tflite"]
 
 
-def export_tflite(model, path: Path, *, n_mfcc: int) -> Path:
+def export_tflite(
+    model,
+    path: Path,
+    *,
+    n_mfcc: int,
+    representative: Callable[[], Iterator[dict]] | None = None,
+    activations: str = "int8",
+    strip: bool = False,
+) -> Path:
     """Convert a trained Keras model to a LiteRT flatbuffer at ``path`` (needs TensorFlow).
 
     Keras 3's LSTM does not convert as a loop ("TensorListReserve requires
     element_shape to be static"), so a twin with the LSTM unrolled over the window and
     the same weights is converted instead.
+
+    With ``representative`` (a function returning an iterator of input dicts, ``{"mfcc":
+    (1, window, n_mfcc), "delta": ..., "zcr": ...}`` of normalised features), the model is
+    quantised after training to full integer: int8 weights, ``activations`` ("int8", or
+    "int16": TFLite's 16x8 mode) for activations, inputs and output, int32 (int64 for
+    16x8) biases, only builtin integer kernels (no float fallback, no TensorFlow ops).
+    The unrolled LSTM is what quantises: the loop form does not convert (above), and
+    with a fixed batch it becomes a WHILE op whose calibration crashes the converter
+    (TF 2.21).
+
+    ``strip`` drops what inference never reads: the names of inner tensors (the
+    unrolled LSTM has some 1,800, named after the Keras layers, over half of an int8
+    file) and the calibration ranges; the inputs and output keep their names.
     """
     import tensorflow as tf
 
@@ -41,12 +63,43 @@ def export_tflite(model, path: Path, *, n_mfcc: int) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="soundnet-export-"))
     try:
         twin.export(str(folder / "saved"), format="tf_saved_model", verbose=False)
-        data = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved")).convert()
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved"))
+        if representative is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative
+            if activations == "int8":
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            elif activations == "int16":
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            else:
+                raise ValueError(f"activations must be int8 or int16. Received: activations={activations!r}")
+            converter.inference_input_type = converter.inference_output_type = getattr(tf, activations)
+        from soundnet.backend import stderr_silenced
+
+        with stderr_silenced():  # the converter's MLIR passes and the calibrator print to fd 2
+            data = converter.convert()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if strip:
+        data = _stripped(data)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def _stripped(data: bytes) -> bytes:
+    """A LiteRT flatbuffer without inner tensor names and calibration ranges (TF's flatbuffer_utils)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    for graph in model.subgraphs:
+        kept = set(graph.inputs) | set(graph.outputs)
+        for index, tensor in enumerate(graph.tensors):
+            if index not in kept:
+                tensor.name = None
+            if tensor.quantization is not None:
+                tensor.quantization.min = tensor.quantization.max = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _model_config(model) -> dict:
@@ -83,6 +136,8 @@ def usable_cores() -> int:
 class LiteRTPredictor:
     """Windows ``(b, window, 2*n_mfcc+1)`` -> probabilities ``(b, window)`` with LiteRT.
 
+    A float model, or a full-integer one (int8 or int16 inputs and output: the features
+    are quantised with each input's scale and zero point, the output dequantised).
     ``threads`` defaults to the cores this process may use (:func:`usable_cores`).
     """
 
@@ -100,7 +155,9 @@ class LiteRTPredictor:
         found = {input_name(d["name"]): tuple(int(x) for x in d["shape"][1:]) for d in details}
         if found != expected:
             raise ValueError(f"the network takes inputs {found}, the card's feature config gives {expected}")
-        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.quantisation = {input_name(d["name"]): _affine(d) for d in details}
+        output = self.interpreter.get_output_details()[0]
+        self.output, self.output_quantisation = output["index"], _affine(output)
         self.batch = None
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
@@ -114,6 +171,28 @@ class LiteRTPredictor:
                 self.interpreter.allocate_tensors()
             self.batch = len(windows)
         for name, index in self.inputs.items():
-            self.interpreter.set_tensor(index, np.ascontiguousarray(parts[name], np.float32))
+            self.interpreter.set_tensor(index, _quantised(parts[name], self.quantisation[name]))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output)[..., 0].copy()
+        out = self.interpreter.get_tensor(self.output)[..., 0]
+        if self.output_quantisation is None:
+            return out.copy()
+        scale, zero_point, _ = self.output_quantisation
+        return ((out.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def _affine(details: dict) -> tuple[float, int, np.dtype] | None:
+    """``(scale, zero_point, dtype)`` of an integer tensor (real = scale * (q - zero_point)); None for float."""
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind != "i":
+        return None
+    scale, zero_point = details["quantization"]
+    return float(scale), int(zero_point), dtype
+
+
+def _quantised(values: np.ndarray, affine: tuple[float, int, np.dtype] | None) -> np.ndarray:
+    """Float features as the tensor takes them: float32, or integers by its scale and zero point."""
+    if affine is None:
+        return np.ascontiguousarray(values, np.float32)
+    scale, zero_point, dtype = affine
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(values / scale) + zero_point, limits.min, limits.max).astype(dtype)

@@ -25,7 +25,6 @@ from soundnet.config import Config, check_taps, to_dict
 from soundnet.dataset import Dataset, Entry
 from soundnet.detection import frame_probabilities
 from soundnet.errors import SoundnetError
-from soundnet.events import Event
 from soundnet.groups import Split, split_by_group
 from soundnet.litert import export_tflite
 from soundnet.model import as_inputs, build_model, predict_fn, recalibrate_batchnorm
@@ -422,11 +421,6 @@ def _positive_weight(entries: list[Entry], cap: float) -> float:
     return float(min(max((frames - positives) / positives, 1.0), cap))
 
 
-def _events(dataset: Dataset, entry: Entry) -> list[Event]:
-    meta = read_json(dataset.root / "files" / f"{entry.id}.json")
-    return [Event(entry.id, on, off, dataset.target) for on, off in meta["events"]]
-
-
 def train(
     dataset_dir: Path, *, out: Path, config: Config | None = None, resume: bool = False, tensorboard: Path | None = None
 ) -> TrainResult:
@@ -685,7 +679,7 @@ def _tune_on_validation(plan: _Plan, validation: Validation, checkpoint: Checkpo
     names = [e.id for e in plan.val_entries]
     tuned = search_postprocessing(
         dict(zip(names, probs, strict=True)),
-        {e.id: _events(dataset, e) for e in plan.val_entries},
+        {e.id: dataset.events(e) for e in plan.val_entries},
         label=dataset.target,
         frame_seconds=dataset.feature_config.frame_seconds,
         durations={e.id: e.frames * dataset.feature_config.frame_seconds for e in plan.val_entries},

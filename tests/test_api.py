@@ -153,6 +153,14 @@ def test_modules_are_reachable_as_attributes_and_cards_print_short(demo):
     assert "mean=" not in shown and "std=" not in shown and len(repr(ns["tuning"])) < 2500
 
 
+def test_export_model_writes_an_onnx_network_detect_runs(demo):
+    _, ns = demo
+    exported = ns["exported"]
+    assert isinstance(exported, soundnet.ExportReport) and exported.format == "onnx"
+    assert exported.accuracy.max_abs_difference <= 1e-5 and exported.accuracy.f1_change == 0
+    assert len(ns["onnx_detection"].probabilities) == 401  # 4 s at 10 ms frames
+
+
 def test_every_public_name_resolves():
     assert set(soundnet.__all__) == {"__version__", "load_model", *soundnet._EXPORTS}
     for name in soundnet.__all__:
