@@ -273,32 +273,38 @@ class MqttHook(Hook):
 
     def __init__(self, address: str, topic: str, *, client_id: str | None = None, **options):
         super().__init__(**options)
-        mqtt = import_paho()
+        self.mqtt = mqtt = import_paho()
         self.host, self.port = mqtt_address(address)
         if not topic or any(c in topic for c in "#+\0"):
             raise UsageError(f"--mqtt-topic {topic!r}: a topic to publish to holds no wildcard (# +)")
         self.topic = topic
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"soundnet-{os.getpid()}")
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._acknowledged: set[int] = set()  # message ids the broker acknowledged (paho's thread adds them)
+        self.client.on_publish = lambda client, userdata, mid, reason, properties: self._acknowledged.add(mid)
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
-        self._pending: tuple[str, object] | None = None
+        self._pending: tuple[str, int] | None = None
 
     def describe(self) -> str:
         return f"--mqtt {self.host}:{self.port} topic {self.topic}"
 
     def send(self, payload: str, event: LiveEvent) -> None:
         if self._pending is not None and self._pending[0] is payload:
-            info = self._pending[1]
+            mid = self._pending[1]  # paho still holds it, and sends it once connected
         else:
-            info = self.client.publish(self.topic, payload, qos=1)
-            self._pending = (payload, info)
+            info = self.client.publish(self.topic, payload, qos=1)  # queued by paho even when not connected
+            if info.rc == self.mqtt.MQTT_ERR_QUEUE_SIZE:
+                raise RuntimeError("paho-mqtt's outgoing queue is full")
+            mid = info.mid
+            self._pending = (payload, mid)
         deadline = time.monotonic() + self.timeout
-        while not info.is_published() and time.monotonic() < deadline and not self._stop.is_set():
-            time.sleep(0.02)
-        if not info.is_published():
+        while mid not in self._acknowledged and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.01)
+        if mid not in self._acknowledged:
             state = "connected" if self.client.is_connected() else "not connected"
             raise RuntimeError(f"no acknowledgement from the broker within {self.timeout:g} s ({state})")
+        self._acknowledged.discard(mid)
         self._pending = None
 
     def shutdown(self) -> None:

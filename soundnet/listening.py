@@ -60,22 +60,46 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
-@contextlib.contextmanager
-def signals_stop() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`Stopped` in the main thread while inside."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class StopSignals:
+    """While active (``with``), SIGINT and SIGTERM raise :class:`Stopped` in the main
+    thread, except inside :meth:`held` (an event being reported to every sink), where
+    the stop waits for the block's end: no sink misses an event another one got."""
 
-    def stop(number, frame):
-        raise Stopped(signal.Signals(number).name)
+    def __init__(self):
+        self._holding = False
+        self._pending: str | None = None
+        self._saved: dict = {}
 
-    saved = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in saved.items():
+    closing = False  # once stopping, further signals are ignored: the open event is being closed
+
+    def _stop(self, number, frame):
+        name = signal.Signals(number).name
+        if self.closing:
+            return
+        if self._holding:
+            self._pending = self._pending or name
+            return
+        raise Stopped(name)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._saved = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._saved.items():
             signal.signal(number, handler)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        pending, self._pending = self._pending, None
+        if pending is not None and not self.closing:
+            raise Stopped(pending)
 
 
 def open_source(*, device: str | int | None = None, stdin=None, raw: RawPCM | None = None, sample_rate: int):
@@ -138,6 +162,8 @@ def listen(
         post = LivePost.from_card(card.postprocessing, **dict(post or {}))
     source = open_source(device=device, stdin=stdin, raw=raw, sample_rate=card.features.sample_rate)
     live = LiveDetector(card, detector.predict, post=post, hop_seconds=hop_seconds)
+    with one_blas_thread():
+        live.warm_up()
     for sink in sinks:
         if hasattr(sink, "start"):
             sink.start()
@@ -149,23 +175,26 @@ def listen(
         live.hop_seconds,
         post,
     )
+    stop = StopSignals()
 
     def emit(event: LiveEvent) -> None:
         event = LiveEvent(event.event, event.label, event.stream_time, event.confidence, now_iso())
-        if on_event is not None:
-            on_event(event)
-        for sink in sinks:
-            sink.deliver(event)
+        with stop.held():
+            for sink in sinks:
+                sink.deliver(event)
+            if on_event is not None:
+                on_event(event)
 
     started, cpu = time.monotonic(), time.process_time()
     stopped_by = "end of stream"
     try:
-        with signals_stop(), one_blas_thread():  # see soundnet.features.one_blas_thread: 15x faster features here
+        with stop, one_blas_thread():  # see soundnet.features.one_blas_thread: 15x faster features here
             try:
                 for event in live.run(_watched(mono_blocks(source, sample_rate=card.features.sample_rate), source)):
                     emit(event)
-            except (Stopped, KeyboardInterrupt) as stop:
-                stopped_by = stop.why if isinstance(stop, Stopped) else "SIGINT"
+            except (Stopped, KeyboardInterrupt) as why:
+                stopped_by = why.why if isinstance(why, Stopped) else "SIGINT"
+                stop.closing = True
                 for event in live.stop():
                     emit(event)
             finally:

@@ -319,6 +319,13 @@ class LiveDetector:
         self._events: CausalEvents | None = None
         self._scorer: WindowScorer | None = None
 
+    def warm_up(self) -> None:
+        """Run the feature code and the network once on silence, so that their first use
+        (librosa's lazy imports, LiteRT's tensor allocation: over a second) is not on live audio."""
+        silence = np.zeros(self.card.features.sample_rate // 2, np.float32)
+        for features in iter_features([silence], config=self.card.features, chunk_frames=1):
+            WindowScorer(self.card, self.predict, hop=self.hop).push(features)
+
     @property
     def hop_seconds(self) -> float:
         return self.hop * self.card.features.frame_seconds
@@ -367,9 +374,12 @@ class LiveDetector:
                 yield block
 
         for features in iter_features(audio(), config=self.card.features, chunk_frames=1):
-            yield from self._shift(self._events.feed(self._scorer.push(features)))
+            probabilities = self._scorer.push(features)
             self.stats.windows = self._scorer.windows
-        yield from self._shift(self._events.feed(self._scorer.flush()))
+            yield from self._shift(self._events.feed(probabilities))
+        probabilities = self._scorer.flush()
+        self.stats.windows = self._scorer.windows
+        yield from self._shift(self._events.feed(probabilities))
         yield from self._shift(self._events.finish(end_time=self._samples / sr))
         self._events = None
         return gap

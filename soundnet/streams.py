@@ -265,15 +265,21 @@ class DeviceSource:
         self._queue = queue.Queue(maxsize=max(1, int(self.queue_seconds / self.block_seconds)))
         target = self._queue
 
+        missed = 0  # frames dropped since the last block queued
+
         def callback(indata, frames, time_info, status):  # PortAudio's thread: never blocks
+            nonlocal missed
             if status and getattr(status, "input_overflow", False):
                 self.overruns += 1
             try:
+                if missed:  # the dropped audio, as silence, in its place in time
+                    target.put_nowait(np.zeros((missed, self.channels), np.float32))
+                    missed = 0
                 target.put_nowait(indata.copy())
             except queue.Full:
                 self.overruns += 1
                 self.dropped_seconds += frames / self.rate
-                target.missed = getattr(target, "missed", 0) + frames
+                missed += frames
 
         stream = self.sd.InputStream(
             device=self.device, channels=1, samplerate=self.rate, blocksize=blocksize, dtype="float32", callback=callback
@@ -335,10 +341,6 @@ class DeviceSource:
                         yield Gap(self._reopen(reason))
                         last = time.monotonic()
                     continue
-                missed = getattr(current, "missed", 0)
-                if missed:
-                    current.missed = 0
-                    yield np.zeros((missed, self.channels), np.float32)  # dropped audio: silence, so that time stays true
                 last = time.monotonic()
                 yield block
         finally:
