@@ -156,7 +156,7 @@ def listen(
     from soundnet.features import one_blas_thread
     from soundnet.streams import mono_blocks
 
-    detector = Detector(model, runtime=runtime)
+    detector = Detector(model, runtime=runtime, threads=1)  # one window per hop: a second thread only spins
     card = detector.card
     if not isinstance(post, LivePost):
         post = LivePost.from_card(card.postprocessing, **dict(post or {}))
@@ -164,9 +164,6 @@ def listen(
     live = LiveDetector(card, detector.predict, post=post, hop_seconds=hop_seconds)
     with one_blas_thread():
         live.warm_up()
-    for sink in sinks:
-        if hasattr(sink, "start"):
-            sink.start()
     log.info(
         "listening to %s for %s (model %s), a window every %g s; %s",
         source.describe(),
@@ -175,6 +172,9 @@ def listen(
         live.hop_seconds,
         post,
     )
+    for sink in sinks:
+        if hasattr(sink, "start"):
+            sink.start()
     stop = StopSignals()
 
     def emit(event: LiveEvent) -> None:

@@ -364,14 +364,22 @@ class LiveDetector:
         gap = None
 
         def audio() -> Iterator[np.ndarray]:
+            """The segment's blocks, gathered until the next window can be scored (small
+            blocks one by one would cost the feature code's per-call overhead for nothing)."""
             nonlocal gap
+            waiting: list[np.ndarray] = []
             for block in source:
                 if isinstance(block, Gap):
                     gap = block
-                    return
+                    break
                 self._samples += len(block)
                 self._update_time()
-                yield block
+                waiting.append(block)
+                if self._samples >= self._next_scoring_sample():
+                    yield np.concatenate(waiting) if len(waiting) > 1 else waiting[0]
+                    waiting = []
+            if waiting:
+                yield np.concatenate(waiting)
 
         for features in iter_features(audio(), config=self.card.features, chunk_frames=1):
             probabilities = self._scorer.push(features)
@@ -383,6 +391,13 @@ class LiveDetector:
         yield from self._shift(self._events.finish(end_time=self._samples / sr))
         self._events = None
         return gap
+
+    def _next_scoring_sample(self) -> int:
+        """Samples of the segment after which the next window's last frame has its features
+        (its STFT frame and the delta filter's right half)."""
+        c = self.card.features
+        end = self._scorer.scored + self.hop  # the next window ends before this frame
+        return (end - 1 + c.delta_width // 2) * c.hop_length + c.n_fft // 2
 
     def _update_time(self) -> None:
         self.stats.seconds = self.stream_time
