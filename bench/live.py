@@ -162,23 +162,26 @@ def latency(options) -> None:
 
 def soak(options) -> None:
     hours = options.hours
-    period = 60.0
-    samples, _ = scene(4, seed=options.seed)
-    block = samples[: int(period * SR)].tobytes()  # one minute: four alarms, repeated
+    samples, _ = scene(5, seed=options.seed)  # 58.7 s holding 5 alarms, repeated
+    piece = len(samples) / SR
+    block = samples.tobytes()
+    pieces = int(np.ceil(hours * 3600 / piece))
+    hour = int(np.ceil(3600 / piece))
     process = listener(["--min-duration", "0"])
     out: list[bytes] = []
     reader = threading.Thread(target=lambda: out.append(process.stdout.read()), daemon=True)
     reader.start()
     started = time.monotonic()
     peaks = {}
-    minutes = int(hours * 60)
-    for minute in range(1, minutes + 1):
-        process.stdin.write(block)
-        if minute in (60, minutes) or minute == min(60, minutes):
+    for i in range(1, pieces + 1):
+        process.stdin.write(block)  # blocks while listen is behind: as fast as it is taken
+        if i in (min(hour, pieces), pieces):
             process.stdin.flush()
-            peaks[minute] = vm_peak_mib(process.pid)
+            audio_hours = i * piece / 3600
+            peaks[round(audio_hours, 2)] = vm_peak_mib(process.pid)
             print(
-                f"# {minute} min of audio after {time.monotonic() - started:.0f} s: peak RSS {peaks[minute]:.1f} MiB", flush=True
+                f"# {audio_hours:.2f} h of audio after {time.monotonic() - started:.0f} s: peak RSS {peaks[round(audio_hours, 2)]:.1f} MiB",
+                flush=True,
             )
     process.stdin.close()
     process.wait()
@@ -186,9 +189,10 @@ def soak(options) -> None:
     wall = time.monotonic() - started
     err = process.stderr.read().decode()
     events = sum(1 for line in out[0].splitlines() if b'"start"' in line)
+    seconds = pieces * piece
     print(machine_header())
-    print(f"# soak: {hours:g} h of audio in {wall:.0f} s wall ({hours * 3600 / wall:.0f}x real time), load {loadavg()}")
-    print(f"# peak RSS (MiB) by minute of audio: {peaks}; start lines: {events}")
+    print(f"# soak: {seconds / 3600:.2f} h of audio in {wall:.0f} s wall ({seconds / wall:.0f}x real time), load {loadavg()}")
+    print(f"# peak RSS (MiB) by hours of audio: {peaks}; start lines: {events} for {5 * pieces} planted alarms")
     print("# " + err.strip().splitlines()[-1])
 
 

@@ -82,6 +82,7 @@ class Hook:
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.delivered = self.failed = self.dropped = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()  # ends a wait between attempts early (set on stop, or by a hook that knows better)
         self._thread = threading.Thread(target=self._work, name=f"soundnet-hook-{type(self).__name__}", daemon=True)
         self._started = False
 
@@ -138,7 +139,9 @@ class Hook:
                     reason,
                     wait,
                 )
-                if self._stop.wait(wait):
+                self._wake.wait(wait)
+                self._wake.clear()
+                if self._stop.is_set():
                     break
                 wait = min(wait * 2, 30.0)
         self.failed += 1
@@ -152,6 +155,7 @@ class Hook:
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._stop.set()  # no more retries
+            self._wake.set()
             left = self.queue.qsize()
             log.warning("%s: still sending after %g s; %d queued event(s) not delivered", self.describe(), timeout, left)
             self._thread.join(self.timeout)
@@ -279,9 +283,14 @@ class MqttHook(Hook):
             raise UsageError(f"--mqtt-topic {topic!r}: a topic to publish to holds no wildcard (# +)")
         self.topic = topic
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"soundnet-{os.getpid()}")
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)  # an alarm should not wait long for a broker back up
         self._acknowledged: set[int] = set()  # message ids the broker acknowledged (paho's thread adds them)
-        self.client.on_publish = lambda client, userdata, mid, reason, properties: self._acknowledged.add(mid)
+
+        def acknowledged(client, userdata, mid, reason, properties) -> None:
+            self._acknowledged.add(mid)
+            self._wake.set()  # a retry waiting for this message need wait no longer
+
+        self.client.on_publish = acknowledged
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         self._pending: tuple[str, int] | None = None

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clirun import cli, fails, ok
+from clirun import child_env, cli, fails, ok, soundnet
 from test_live import alarm_scene, json_lines, wav_bytes
 
 from soundnet.hooks import mqtt_address
@@ -161,23 +161,29 @@ def mosquitto_binary() -> str:
     return found
 
 
+def start_mosquitto(folder: Path, port: int) -> subprocess.Popen:
+    """A Mosquitto broker on ``port`` of 127.0.0.1, listening when this returns."""
+    config = folder / f"mosquitto-{port}.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    process = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(f"mosquitto did not start listening: {process.stderr.read().decode()}") from None
+            time.sleep(0.05)
+
+
 @pytest.fixture
 def broker(tmp_path):
     """A Mosquitto broker on a free port of 127.0.0.1, for this test only: its port."""
     port = free_port()
-    config = tmp_path / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    process = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = start_mosquitto(tmp_path, port)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read().decode()
-                assert time.monotonic() < deadline, "mosquitto did not start listening"
-                time.sleep(0.05)
         yield port
     finally:
         process.terminate()
@@ -254,3 +260,48 @@ def test_a_burst_of_events_beyond_a_hooks_queue_drops_the_oldest():
     assert time.monotonic() - started < 0.5  # deliver never waits for the hook
     hook.close(5.0)
     assert hook.dropped > 0 and hook.delivered + hook.dropped == 20
+
+
+def distinct(messages: list) -> list[dict]:
+    """The messages' payloads without repeats, in order (QoS 1 is at least once: a message
+    in flight when a connection drops comes again)."""
+    seen: list[dict] = []
+    for _, message in messages:
+        if message not in seen:
+            seen.append(message)
+    return seen
+
+
+def test_events_reach_a_broker_that_comes_up_after_they_happened(tmp_path, stream):
+    """The broker is down when the alarm starts: the failed attempts are logged, and once
+    the broker is up paho sends the message it kept (one copy: retries wait for it)."""
+    port = free_port()
+    args = [*ARGS, "--mqtt", f"127.0.0.1:{port}", "--mqtt-topic", "late/alarm", "--hook-timeout", "1", "--hook-retries", "20"]
+    listener = subprocess.Popen(
+        soundnet(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env()
+    )
+    broker = None
+    try:
+        listener.stdin.write(stream)  # the stream stays open: listen goes on listening
+        listener.stdin.flush()
+        first = listener.stdout.readline()
+        assert json.loads(first)["event"] == "start"
+        time.sleep(1.5)  # an attempt or two fail
+        broker = start_mosquitto(tmp_path, port)
+        client, messages = subscriber(port, "late/alarm")
+        deadline = time.monotonic() + 40
+        while len(distinct(messages)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        listener.stdin.close()
+        out, err = listener.stdout.read(), listener.stderr.read()
+        listener.wait(60)
+        client.loop_stop()
+        client.disconnect()
+    finally:
+        listener.kill()
+        if broker is not None:
+            broker.terminate()
+            broker.wait(10)
+    lines = [json.loads(first), *json_lines(out.decode())]
+    assert distinct(messages) == lines, (messages, lines, err.decode())
+    assert "no acknowledgement from the broker within 1 s (not connected)); retrying" in err.decode()
