@@ -58,7 +58,7 @@ def test_a_signal_ends_listen_cleanly_with_the_open_event_closed(tmp_path, stop)
     finally:
         process.kill()
     assert process.returncode == 0, err
-    assert end["event"] == "end" and start["stream_time"] + 1.0 < end["stream_time"] <= 6.0
+    assert end["event"] == "end" and start["stream_time"] < end["stream_time"] <= 6.0  # closed at the stop (30 s hold)
     assert f"stopped by {stop.name} after" in err.decode()
     assert [line["event"] for line in json_lines(log.read_text())] == ["start", "end"]
 
