@@ -40,6 +40,11 @@ _EXPORTS = {
     "tune": "soundnet.tuning",
     "Tuning": "soundnet.tuning",
     "synthesize": "soundnet.synth",
+    "listen": "soundnet.listening",
+    "ListenReport": "soundnet.listening",
+    "LiveDetector": "soundnet.live",
+    "LivePost": "soundnet.live",
+    "LiveEvent": "soundnet.live",
     "plot_detection": "soundnet.plot",
     "export_model": "soundnet.export",
     "ExportReport": "soundnet.export",
@@ -70,6 +75,11 @@ __all__ = [
     "tune",
     "Tuning",
     "synthesize",
+    "listen",
+    "ListenReport",
+    "LiveDetector",
+    "LivePost",
+    "LiveEvent",
     "plot_detection",
     "export_model",
     "ExportReport",
@@ -91,6 +101,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from soundnet.evaluation import Evaluation, evaluate, evaluate_table
     from soundnet.events import Event
     from soundnet.export import ExportReport, export_model
+    from soundnet.listening import ListenReport, listen
+    from soundnet.live import LiveDetector, LiveEvent, LivePost
     from soundnet.outputs import OutputPlan
     from soundnet.plot import plot_detection
     from soundnet.run import ModelCard, read_card

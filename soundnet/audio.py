@@ -151,22 +151,44 @@ class RawPCM:
             raise SoundnetError(f"raw rate and channels must be >= 1. Received: rate={self.rate}, channels={self.channels}")
 
 
+class PCMDecoder:
+    """Headerless PCM bytes of ``raw``'s format, in any split, to float32 samples.
+
+    Bytes that end inside a frame are kept for the next call; :meth:`finish` says
+    whether the stream ended on a whole frame. Shared by ``detect -`` (raw PCM
+    spooled to a WAV) and ``listen --input -`` (raw PCM or a WAV's data, live).
+    """
+
+    def __init__(self, raw: RawPCM):
+        self.raw = raw
+        self.dtype, self.scale = RAW_FORMATS[raw.fmt]
+        self.frame_bytes = np.dtype(self.dtype).itemsize * raw.channels
+        self.rest = b""
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """The whole frames of the bytes kept and ``data``: ``(frames, channels)`` float32 in [-1, 1]."""
+        data = self.rest + data if self.rest else data
+        whole = len(data) - len(data) % self.frame_bytes
+        self.rest = data[whole:]
+        samples = np.frombuffer(data, self.dtype, count=whole // np.dtype(self.dtype).itemsize)
+        return (samples.reshape(-1, self.raw.channels) / self.scale).astype(np.float32)
+
+    def finish(self, name: str = STDIN_NAME) -> None:
+        """SoundnetError if the stream ended inside a frame."""
+        if self.rest:
+            raise SoundnetError(
+                f"{name}: ends inside a frame ({len(self.rest)} byte(s) left of {self.frame_bytes}): "
+                f"not {self.raw.fmt} x {self.raw.channels}"
+            )
+
+
 def _copy_raw(stream, path: Path, raw: RawPCM) -> None:
     """Raw PCM from ``stream`` as a float WAV (RF64, no 4 GB limit) at ``path``, block by block."""
-    dtype, scale = RAW_FORMATS[raw.fmt]
-    frame = np.dtype(dtype).itemsize * raw.channels
-    rest = b""
+    decoder = PCMDecoder(raw)
     with sf.SoundFile(path, "w", samplerate=raw.rate, channels=raw.channels, subtype="FLOAT", format="RF64") as out:
         for block in iter(lambda: stream.read(1 << 20), b""):
-            data = rest + block
-            whole = len(data) - len(data) % frame
-            rest = data[whole:]
-            samples = np.frombuffer(data[:whole], dtype).reshape(-1, raw.channels)
-            out.write((samples / scale).astype(np.float32))
-    if rest:
-        raise SoundnetError(
-            f"{STDIN_NAME}: ends inside a frame ({len(rest)} byte(s) left of {frame}): not {raw.fmt} x {raw.channels}"
-        )
+            out.write(decoder.decode(block))
+    decoder.finish()
 
 
 @contextlib.contextmanager

@@ -605,5 +605,143 @@ def export_command(run, fmt, out, dataset, calibration_windows, report):
     )
 
 
+@main.command()
+@model_option
+@click.option(
+    "--runtime",
+    type=click.Choice(("auto", "litert", "keras")),
+    default="auto",
+    show_default=True,
+    help="Network runtime: LiteRT (fast, light) when the model has it, or Keras.",
+)
+@click.option("--device", "-d", help="Sound device to listen to: its index or (part of) its name (default: the default input).")
+@click.option("--list-devices", is_flag=True, help="List the input devices and exit.")
+@click.option(
+    "--input",
+    "-i",
+    "input_",
+    type=click.Choice(["-"]),
+    help="Read the stream from standard input (-): a WAV, or raw PCM with --format and --rate.",
+)
+@click.option(
+    "--format",
+    "--raw-format",
+    "raw_format",
+    type=click.Choice(("s16le", "s32le", "f32le", "f64le")),
+    help="Standard input is headerless PCM of this sample format (give --rate; --channels if not mono).",
+)
+@click.option("--rate", type=click.IntRange(min=1), help="Sample rate of raw PCM on standard input (Hz).")
+@click.option("--channels", type=click.IntRange(1, 64), default=1, show_default=True, help="Channels of raw PCM on stdin.")
+@click.option(
+    "--hop", type=FiniteFloat(0, 10, min_open=True), default=0.1, show_default=True, help="Seconds between scored windows."
+)
+@click.option(
+    "--on", "--threshold", "on", type=PROBABILITY, help="An event starts at this probability (default: the card's threshold)."
+)
+@click.option(
+    "--off", type=PROBABILITY, help="An event lasts while the probability stays at or above this (hysteresis; default: --on)."
+)
+@click.option("--min-duration", type=SECONDS, help="Announce an event once it has lasted this long (default: the card's).")
+@click.option("--hold", type=SECONDS, help="An event ends after this long below --off (default: the card's merge gap).")
+@click.option("--refractory", type=SECONDS, default=0.0, show_default=True, help="No new event this long after one ends.")
+@click.option("--log", "log_file", type=OUTPUT_FILE, help="Also append the events to this file (JSON lines, rotated).")
+@click.option(
+    "--log-max-bytes", type=click.IntRange(min=1024), default=10 * 2**20, show_default=True, help="Rotate the log at this size."
+)
+@click.option("--log-backups", type=click.IntRange(min=0), default=5, show_default=True, help="Rotated logs kept (FILE.1 ...).")
+@click.option(
+    "--exec", "exec_", multiple=True, help="Run this command per event (fields in SOUNDNET_* variables; no shell); repeatable."
+)
+@click.option("--webhook", multiple=True, help="POST each event's JSON to this URL; repeatable.")
+@click.option("--mqtt", help="Publish each event's JSON to this MQTT broker, HOST[:PORT] (port 1883 by default).")
+@click.option("--mqtt-topic", help="MQTT topic (default: soundnet/LABEL).")
+@click.option(
+    "--hook-timeout",
+    type=FiniteFloat(0, 600, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds a hook attempt may take.",
+)
+@click.option(
+    "--hook-retries", type=click.IntRange(0, 100), default=3, show_default=True, help="Retries of a failed hook attempt."
+)
+@library_errors
+def listen(
+    model,
+    runtime,
+    device,
+    list_devices,
+    input_,
+    raw_format,
+    rate,
+    channels,
+    hop,
+    on,
+    off,
+    min_duration,
+    hold,
+    refractory,
+    log_file,
+    log_max_bytes,
+    log_backups,
+    exec_,
+    webhook,
+    mqtt,
+    mqtt_topic,
+    hook_timeout,
+    hook_retries,
+):
+    """Detect the target sound on a live stream (a sound device, or stdin) until stopped: a JSON line per event start and end."""
+    if list_devices:
+        from soundnet.streams import list_devices as find_devices
+
+        for found in find_devices():
+            mark = " (default)" if found.default else ""
+            click.echo(f"{found.index}\t{found.name}\t{found.channels} channel(s)\t{found.default_rate:g} Hz{mark}")
+        return
+    from soundnet.audio import RawPCM
+    from soundnet.hooks import EventLog, ExecHook, MqttHook, WebhookHook
+    from soundnet.listening import listen as run_listen
+    from soundnet.listening import print_event, summary
+    from soundnet.run import read_card
+
+    if (raw_format is None) != (rate is None):
+        raise click.UsageError("raw PCM on standard input needs both --format and --rate")
+    if mqtt_topic is not None and mqtt is None:
+        raise click.UsageError("--mqtt-topic needs --mqtt")
+    raw = RawPCM(raw_format, rate, channels) if raw_format is not None else None
+    if raw is not None and input_ is None:
+        raise click.UsageError("--format, --rate and --channels describe a stream on standard input: give --input -")
+    if device is not None and input_ is not None:
+        raise click.UsageError("give --device or --input -, not both")
+    options = {"timeout": hook_timeout, "retries": hook_retries}
+    sinks = [ExecHook(command, **options) for command in exec_] + [WebhookHook(url, **options) for url in webhook]
+    if mqtt is not None:
+        from soundnet.detection import BUNDLED_MODEL
+
+        target = read_card(model or BUNDLED_MODEL).target
+        sinks.append(MqttHook(mqtt, mqtt_topic or f"soundnet/{target}", **options))
+    if log_file is not None:
+        sinks.insert(0, EventLog(log_file, max_bytes=log_max_bytes, backups=log_backups))
+    post = {"on": on, "off": off, "min_duration": min_duration, "hold": hold, "refractory": refractory}
+    if off is not None and on is None:
+        from soundnet.detection import BUNDLED_MODEL
+
+        if off > read_card(model or BUNDLED_MODEL).postprocessing.threshold:
+            raise click.UsageError("--off must be at most --on (the card's threshold)")
+    report = run_listen(
+        model=model,
+        runtime=runtime,
+        device=device,
+        stdin=sys.stdin.buffer if input_ else None,
+        raw=raw,
+        post=post,
+        hop_seconds=hop,
+        sinks=sinks,
+        on_event=print_event,
+    )
+    log.info("%s", summary(report))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

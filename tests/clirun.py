@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from soundnet.cli import main
 
 
-def cli(*args):
-    """``soundnet ARGS...`` in this process; the result holds exit code, stdout and stderr."""
-    return CliRunner().invoke(main, [str(a) for a in args])
+def cli(*args, input=None):
+    """``soundnet ARGS...`` in this process (``input``: bytes on its stdin); the result holds exit code, stdout and stderr."""
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
 
 
 def explain(result) -> str:
