@@ -425,7 +425,9 @@ def evaluate(
         durations,
         labels,
         probabilities,
-        {
+        None  # no file scored: no PSDS
+        if not probabilities
+        else {
             name: deltas(
                 probabilities, reference, label=label, frame_seconds=frame_seconds, durations=durations, scenario=scenario
             )
@@ -463,7 +465,8 @@ def _plot_summary(paths: dict[str, Path], evaluation: Evaluation, *, post: PostC
         point_label=f"threshold {post.threshold:g} (used)",
         title=f"{evaluation.target}: miss rate against false alarms per hour",
     )
-    plot_psd_rocs(paths[PSD_ROC_FILE], evaluation.psds, title=f"{evaluation.target}: PSD-ROC (sed_scores_eval)")
+    if evaluation.psds is not None:
+        plot_psd_rocs(paths[PSD_ROC_FILE], evaluation.psds, title=f"{evaluation.target}: PSD-ROC (sed_scores_eval)")
     confidence = evaluation.confidence
     plot_reliability(
         paths[RELIABILITY_FILE],
