@@ -34,7 +34,7 @@ PSD_ROC_FILE = "psd_roc.png"
 """The PSD-ROC of both PSDS scenarios, in evaluate's plot folder."""
 RELIABILITY_FILE = "reliability.png"
 """The reliability diagram of event confidence, in evaluate's plot folder."""
-SUMMARY_PLOTS = (CURVE_FILE, PSD_ROC_FILE, RELIABILITY_FILE)
+SUMMARY_PLOTS = {CURVE_FILE: "the operating curve", PSD_ROC_FILE: "the PSD-ROC", RELIABILITY_FILE: "the reliability diagram"}
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ def evaluate(
     for name, path in plots.items():
         for picture in summary.values():
             if path == picture:
-                raise UsageError(f"{path}: the plot of {name!r} and the summary plot {picture.name} would both be written here")
+                raise UsageError(f"{path}: the plot of {name!r} and {SUMMARY_PLOTS[picture.name]} would both be written here")
     outputs = [("--plot-dir", path) for path in [*plots.values(), *summary.values()]]
     outputs += [("--output", Path(output))] if output is not None else []
     _refuse_overwrites(outputs, references, annotations)
