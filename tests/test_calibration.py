@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from clirun import cli, fails, ok
 
+import soundnet
 from soundnet.calibration import (
     Calibration,
     events_at,
@@ -260,3 +261,35 @@ def test_evaluate_reports_ece_and_draws_the_reliability_diagram(trained, tmp_pat
 
 def test_bad_raw_confidence_usage_is_a_usage_error(trained):
     fails(cli("detect", trained.test, "--raw-confidence=yes"), "--raw-confidence", code=2)
+
+
+def test_tune_fits_the_calibration_again_for_its_post_processing(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained.run, run)
+    ok(cli("tune", run, trained.audio, "--annotations", trained.table))
+    note = read_card(run).validation["calibration"]  # the training audio: the detector is rarely wrong there
+    assert note.startswith("no calibration of event confidence: too few events") and note.endswith("in 10 file(s)"), note
+    assert read_card(run).calibration is None
+    # a threshold low enough for false events too: now there is something to calibrate
+    low = {"threshold": (0.05,), "median_seconds": (0.0,), "min_duration": (0.0,), "merge_gap": (0.0,)}
+    card = soundnet.tune(run, trained.test, annotations=trained.test_table, grid=low).card
+    assert card.calibration is not None, card.validation["calibration"]
+    assert read_card(run).calibration == card.calibration
+    fitted = card.calibration.fitted
+    assert fitted["files"] == 4
+    assert fitted["postprocessing"] == {"threshold": 0.05, "median_seconds": 0.0, "min_duration": 0.0, "merge_gap": 0.0}
+    assert card.validation["calibration"] == (
+        f"confidence calibrated ({card.calibration.method}) on {fitted['events']} events of 4 file(s) "
+        f"({fitted['true_events']} true): expected calibration error {fitted['raw_ece']:.3f} raw, "
+        f"{fitted['calibrated_ece']:.3f} calibrated"
+    )
+
+
+def test_evaluate_refuses_a_file_whose_plot_would_be_the_reliability_diagram(trained, tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    shutil.copy(trained.test / "clip_00.wav", audio / "reliability.wav")
+    table = tmp_path / "t.tsv"
+    table.write_text("reliability.wav\n")
+    args = ("evaluate", audio, "-a", table, "--model", trained.run, "--plot-dir", tmp_path / "plots")
+    fails(cli(*args), "reliability.png", "the reliability diagram would both be written here", code=2)
