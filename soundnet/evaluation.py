@@ -23,7 +23,7 @@ from soundnet.errors import UsageError
 from soundnet.events import Event
 from soundnet.guard import refuse_overwrites, with_sidecars
 from soundnet.outputs import plot_file, unique_paths
-from soundnet.psds import PSDS, SCENARIOS, deltas, psds_of_deltas
+from soundnet.psds import PSDS, SCENARIOS, deltas, has_events, psds_of_deltas
 from soundnet.scoring import EventScores, FrameScores, event_scores, frame_scores
 from soundnet.storage import write_json
 from soundnet.tuning import CURVE_THRESHOLDS, CurvePoint, operating_curve
@@ -198,7 +198,7 @@ def _flat_figures(scores: EventScores, frame: FrameScores | None, psds: dict | N
         figures["frame.average_precision"] = frame.average_precision
         figures["frame.roc_auc"] = frame.roc_auc
     for name, value in (psds or {}).items():
-        figures[f"psds.{name}"] = value.value
+        figures[f"psds.{name}"] = None if value is None else value.value
     if confidence is not None:
         figures["confidence.ece"] = confidence.ece
         figures["confidence.ece_raw"] = confidence.ece_raw
@@ -232,8 +232,8 @@ class _Scored:
         frame = (
             None if self.labels is None else frame_scores([self.labels[n] for n in names], [self.probabilities[n] for n in names])
         )
-        psds = None
-        if self.deltas is not None:
+        psds = None if self.deltas is None else dict.fromkeys(self.deltas)  # None: no event in this resample
+        if self.deltas is not None and has_events(self.reference, names, label=self.label):
             durations, reference = (
                 {k: self.durations[n] for k, n in by_key.items()},
                 {k: self.reference[n] for k, n in by_key.items()},
@@ -425,8 +425,8 @@ def evaluate(
         durations,
         labels,
         probabilities,
-        None  # no file scored: no PSDS
-        if not probabilities
+        None  # no file scored, or no reference event: PSDS undefined (no true positive rate)
+        if not has_events(reference, list(reference), label=label)
         else {
             name: deltas(
                 probabilities, reference, label=label, frame_seconds=frame_seconds, durations=durations, scenario=scenario

@@ -101,6 +101,12 @@ def ground_truth(reference: Mapping[str, Sequence[Event]], *, label: str) -> dic
     return {name: [(e.onset, e.offset, label) for e in events if e.label == label] for name, events in reference.items()}
 
 
+def has_events(reference: Mapping[str, Sequence[Event]], names: Sequence[str], *, label: str) -> bool:
+    """Whether any of the files ``names`` holds a reference event of ``label``: PSDS is
+    undefined without one (sed_scores_eval refuses a class without ground truth)."""
+    return any(e.label == label for name in names for e in reference.get(name, []))
+
+
 def deltas(
     probabilities: Mapping[str, np.ndarray],
     reference: Mapping[str, Sequence[Event]],

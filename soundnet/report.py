@@ -62,6 +62,8 @@ def render_report(evaluation: Evaluation) -> str:
             + ", ".join(f"{name.upper()} {p.value:.3f}" for name, p in evaluation.psds.items())
             + " (scenario 1: dtc = gtc = 0.7; scenario 2: dtc = gtc = 0.1; up to 100 false positives per hour)"
         )
+    elif evaluation.frame is not None:  # probabilities, but no reference event to detect
+        lines.append("PSDS n/a (no reference event of the target: no true positive rate)")
     confidence = evaluation.confidence
     if confidence is not None:
         shown = "raw" if confidence.method is None else f"calibrated ({confidence.method})"

@@ -74,3 +74,20 @@ def test_a_ready_table_gets_intervals_too(trained, tmp_path):
     assert evaluation.psds is None and evaluation.confidence is None
     assert set(evaluation.bootstrap.intervals) == set(evaluation.figures())
     fails(cli("evaluate", trained.test, "-a", trained.test_table, "--bootstrap", -1), "--bootstrap", code=2)
+
+
+def test_a_resample_without_any_event_leaves_psds_undefined():
+    from soundnet.evaluation import _Scored
+    from soundnet.events import Event
+    from soundnet.psds import SCENARIOS, deltas
+
+    probabilities = {"a.wav": np.r_[np.zeros(100), np.ones(100), np.zeros(100)], "b.wav": np.zeros(300)}
+    reference = {"a.wav": [Event("a.wav", 1.0, 2.0, "x")], "b.wav": []}
+    durations = {"a.wav": 3.0, "b.wav": 3.0}
+    per_file = {
+        name: deltas(probabilities, reference, label="x", frame_seconds=0.01, durations=durations, scenario=s)
+        for name, s in SCENARIOS.items()
+    }
+    scored = _Scored("x", reference, {}, durations, deltas=per_file)
+    assert scored.figures(["a.wav", "b.wav"])["psds.psds1"] == pytest.approx(1.0)
+    assert scored.figures(["b.wav", "b.wav"])["psds.psds1"] is None

@@ -120,3 +120,14 @@ def test_evaluate_reports_sed_scores_evals_psds_of_its_probabilities(trained, tm
     p1, p2 = evaluation.psds["psds1"].value, evaluation.psds["psds2"].value
     assert f"PSDS (sed_scores_eval, per-frame probabilities): PSDS1 {p1:.3f}, PSDS2 {p2:.3f}" in result.stdout
     assert (tmp_path / "p" / "psd_roc.png").stat().st_size > 10_000
+
+
+def test_audio_without_any_reference_event_has_no_psds(trained, tmp_path):
+    table = tmp_path / "none.tsv"
+    table.write_text("clip_03.wav\n")  # the planted test file without an event
+    out = tmp_path / "e.json"
+    result = ok(cli("evaluate", trained.test / "clip_03.wav", "-a", table, "--model", trained.run, "-o", out, "--bootstrap", 5))
+    assert "PSDS n/a (no reference event of the target: no true positive rate)" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["psds"] is None
+    assert "psds.psds1" not in data["bootstrap"]["intervals"]  # no figure, no interval
