@@ -542,8 +542,14 @@ def heldout_summary(evaluation: dict) -> dict:
         "event_onset_offset": {k: evaluation["event_onset_offset"][k] for k in keep},
         "segment": {k: evaluation["segment"][k] for k in keep},
         "frame": evaluation.get("frame"),
+        "psds": {k: v["psds"] for k, v in (evaluation.get("psds") or {}).items()},
+        "confidence": {
+            k: (evaluation.get("confidence") or {}).get(k) for k in ("events", "true_events", "calibration", "ece", "ece_raw")
+        },
         "metrics": "sed_eval: event-based with 0.5 s onset collar (offsets ignored), "
-        "onset+offset (offset collar 50 % of length), segment-based on 1 s segments; frame-level average precision",
+        "onset+offset (offset collar 50 % of length), segment-based on 1 s segments; frame-level average precision; "
+        "PSDS1 and PSDS2 of sed_scores_eval (DCASE scenarios, per-frame probabilities); expected calibration error "
+        "of event confidence (10 bins; ece: as detect reports it, ece_raw: the network's)",
         **{k: evaluation[k] for k in ("heldout_negatives", "heldout_real_backgrounds") if k in evaluation},
     }
 
@@ -573,11 +579,14 @@ def retune(
     best event F1 (0.5 s onset collar), or with ``max_false_alarms_per_hour`` the
     fewest misses among the settings within that many false alarms per hour over all
     the tuning audio. If no setting meets the limit, the one with the fewest false
-    alarms is kept (and the result says so). The probabilities are saved in
+    alarms is kept (and the result says so). The calibration of event confidence is then
+    fitted on the events of the chosen post-processing there, as ``soundnet tune`` fits it
+    (:func:`soundnet.calibration.fit_event_calibration`). The probabilities are saved in
     ``WORK/tune_probabilities.npz``. Returns what it found (for the log).
     """
     import dataclasses
 
+    from soundnet.calibration import fit_event_calibration
     from soundnet.config import to_dict
     from soundnet.detection import Detector
     from soundnet.evaluation import read_references
@@ -605,13 +614,18 @@ def retune(
         print(f"  {error}", flush=True)
         limit, met = round(error.fewest, 2) + 0.005, False
         result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
+    calibration, note = fit_event_calibration(
+        probabilities, references.events, post=result.post, **{k: v for k, v in search.items() if k != "grid"}
+    )
+    print(f"  {note}", flush=True)
     validation = {
         **card.validation,
         "tuned_on": [str(p) for p in references.paths.values()],
         **result.criterion_json(),
         **result.scores.summary_json(),
+        "calibration": note,
     }
-    write_card(run, dataclasses.replace(card, postprocessing=result.post, validation=validation))
+    write_card(run, dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration))
     hours_negative = sum(d for n, d in durations.items() if not references.events.get(n)) / 3600
     return {
         "tuned_on": f"{folder.relative_to(work)}: {sum(1 for n in references.events if references.events[n])} "
@@ -621,6 +635,7 @@ def retune(
         "limit_met": met,
         "train_postprocessing": to_dict(card.postprocessing),
         "postprocessing": to_dict(result.post),
+        "calibration": None if calibration is None else calibration.to_json(),
         **result.scores.summary_json(),
     }
 

@@ -320,6 +320,11 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
 )
 @click.option("--rate", type=click.IntRange(min=1), help="Sample rate of raw PCM on standard input (Hz).")
 @click.option("--channels", type=click.IntRange(1, 64), default=1, show_default=True, help="Channels of raw PCM on stdin.")
+@click.option(
+    "--raw-confidence",
+    is_flag=True,
+    help="Report the network's confidence (an event's highest frame probability), not the model card's calibrated one.",
+)
 @fail_fast_option
 @post_options
 @library_errors
@@ -338,6 +343,7 @@ def detect(
     raw_format,
     rate,
     channels,
+    raw_confidence,
     fail_fast,
     threshold,
     median_seconds,
@@ -370,6 +376,7 @@ def detect(
         outputs=plan,
         fail_fast=fail_fast,
         raw=raw,
+        raw_confidence=raw_confidence,
     )
     if report.text is not None:
         click.echo(report.text, nl=False)
@@ -390,8 +397,18 @@ def detect(
 @click.option(
     "--plot-dir",
     type=OUTPUT_FOLDER,
-    help="Draw one picture per file here (spectrogram, probability, detected and reference events).",
+    help="Draw one picture per file here (spectrogram, probability, detected and reference events), "
+    "and operating_curve.png, psd_roc.png (PSDS) and reliability.png (event confidence).",
 )
+@click.option(
+    "--bootstrap",
+    "resamples",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Resample the files this many times (with replacement) for 95% intervals of every figure.",
+)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the bootstrap.")
 @fail_fast_option
 @post_options
 @library_errors
@@ -404,13 +421,15 @@ def evaluate(
     target,
     output,
     plot_dir,
+    resamples,
+    seed,
     fail_fast,
     threshold,
     median_seconds,
     min_duration,
     merge_gap,
 ):
-    """Score detection on annotated audio with the DCASE metrics of sed_eval."""
+    """Score detection on annotated audio: the DCASE metrics of sed_eval, PSDS (sed_scores_eval), calibration of confidence."""
     from soundnet.report import render_report
 
     if estimated is not None:
@@ -419,7 +438,14 @@ def evaluate(
         from soundnet.evaluation import evaluate_table
 
         evaluation = evaluate_table(
-            inputs, estimated, annotations=annotations, target=target, output=output, label_column=label_column
+            inputs,
+            estimated,
+            annotations=annotations,
+            target=target,
+            output=output,
+            label_column=label_column,
+            bootstrap=resamples,
+            seed=seed,
         )
     else:
         from soundnet.evaluation import evaluate as run_evaluate
@@ -434,6 +460,8 @@ def evaluate(
             plot_dir=plot_dir,
             fail_fast=fail_fast,
             label_column=label_column,
+            bootstrap=resamples,
+            seed=seed,
         )
     click.echo(render_report(evaluation), nl=False)
     _fail_batch(evaluation.failures, attempted=len(evaluation.scores.files) + len(evaluation.failures))

@@ -160,11 +160,17 @@ class Detector:
     threads : int or None
         LiteRT's threads (None: every usable core). ``listen`` scores one window at a
         time, where one thread takes a third of the CPU time of two.
+    raw_confidence : bool
+        Events carry the network's confidence (their highest frame probability) instead
+        of the card's calibrated one (:mod:`soundnet.calibration`). A card without a
+        calibration always gives raw confidences (a note says so).
     """
 
     RUNTIMES = ("auto", "litert", "keras", "onnx")
 
-    def __init__(self, run: Path | None = None, *, runtime: str = "auto", threads: int | None = None):
+    def __init__(
+        self, run: Path | None = None, *, runtime: str = "auto", threads: int | None = None, raw_confidence: bool = False
+    ):
         self.threads = threads
         if runtime not in self.RUNTIMES:
             raise SoundnetError(f"runtime must be one of {', '.join(self.RUNTIMES)}. Received: runtime={runtime!r}")
@@ -173,7 +179,19 @@ class Detector:
         if run is None and not (self.run / CARD_FILE).is_file():
             raise SoundnetError("no bundled default model in this installation: pass --model RUN")
         self.card: ModelCard = read_card(self.run)
+        self.raw_confidence = raw_confidence
+        if not raw_confidence and self.card.calibration is None:
+            log.info("%s: the model card has no calibration: event confidences are the network's raw values", self.run)
         self._predict = None
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether events carry calibrated confidences."""
+        return not self.raw_confidence and self.card.calibration is not None
+
+    def confidences(self, events: list[Event]) -> list[Event]:
+        """Events (raw confidence) as this detector reports them: calibrated unless raw."""
+        return self.card.calibration.events(events) if self.calibrated else events
 
     def load(self) -> None:
         """Load the network now (otherwise it loads on first use)."""
@@ -263,6 +281,7 @@ class Detector:
             filename=name or Path(path).name,
             label=self.card.target,
         )
+        events = self.confidences(events)
         log.debug(
             "%s: %.1f s of audio scored in %.2f s, %d event(s) with %s",
             path,
@@ -303,6 +322,7 @@ def detect(
     outputs: OutputPlan | None = None,
     fail_fast: bool = False,
     raw: RawPCM | None = None,
+    raw_confidence: bool = False,
 ) -> DetectReport:
     """Detect the target sound in audio files and folders.
 
@@ -326,6 +346,8 @@ def detect(
         Stop at the first file that fails (else it is logged, recorded, and the batch goes on).
     raw : RawPCM or None
         Standard input (``"-"``) is headerless PCM of this format, not a file with a header.
+    raw_confidence : bool
+        Report the network's confidence, not the card's calibrated one (see :class:`Detector`).
 
     Returns
     -------
@@ -347,11 +369,16 @@ def detect(
                 post=post,
                 outputs=outputs,
                 fail_fast=fail_fast,
+                raw_confidence=raw_confidence,
             )
     paths = find_audio(roots)
     names = {path: display_name(path, roots) for path in paths}
-    detector = Detector(model, runtime=runtime)
+    detector = Detector(model, runtime=runtime, raw_confidence=raw_confidence)
     post = detector.postprocessing(post)
+    if detector.calibrated and post != detector.card.postprocessing:
+        log.info(
+            "confidences are calibrated for the card's post-processing (%s), not the one given", detector.card.postprocessing
+        )
     writer = OutputWriter(
         outputs or OutputPlan(), list(names.values()), sample_rate=detector.card.features.sample_rate, post=post, inputs=paths
     )

@@ -381,3 +381,101 @@ def plot_operating_curve(
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi)
     return out
+
+
+# -- PSD-ROC and reliability diagram -------------------------------------------------------
+
+
+def _summary_figure(out: Path, *, columns: int, width: float, height: float, dpi: int):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    if not (width > 0 and height > 0 and dpi > 0):
+        raise SoundnetError(f"width, height and dpi must be > 0. Received: width={width}, height={height}, dpi={dpi}")
+    fmt = out.suffix[1:].lower() or "png"
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    if fmt not in FigureCanvasAgg(fig).get_supported_filetypes():
+        raise SoundnetError(f"{out}: cannot draw a .{fmt} picture (use .png, .svg or .pdf)")
+    return fig, fig.subplots(1, columns, squeeze=False)[0], fmt
+
+
+def _save(fig, out: Path, fmt: str, dpi: int) -> Path:
+    with atomic_path(Path(out)) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+    return Path(out)
+
+
+def plot_psd_rocs(
+    out: Path, psds: dict, *, title: str | None = None, width: float = 11.0, height: float = 4.5, dpi: int = 100
+) -> Path:
+    """Draw the PSD-ROC of each PSDS scenario (``psds``: name -> :class:`soundnet.psds.PSDS`),
+    effective TPR against effective FPR per hour up to ``max_efpr``, the area that is
+    the score shaded (as sed_scores_eval's ``plot_psd_roc`` draws it, without pyplot)."""
+    fig, axes, fmt = _summary_figure(out, columns=max(1, len(psds)), width=width, height=height, dpi=dpi)
+    for ax, (name, score) in zip(axes, psds.items(), strict=False):
+        s = score.scenario
+        ax.step(score.efpr, score.etpr, where="post", color=CURVE_COLOR, label="PSD-ROC")
+        ax.fill_between(
+            score.efpr, score.etpr, 0, step="post", color=CURVE_COLOR, alpha=0.25, label=f"area: PSDS {score.value:.3f}"
+        )
+        ax.set_xlim(0, s.max_efpr)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("effective false positives per hour")
+        ax.set_ylabel("effective true positive rate")
+        cttc = "n/a" if s.cttc_threshold is None else f"{s.cttc_threshold:g}"
+        ax.set_title(
+            f"{name.upper()}: dtc {s.dtc_threshold:g}, gtc {s.gtc_threshold:g}, cttc {cttc}, "
+            f"alpha_ct {s.alpha_ct:g}, alpha_st {s.alpha_st:g}",
+            fontsize="small",
+            loc="left",
+        )
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out, fmt, dpi)
+
+
+def plot_reliability(
+    out: Path,
+    *,
+    raw,
+    reported=None,
+    bins: int = 10,
+    title: str | None = None,
+    width: float = 6.5,
+    height: float = 6.0,
+    dpi: int = 100,
+) -> Path:
+    """Draw a reliability diagram: per bin of event confidence, the fraction of events
+    that were true against their mean confidence, for the raw confidence (``raw``) and,
+    when given, the calibrated one (``reported``); both :class:`soundnet.calibration.Outcomes`.
+    A calibrated detector's points lie on the diagonal; the bars below count the events."""
+    from soundnet.calibration import expected_calibration_error, reliability
+
+    fig, (ax,), fmt = _summary_figure(out, columns=1, width=width, height=height, dpi=dpi)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=1, label="calibrated (diagonal)")
+    counts = ax.inset_axes([0.55, 0.06, 0.42, 0.2])
+    series = [("raw", raw, "tab:red")] + ([("calibrated", reported, REFERENCE_COLOR)] if reported is not None else [])
+    for name, data, color in series:
+        r = reliability(data.confidence, data.true, bins=bins)
+        filled = r.count > 0
+        ece = expected_calibration_error(data.confidence, data.true, bins=bins)
+        ece_text = "n/a" if ece is None else f"{ece:.3f}"
+        ax.plot(r.confidence[filled], r.fraction_true[filled], marker="o", color=color, label=f"{name} (ECE {ece_text})")
+        centres = (r.edges[:-1] + r.edges[1:]) / 2
+        offset = (-0.25 if name == "raw" else 0.25) / bins
+        counts.bar(centres + offset, r.count, width=0.45 / bins, color=color)
+    counts.set_xlim(0, 1)
+    counts.set_title("events per bin", fontsize="x-small")
+    counts.tick_params(labelsize="x-small")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("event confidence (bin mean)")
+    ax.set_ylabel("fraction of events true (onset collar 0.5 s)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    if title:
+        ax.set_title(title, loc="left", fontsize="small")
+    return _save(fig, out, fmt, dpi)

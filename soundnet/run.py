@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from soundnet import __version__
+from soundnet.calibration import Calibration
 from soundnet.config import FEATURE_CODE_VERSION, FeatureConfig, ModelConfig, PostConfig, from_dict, to_dict
 from soundnet.errors import SoundnetError, check_label
 from soundnet.guard import holds
@@ -61,6 +62,9 @@ class ModelCard:
     soundnet_version: str = __version__
     feature_code_version: int = FEATURE_CODE_VERSION
     checksums: dict = dataclasses.field(default_factory=dict)  # network file name -> SHA-256; empty: not recorded
+    calibration: Calibration | None = (
+        None  # of event confidence; None: raw confidences (a card written before, or too few events)
+    )
     extra: dict = dataclasses.field(default_factory=dict)  # other top-level fields (a description...), kept as they are
 
     def __post_init__(self) -> None:
@@ -83,6 +87,7 @@ class ModelCard:
             "validation": self.validation,
             "training": self.training,
             "checksums": self.checksums,
+            "calibration": None if self.calibration is None else self.calibration.to_json(),
             **{k: v for k, v in self.extra.items() if k not in _CARD_FIELDS},
         }
 
@@ -108,6 +113,9 @@ class ModelCard:
                 soundnet_version=version,
                 feature_code_version=int(data.get("feature_code_version", 1)),
                 checksums={str(k): str(v) for k, v in dict(data.get("checksums", {})).items()},
+                calibration=None
+                if data.get("calibration") is None
+                else Calibration.from_json(data["calibration"], f"{where} calibration"),
                 extra={k: v for k, v in data.items() if k not in _CARD_FIELDS},
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -129,7 +137,7 @@ class ModelCard:
 
 _CARD_FIELDS = frozenset(
     {"soundnet_version", "target", "features", "feature_code_version", "model", "normalisation", "postprocessing"}
-    | {"detection_hop", "validation", "training", "checksums"}
+    | {"detection_hop", "validation", "training", "checksums", "calibration"}
 )
 
 

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from soundnet import __version__
+from soundnet.calibration import fit_event_calibration
 from soundnet.config import Config, check_taps, to_dict
 from soundnet.dataset import Dataset, Entry
 from soundnet.detection import frame_probabilities
@@ -466,8 +467,8 @@ def train(
         with _run_log(partial / LOG_FILE):
             plan = _plan(dataset, config)
             model, validation, checkpoint = _fit(plan, partial, resume=resume, tensorboard=tensorboard)
-            tuned, frames = _tune_on_validation(plan, validation, checkpoint)
-            card = _final_card(plan, tuned, frames, epochs=checkpoint.progress["epochs_done"])
+            tuned, frames, calibration = _tune_on_validation(plan, validation, checkpoint)
+            card = _final_card(plan, tuned, frames, calibration, epochs=checkpoint.progress["epochs_done"])
             card = _write_run_files(partial, model, card)
     except BaseException:
         if not (partial / PROGRESS).is_file():  # refused or stopped before any epoch was done: nothing to resume
@@ -666,7 +667,8 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
 
 
 def _tune_on_validation(plan: _Plan, validation: Validation, checkpoint: Checkpoint):
-    """Search the post-processing on the validation files, as detect will see them.
+    """Search the post-processing on the validation files, as detect will see them, and
+    fit the calibration of the confidence of the events it finds there.
 
     The kept weights are the best epoch's, BatchNorm statistics included: its
     probabilities are reused when this process computed them.
@@ -677,13 +679,21 @@ def _tune_on_validation(plan: _Plan, validation: Validation, checkpoint: Checkpo
     else:
         probs = validation.probabilities()
     names = [e.id for e in plan.val_entries]
-    tuned = search_postprocessing(
-        dict(zip(names, probs, strict=True)),
-        {e.id: dataset.events(e) for e in plan.val_entries},
+    by_name = dict(zip(names, probs, strict=True))
+    reference = {e.id: dataset.events(e) for e in plan.val_entries}
+    durations = {e.id: e.frames * dataset.feature_config.frame_seconds for e in plan.val_entries}
+    frame_seconds = dataset.feature_config.frame_seconds
+    tuned = search_postprocessing(by_name, reference, label=dataset.target, frame_seconds=frame_seconds, durations=durations)
+    calibration, note = fit_event_calibration(
+        by_name,
+        reference,
+        post=tuned.post,
         label=dataset.target,
-        frame_seconds=dataset.feature_config.frame_seconds,
-        durations={e.id: e.frames * dataset.feature_config.frame_seconds for e in plan.val_entries},
+        frame_seconds=frame_seconds,
+        durations=durations,
+        seed=plan.config.training.seed,
     )
+    log.info("validation: %s", note)
     frames = frame_scores(validation.labels, probs)
     log.info(
         "validation: event F1 %.3f (ER %.3f) with %s; plain threshold 0.5: F1 %.3f; frame AP %s",
@@ -693,16 +703,19 @@ def _tune_on_validation(plan: _Plan, validation: Validation, checkpoint: Checkpo
         tuned.baseline.event_onset.f_measure or 0.0,
         "n/a" if frames.average_precision is None else f"{frames.average_precision:.3f}",
     )
-    return tuned, frames
+    return tuned, frames, (calibration, note)
 
 
-def _final_card(plan: _Plan, tuned: TuneResult, frames, *, epochs: int) -> ModelCard:
-    """The run's card: the plan's card with the tuned post-processing and the record of
-    validation (per-file counts by audio file) and training."""
+def _final_card(plan: _Plan, tuned: TuneResult, frames, calibration, *, epochs: int) -> ModelCard:
+    """The run's card: the plan's card with the tuned post-processing, the calibration
+    (``(Calibration or None, what was fitted)``) and the record of validation (per-file
+    counts by audio file) and training."""
     return dataclasses.replace(
         plan.card,
         postprocessing=tuned.post,
+        calibration=calibration[0],
         validation={
+            "calibration": calibration[1],
             **tuned.criterion_json(),
             **tuned.scores.summary_json(),
             "files": {e.source: tuned.scores.files[e.id].to_json() for e in plan.val_entries},

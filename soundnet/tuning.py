@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from soundnet.calibration import fit_event_calibration
 from soundnet.config import PostConfig
 from soundnet.errors import SoundnetError, UsageError
 from soundnet.events import Event
@@ -296,7 +297,9 @@ def tune(
     Returns
     -------
     Tuning
-        The card now in ``run`` holds the new post-processing; its validation figures
+        The card now in ``run`` holds the new post-processing and a calibration of event
+        confidence fitted on these files for it (none when they hold too few true or
+        false events: raw confidences, and ``validation.calibration`` says why); its validation figures
         become the scores on these files (``tuned_on`` lists them, ``criterion`` and
         ``max_false_alarms_per_hour`` say what chose it).
 
@@ -323,13 +326,22 @@ def tune(
         grid=grid or GRID,
         max_false_alarms_per_hour=max_false_alarms_per_hour,
     )
+    calibration, note = fit_event_calibration(
+        probabilities,
+        references.events,
+        post=result.post,
+        label=references.target,
+        frame_seconds=card.features.frame_seconds,
+        durations=durations,
+    )
     validation = {
         **card.validation,
         "tuned_on": [str(p) for p in references.paths.values()],
         **result.criterion_json(),
         **result.scores.summary_json(),
+        "calibration": note,
     }
-    card = dataclasses.replace(card, postprocessing=result.post, validation=validation)
+    card = dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration)
     write_card(run, card)
     files = list(references.paths.values())
     return Tuning(

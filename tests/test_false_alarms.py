@@ -307,7 +307,13 @@ def test_evaluate_draws_and_writes_the_operating_curve(run, tmp_path, monkeypatc
     out, plots = tmp_path / "report.json", tmp_path / "plots"
     post = ("--threshold", 0.6, "--median", 0, "--min-duration", 0, "--merge-gap", 0)
     ok(cli("evaluate", audio, "--annotations", reference, "--model", run, *post, "--output", out, "--plot-dir", plots))
-    assert sorted(p.name for p in plots.iterdir()) == ["e0.png", "e1.png", "operating_curve.png"]
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "e0.png",
+        "e1.png",
+        "operating_curve.png",
+        "psd_roc.png",
+        "reliability.png",
+    ]
     assert (plots / "operating_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     written = json.loads(out.read_text())
     # at 0.6: the 0.45 event missed, 0.7 and 0.8 false alarms in 20 s
