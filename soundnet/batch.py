@@ -41,11 +41,11 @@ class BatchResult(Generic[Item, Result]):
         return len(self.done) + len(self.failures)
 
 
-def attempt(work: Callable[[Item], Result], item: Item) -> tuple[Item, Result | None, str | None]:
-    """``(item, work(item), None)``, or ``(item, None, reason)`` when it raised a SoundnetError
-    or an OSError. A module-level function, so a worker process can run it."""
+def attempt(work: Callable[..., Result], item: Item, **shared) -> tuple[Item, Result | None, str | None]:
+    """``(item, work(item, **shared), None)``, or ``(item, None, reason)`` when it raised a
+    SoundnetError or an OSError. A module-level function, so a worker process can run it."""
     try:
-        return item, work(item), None
+        return item, work(item, **shared), None
     except SoundnetError as error:
         return item, None, str(error)
     except OSError as error:
@@ -77,7 +77,8 @@ def run_batch(
     on_each : callable, optional
         Called once per finished item, failed or not (a progress bar).
     mapper : callable
-        How work is mapped over items: ``map`` here, or a process pool's ``map``.
+        How work is mapped over items, in order: ``map`` here, or the ``mapper`` of a
+        :class:`soundnet.parallel.Workers` (worker processes, a Dask cluster).
     """
     batch: BatchResult = BatchResult()
     for item, result, error in mapper(functools.partial(attempt, work), items):

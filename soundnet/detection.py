@@ -7,11 +7,12 @@ a chunk of features.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from queue import Full, Queue
 from typing import TYPE_CHECKING, TypeVar
@@ -20,12 +21,22 @@ import numpy as np
 
 from soundnet.audio import STDIN, STDIN_NAME, RawPCM, as_paths, find_audio, iter_audio, spooled_stdin
 from soundnet.batch import BatchResult, Failure, run_batch
-from soundnet.config import PostConfig
+from soundnet.config import PostConfig, to_dict
 from soundnet.errors import SoundnetError, UsageError, printable
 from soundnet.events import Event
 from soundnet.features import iter_features, one_blas_thread, silent_frames
+from soundnet.parallel import usable_cores
 from soundnet.postprocess import to_events
-from soundnet.run import CARD_FILE, MODEL_FILE, TFLITE_FILE, ModelCard, load_keras_model, read_card, verify_network_files
+from soundnet.run import (
+    CARD_FILE,
+    MODEL_FILE,
+    TFLITE_FILE,
+    ModelCard,
+    RunFiles,
+    load_keras_model,
+    read_card,
+    verify_network_files,
+)
 from soundnet.windows import stream_probabilities
 
 if TYPE_CHECKING:
@@ -150,20 +161,21 @@ class Detector:
 
     RUNTIMES = ("auto", "litert", "keras")
 
-    def __init__(self, run: Path | None = None, *, runtime: str = "auto"):
+    def __init__(self, run: Path | None = None, *, runtime: str = "auto", threads: int | None = None):
         if runtime not in self.RUNTIMES:
             raise SoundnetError(f"runtime must be one of {', '.join(self.RUNTIMES)}. Received: runtime={runtime!r}")
         self.runtime = runtime
+        self.threads = threads  # LiteRT's threads; None: the usable cores
         self.run = Path(run) if run is not None else BUNDLED_MODEL
         if run is None and not (self.run / CARD_FILE).is_file():
             raise SoundnetError("no bundled default model in this installation: pass --model RUN")
         self.card: ModelCard = read_card(self.run)
         self._predict = None
 
-    def load(self) -> None:
-        """Load the network now (otherwise it loads on first use)."""
-        if self._predict is not None:
-            return
+    def check(self) -> str:
+        """Check the network files against the card and choose the runtime without loading
+        the network: ``"litert"`` or ``"keras"`` (SoundnetError when the runtime asked for
+        cannot run)."""
         from soundnet import litert
 
         verify_network_files(self.run, self.card)
@@ -173,8 +185,21 @@ class Detector:
                 raise SoundnetError(f"{self.run}: no {TFLITE_FILE} for the LiteRT runtime (use --runtime keras)")
             if not litert.available():
                 raise SoundnetError("the LiteRT runtime needs the ai-edge-litert package (pip install ai-edge-litert)")
+            return "litert"
+        return "keras"
+
+    def load(self) -> None:
+        """Load the network now (otherwise it loads on first use)."""
+        if self._predict is not None:
+            return
+        from soundnet import litert
+
+        if self.check() == "litert":
+            tflite = self.run / TFLITE_FILE
             try:
-                self._predict = litert.LiteRTPredictor(tflite, n_mfcc=self.card.features.n_mfcc, window=self.card.model.window)
+                self._predict = litert.LiteRTPredictor(
+                    tflite, n_mfcc=self.card.features.n_mfcc, window=self.card.model.window, threads=self.threads
+                )
             except (ValueError, RuntimeError) as error:
                 raise SoundnetError(f"{tflite}: cannot load the LiteRT model ({error})") from None
             log.debug("%s: network runs on LiteRT (%s)", self.run, tflite.name)
@@ -252,10 +277,48 @@ class DetectReport:
     detections: list[Detection]
     failures: list[Failure]
     text: str | None = None  # the combined output, when the plan sends it to the caller
+    skipped: list[Path] = field(default_factory=list)  # done by an earlier run (resume)
 
     @property
     def attempted(self) -> int:
         return len(self.detections) + len(self.failures)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """How a worker process builds the detector: the run (a folder on a disk it sees, or
+    its files as bytes), the runtime and LiteRT's threads. Built once per worker thread."""
+
+    model: Path | RunFiles
+    runtime: str = "auto"
+    threads: int | None = None
+
+    def open(self) -> Detector:
+        key = (self.model.digest if isinstance(self.model, RunFiles) else str(self.model), self.runtime, self.threads)
+        detectors = _WORKER_DETECTORS.__dict__.setdefault("by_spec", {})  # per thread: a LiteRT interpreter is not shared
+        if key not in detectors:
+            run = self.model.folder() if isinstance(self.model, RunFiles) else self.model
+            detector = Detector(run, runtime=self.runtime, threads=self.threads)
+            detector.load()
+            detectors[key] = detector
+        return detectors[key]
+
+
+_WORKER_DETECTORS = threading.local()
+
+
+def detect_task(item: tuple[Path, str], *, detector: Detector | DetectorSpec, post: PostConfig) -> Detection:
+    """One file's detection, the unit of work of :func:`detect` (here, in a worker process
+    or on a Dask worker): ``item`` is the file and its name in the outputs."""
+    path, name = item
+    if isinstance(detector, DetectorSpec):
+        detector = detector.open()
+    try:
+        return detector.detect_file(path, post=post, name=name)
+    except SoundnetError as error:
+        if Path(path).name != STDIN_NAME:
+            raise
+        raise SoundnetError(str(error).replace(str(path), STDIN_NAME)) from None  # not the copy's temporary path
 
 
 def detect(
@@ -267,6 +330,9 @@ def detect(
     outputs: OutputPlan | None = None,
     fail_fast: bool = False,
     raw: RawPCM | None = None,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
 ) -> DetectReport:
     """Detect the target sound in audio files and folders.
 
@@ -290,6 +356,16 @@ def detect(
         Stop at the first file that fails (else it is logged, recorded, and the batch goes on).
     raw : RawPCM or None
         Standard input (``"-"``) is headerless PCM of this format, not a file with a header.
+    jobs : int >= 1 or None
+        Worker processes, each detecting whole files (None: the usable cores). The
+        results are the same, byte for byte, whatever the number.
+    scheduler : str or None
+        A Dask distributed scheduler's address (``tcp://host:8786``): the files are
+        detected on its workers (docs/cluster.md). The model goes to them as bytes; the
+        audio files must be readable by the workers at the same paths.
+    resume : bool
+        Skip the files whose outputs in ``outputs.output_dir`` (and ``frames``) an
+        earlier run with the same model and settings wrote (:func:`soundnet.outputs.resume_state`).
 
     Returns
     -------
@@ -298,11 +374,15 @@ def detect(
         ``text``, the combined output in the plan's format when it was not written to a file.
     """
     from soundnet.outputs import OutputPlan, OutputWriter
+    from soundnet.parallel import Workers, check_jobs
 
+    jobs = check_jobs(jobs)
     roots = as_paths(inputs)
     if raw is not None and STDIN not in roots:
         raise UsageError("raw PCM options describe standard input: give - among the inputs")
     if STDIN in roots:
+        if scheduler is not None:
+            raise UsageError("standard input cannot go to a Dask cluster: save it to a file the workers can read")
         with spooled_stdin(raw) as copy:
             return detect(
                 [copy if root == STDIN else root for root in roots],
@@ -311,29 +391,56 @@ def detect(
                 post=post,
                 outputs=outputs,
                 fail_fast=fail_fast,
+                jobs=jobs,
+                resume=resume,
             )
     paths = find_audio(roots)
     names = {path: display_name(path, roots) for path in paths}
     detector = Detector(model, runtime=runtime)
     post = detector.postprocessing(post)
-    writer = OutputWriter(
-        outputs or OutputPlan(), list(names.values()), sample_rate=detector.card.features.sample_rate, post=post, inputs=paths
-    )
-    detector.load()
-
-    def detect_one(path: Path) -> Detection:
-        try:
-            detection = detector.detect_file(path, post=post, name=names[path])
-        except SoundnetError as error:
-            if path.name != STDIN_NAME:
-                raise
-            raise SoundnetError(str(error).replace(str(path), STDIN_NAME)) from None  # not the copy's temporary path
-        writer.write_file(detection)
-        return detection
-
-    batch: BatchResult[Path, Detection] = run_batch(detect_one, paths, fail_fast=fail_fast)
+    plan = outputs or OutputPlan()
+    writer = OutputWriter(plan, list(names.values()), sample_rate=detector.card.features.sample_rate, post=post, inputs=paths)
+    skipped: list[Path] = []
+    if resume:
+        settings = {"model": RunFiles.read(detector.run).digest, "runtime": runtime, "post": to_dict(post)}
+        done = writer.resume(settings)
+        skipped = [path for path in paths if names[path] in done]
+        if skipped:
+            log.info("%d file(s) already done in %s, skipped (--resume)", len(skipped), plan.output_dir)
+    todo = [(path, names[path]) for path in paths if path not in set(skipped)]
+    chosen = detector.check()
+    with Workers(
+        jobs,
+        scheduler=scheduler,
+        tasks=len(todo),
+        warm=functools.partial(_warm_features, detector.card),
+        fork=chosen == "litert",
+    ) as workers:
+        if not workers.remote:
+            detector.load()
+            shared = workers.share(detector)
+        elif scheduler is not None:
+            shared = workers.share(DetectorSpec(RunFiles.read(detector.run), runtime, threads=1))
+        else:
+            threads = max(1, usable_cores() // workers.processes)
+            shared = workers.share(DetectorSpec(detector.run.resolve(), runtime, threads=threads))
+        batch: BatchResult[tuple[Path, str], Detection] = run_batch(
+            detect_task,
+            todo,
+            fail_fast=fail_fast,
+            on_result=lambda _, detection: writer.write_file(detection),
+            mapper=workers.mapper(detector=shared, post=workers.share(post)),
+        )
     detections = [detection for _, detection in batch.done]
-    return DetectReport(detections, batch.failures, writer.finish(detections))
+    failures = [Failure(item[0], failure.message) for failure in batch.failures for item in [failure.item]]
+    return DetectReport(detections, failures, writer.finish(detections), skipped)
+
+
+def _warm_features(card: ModelCard) -> None:
+    """Compute features once here, so forked workers start with librosa's first-call imports done."""
+    from soundnet.features import compute_features
+
+    compute_features(np.zeros(card.features.n_fft, np.float32), config=card.features)
 
 
 def display_name(path: Path, roots: Iterable[Path]) -> str:
