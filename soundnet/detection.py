@@ -407,7 +407,10 @@ def detect(
         skipped = [path for path in paths if names[path] in done]
         if skipped:
             log.info("%d file(s) already done in %s, skipped (--resume)", len(skipped), plan.output_dir)
-    todo = [(path, names[path]) for path in paths if path not in set(skipped)]
+    left = [path for path in paths if path not in set(skipped)]
+    # A cluster's workers have their own working folder: they get absolute paths.
+    todo = [(path.resolve() if scheduler is not None else path, names[path]) for path in left]
+    given = {item[0]: path for item, path in zip(todo, left, strict=True)}
     chosen = detector.check()
     with Workers(
         jobs,
@@ -431,8 +434,8 @@ def detect(
             on_result=lambda _, detection: writer.write_file(detection),
             mapper=workers.mapper(detector=shared, post=workers.share(post)),
         )
-    detections = [detection for _, detection in batch.done]
-    failures = [Failure(item[0], failure.message) for failure in batch.failures for item in [failure.item]]
+    detections = [replace(detection, path=given[item[0]]) for item, detection in batch.done]
+    failures = [Failure(given[failure.item[0]], failure.message) for failure in batch.failures]
     return DetectReport(detections, failures, writer.finish(detections), skipped)
 
 
