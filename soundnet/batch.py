@@ -61,6 +61,8 @@ def run_batch(
     on_result: Callable[[Item, Result], None] | None = None,
     on_each: Callable[[], None] | None = None,
     mapper: Callable[..., Iterator] = map,
+    key: Callable[[Item], object] | None = None,
+    on_failure: Callable[[Item], None] | None = None,
 ) -> BatchResult[Item, Result]:
     """Do ``work`` on each item; collect results and failures.
 
@@ -79,14 +81,27 @@ def run_batch(
     mapper : callable
         How work is mapped over items, in order: ``map`` here, or the ``mapper`` of a
         :class:`soundnet.parallel.Workers` (worker processes, a Dask cluster).
+    key : callable, optional
+        Items with the same key are parts of one thing (the pieces of a long file):
+        once one fails, that is its one failure; the others' failures are not reported
+        again and their results not passed on.
+    on_failure : callable, optional
+        Called with the item that failed (once per key).
     """
     batch: BatchResult = BatchResult()
+    failed: set = set()
     for item, result, error in mapper(functools.partial(attempt, work), items):
         if on_each is not None:
             on_each()
+        if key is not None and key(item) in failed:
+            continue
         if error is not None:
             batch.failures.append(Failure(item, error))
             log.error("%s", error)
+            if key is not None:
+                failed.add(key(item))
+            if on_failure is not None:
+                on_failure(item)
             if fail_fast:
                 break
             continue

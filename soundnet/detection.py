@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from soundnet.audio import STDIN, STDIN_NAME, RawPCM, as_paths, find_audio, iter_audio, spooled_stdin
+from soundnet.audio import STDIN, STDIN_NAME, RawPCM, as_paths, audio_info, find_audio, iter_audio, spooled_stdin
 from soundnet.batch import BatchResult, Failure, run_batch
 from soundnet.config import PostConfig, to_dict
 from soundnet.errors import SoundnetError, UsageError, printable
 from soundnet.events import Event
 from soundnet.features import iter_features, one_blas_thread, silent_frames
 from soundnet.parallel import usable_cores
+from soundnet.pieces import EXACT_LENGTH_FORMATS, Join, Piece, PieceSums, audio_span, piece_sums, plan
 from soundnet.postprocess import to_events
 from soundnet.run import (
     CARD_FILE,
@@ -239,11 +240,39 @@ class Detector:
             probs = self.probabilities_of_features(prefetched(iter_features(blocks, config=features)))
         return probs, n_samples / features.sample_rate
 
+    def piece_sums(self, path: Path, piece: Piece) -> PieceSums:
+        """The weighted window sums of one piece of a long file (:mod:`soundnet.pieces`)."""
+        features, hop, window = self.card.features, self.card.detection_hop, self.card.model.window
+        start, stop, offset = audio_span(piece, config=features, window=window, hop=hop)
+        blocks = iter_audio(path, sample_rate=features.sample_rate, start=start, stop=stop)
+        with one_blas_thread():
+            try:
+                return piece_sums(
+                    prefetched(iter_features(blocks, config=features)),
+                    piece,
+                    offset=offset,
+                    predict=self.predict,
+                    normalise=self.card.normalise,
+                    silent_of=functools.partial(silent_frames, config=features),
+                    window=window,
+                    hop=hop,
+                )
+            except ValueError as error:  # the file is shorter than its header said
+                raise SoundnetError(f"{path}: {error}") from None
+
     def detect_file(self, path: Path, *, post: PostConfig | None = None, name: str | None = None) -> Detection:
         """Probabilities and events of one file (``post`` defaults to the card's tuned values)."""
-        post = post or self.card.postprocessing
         started = time.perf_counter()
         probs, duration = self.probabilities(path)
+        detection = self.detection(path, probs, duration, post=post, name=name)
+        log.debug("%s: %.1f s of audio scored in %.2f s", path, duration, time.perf_counter() - started)
+        return detection
+
+    def detection(
+        self, path: Path, probs: np.ndarray, duration: float, *, post: PostConfig | None = None, name: str | None = None
+    ) -> Detection:
+        """The Detection of a file's probabilities: its events after post-processing."""
+        post = post or self.card.postprocessing
         events = to_events(
             probs,
             post=post,
@@ -252,14 +281,7 @@ class Detector:
             filename=name or Path(path).name,
             label=self.card.target,
         )
-        log.debug(
-            "%s: %.1f s of audio scored in %.2f s, %d event(s) with %s",
-            path,
-            duration,
-            time.perf_counter() - started,
-            len(events),
-            post,
-        )
+        log.debug("%s: %d event(s) with %s", path, len(events), post)
         return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events, name=name or Path(path).name)
 
     def postprocessing(self, post: PostConfig | Mapping[str, float | None] | None = None) -> PostConfig:
@@ -307,13 +329,24 @@ class DetectorSpec:
 _WORKER_DETECTORS = threading.local()
 
 
-def detect_task(item: tuple[Path, str], *, detector: Detector | DetectorSpec, post: PostConfig) -> Detection:
-    """One file's detection, the unit of work of :func:`detect` (here, in a worker process
-    or on a Dask worker): ``item`` is the file and its name in the outputs."""
-    path, name = item
+@dataclass(frozen=True)
+class FileWork:
+    """A unit of detect's work: a whole file, or one piece of a long one."""
+
+    path: Path  # as the worker reads it
+    name: str  # in the outputs
+    piece: Piece | None = None  # None: the whole file
+
+
+def detect_task(item: FileWork, *, detector: Detector | DetectorSpec, post: PostConfig) -> Detection | PieceSums:
+    """One file's detection, or one piece's window sums: the unit of work of :func:`detect`
+    (here, in a worker process or on a Dask worker)."""
+    path, name = item.path, item.name
     if isinstance(detector, DetectorSpec):
         detector = detector.open()
     try:
+        if item.piece is not None:
+            return detector.piece_sums(path, item.piece)
         return detector.detect_file(path, post=post, name=name)
     except SoundnetError as error:
         if Path(path).name != STDIN_NAME:
@@ -409,8 +442,28 @@ def detect(
             log.info("%d file(s) already done in %s, skipped (--resume)", len(skipped), plan.output_dir)
     left = [path for path in paths if path not in set(skipped)]
     # A cluster's workers have their own working folder: they get absolute paths.
-    todo = [(path.resolve() if scheduler is not None else path, names[path]) for path in left]
-    given = {item[0]: path for item, path in zip(todo, left, strict=True)}
+    given = {(path.resolve() if scheduler is not None else path): path for path in left}
+    todo = [
+        FileWork(path, names[original], piece) for path, original in given.items() for piece in _pieces(original, detector.card)
+    ]
+    joins: dict[Path, Join] = {}
+    detections: list[Detection] = []
+
+    def arrived(item: FileWork, result: Detection | PieceSums) -> None:
+        if item.piece is None:
+            detection = result
+        else:
+            join = joins.setdefault(item.path, Join(item.piece.frames))
+            join.add(item.piece, result)
+            if not item.piece.last:
+                return
+            del joins[item.path]
+            duration = item.piece.samples / detector.card.features.sample_rate
+            detection = detector.detection(given[item.path], join.probabilities(), duration, post=post, name=item.name)
+        detection = replace(detection, path=given[item.path])
+        writer.write_file(detection)
+        detections.append(detection)
+
     chosen = detector.check()
     with Workers(
         jobs,
@@ -427,16 +480,31 @@ def detect(
         else:
             threads = max(1, usable_cores() // workers.processes)
             shared = workers.share(DetectorSpec(detector.run.resolve(), runtime, threads=threads))
-        batch: BatchResult[tuple[Path, str], Detection] = run_batch(
+        batch: BatchResult[FileWork, Detection | PieceSums] = run_batch(
             detect_task,
             todo,
             fail_fast=fail_fast,
-            on_result=lambda _, detection: writer.write_file(detection),
+            on_result=arrived,
             mapper=workers.mapper(detector=shared, post=workers.share(post)),
+            key=lambda item: item.path,
+            on_failure=lambda item: joins.pop(item.path, None),
         )
-    detections = [replace(detection, path=given[item[0]]) for item, detection in batch.done]
-    failures = [Failure(given[failure.item[0]], failure.message) for failure in batch.failures]
+    failures = [Failure(given[failure.item.path], failure.message) for failure in batch.failures]
     return DetectReport(detections, failures, writer.finish(detections), skipped)
+
+
+def _pieces(path: Path, card: ModelCard) -> list[Piece | None]:
+    """How a file is cut (:func:`soundnet.pieces.plan`): ``[None]`` (whole) unless it is
+    long, at the model's rate and in a format whose header gives its exact length. A
+    header this process cannot read leaves the file whole: its worker reports why."""
+    try:
+        info = audio_info(path)
+    except SoundnetError:
+        return [None]
+    if info.samplerate != card.features.sample_rate or info.format not in EXACT_LENGTH_FORMATS:
+        return [None]
+    pieces = plan(info.frames, config=card.features, window=card.model.window, hop=card.detection_hop)
+    return [None] if len(pieces) == 1 else pieces
 
 
 def _warm_features(card: ModelCard) -> None:

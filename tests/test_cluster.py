@@ -8,12 +8,14 @@ import shutil
 from pathlib import Path
 
 import dask
+import numpy as np
 import pytest
 import soundfile as sf
 from clirun import cli, fails, ok
 from distributed import Client, LocalCluster
 from planted import planted_set
 
+from soundnet import pieces
 from soundnet.dataset import MANIFEST, Dataset
 from soundnet.detection import BUNDLED_MODEL
 from soundnet.outputs import RESUME_FILE
@@ -42,21 +44,27 @@ def outputs(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_detect_on_the_cluster_matches_a_local_run(tmp_path, audio, scheduler):
+def test_detect_on_the_cluster_matches_a_local_run(tmp_path, audio, scheduler, monkeypatch):
     folder, _ = audio
     model = tmp_path / "model"
     shutil.copytree(BUNDLED_MODEL, model)
+    monkeypatch.setattr(pieces, "SPLIT_SECONDS", 20.0)  # the long file goes in 3 pieces
+    monkeypatch.setattr(pieces, "PIECE_SECONDS", 10.0)
+    long = tmp_path / "long" / "long.wav"
+    long.parent.mkdir()
+    y, sr = sf.read(folder / "clip_01.wav")
+    sf.write(long, np.tile(y, 5), sr)
     results = {}
     for where, option in (("local", ["--jobs", 1]), ("cluster", ["--scheduler", scheduler])):
         out = tmp_path / where
         args = ["--model", model, "--threshold", "0.02", "--format", "json", "--json-frames", "--output", out / "all.json"]
         results[where] = fails(
-            cli("detect", folder, *args, "--output-dir", out / "each", "--frames", out / "f.npy", *option),
-            "1 of 6 file(s) failed",
+            cli("detect", folder, long, *args, "--output-dir", out / "each", "--frames", out / "f.npy", *option),
+            "1 of 7 file(s) failed",
         )
     assert results["local"].stderr == results["cluster"].stderr  # the failure, as it happened and in the summary
     assert outputs(tmp_path / "local") == outputs(tmp_path / "cluster")
-    assert len(outputs(tmp_path / "cluster")) == 1 + 5 + 5
+    assert len(outputs(tmp_path / "cluster")) == 1 + 6 + 6
     # the workers ran the model from the bytes sent to them, not from the folder given
     with Client(scheduler) as client:
         folders = client.run(eval, "[str(p) for p in __import__('soundnet.run').run._FOLDERS.values()]")

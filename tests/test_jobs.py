@@ -17,9 +17,12 @@ import soundfile as sf
 from clirun import cli, fails, ok
 from planted import planted_set
 
-from soundnet import parallel
+from soundnet import parallel, pieces
+from soundnet.batch import run_batch
+from soundnet.config import FeatureConfig
 from soundnet.dataset import MANIFEST, Dataset, extract
-from soundnet.detection import detect
+from soundnet.detection import Detector, _pieces, detect
+from soundnet.errors import SoundnetError
 from soundnet.outputs import OUTPUT_FORMATS, RESUME_FILE
 from soundnet.parallel import Workers, check_jobs, usable_cores
 
@@ -184,3 +187,87 @@ def test_probabilities_are_float32_in_input_order(audio):
     report = detect(sorted(audio.glob("clip_*.wav")), jobs=2)
     assert all(d.probabilities.dtype == np.float32 for d in report.detections)
     assert [d.name for d in report.detections] == sorted(p.name for p in audio.glob("clip_*.wav"))
+
+
+# ----------------------------------------------------------------------------------
+# a long file cut into pieces (soundnet.pieces)
+
+
+def long_file(path: Path, seconds: float, *, sr: int = 16000) -> Path:
+    """Noise with 3.1 kHz beeps, and two seconds of digital silence."""
+    rng = np.random.default_rng(4)
+    y = (rng.standard_normal(int(seconds * sr) + 77) * 0.05).astype(np.float32)
+    t = np.arange(sr) / sr
+    for k in range(0, int(seconds) - 1, 7):
+        y[k * sr : (k + 1) * sr] += 0.4 * np.sin(2 * np.pi * 3100 * t) * (t * 4 % 1 < 0.5)
+    y[30 * sr : 32 * sr] = 0
+    sf.write(path, y, sr)
+    return path
+
+
+@pytest.fixture
+def short_pieces(monkeypatch):
+    """Files longer than 60 s are cut into pieces of 20 s (planning happens in this process)."""
+    monkeypatch.setattr(pieces, "SPLIT_SECONDS", 60.0)
+    monkeypatch.setattr(pieces, "PIECE_SECONDS", 20.0)
+
+
+def test_a_long_file_in_pieces_is_the_whole_file_and_the_same_bytes_with_any_jobs(tmp_path, short_pieces):
+    path = long_file(tmp_path / "long.wav", 75.0)
+    assert len(_pieces(path, Detector().card)) == 4
+    whole, seconds = Detector().probabilities(path)
+    one = detect([path], jobs=1, post={"threshold": 0.01}).detections[0]
+    two = detect([path], jobs=2, post={"threshold": 0.01}).detections[0]
+    assert one.probabilities.tobytes() == two.probabilities.tobytes() and one.events == two.events
+    assert one.duration == seconds and len(one.probabilities) == len(whole) == 7501
+    np.testing.assert_allclose(one.probabilities, whole, atol=1e-6)  # the pieces' context is exact
+    assert (one.probabilities[3002:3198] == 0).all()  # the silence, in the second piece
+    assert one.events  # something to compare
+
+
+def test_only_long_files_at_the_model_rate_in_exact_length_formats_are_cut(tmp_path, short_pieces):
+    card = Detector().card
+    assert _pieces(long_file(tmp_path / "short.wav", 50.0), card) == [None]
+    assert _pieces(long_file(tmp_path / "other_rate.wav", 70.0, sr=22050), card) == [None]
+    y, sr = sf.read(long_file(tmp_path / "long.wav", 70.0))
+    sf.write(tmp_path / "long.ogg", y, sr)
+    assert _pieces(tmp_path / "long.ogg", card) == [None]
+    sf.write(tmp_path / "long.flac", y, sr)
+    assert len(_pieces(tmp_path / "long.flac", card)) == 4
+    assert _pieces(tmp_path / "missing.wav", card) == [None]  # its worker reports it
+
+
+@pytest.mark.parametrize("frames", [100, 101, 149, 150, 151, 6000, 6049, 6050, 6099, 12345])
+def test_pieces_own_every_window_once(frames):
+    window, hop = 100, 50
+    config = FeatureConfig()
+    samples = (frames - 1) * config.hop_length + 37
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(pieces, "SPLIT_SECONDS", 1.0)
+    monkey.setattr(pieces, "PIECE_SECONDS", 10.0)
+    try:
+        plan = pieces.plan(samples, config=config, window=window, hop=hop)
+    finally:
+        monkey.undo()
+    grid = pieces.window_grid(frames, window=window, hop=hop)
+    owned = np.concatenate([pieces.piece_starts(p, window=window, hop=hop) for p in plan])
+    assert owned.tolist() == grid.tolist() and plan[-1].stop == frames == plan[0].frames
+    assert [p.first for p in plan] == sorted({p.first for p in plan}) and plan[0].first == 0
+
+
+def test_a_failing_piece_fails_its_file_once():
+    seen = []
+    batch = run_batch(
+        _fail_odd,
+        [("a", 0), ("a", 1), ("a", 3), ("b", 0)],
+        key=lambda item: item[0],
+        on_result=lambda item, _: seen.append(item),
+        on_failure=lambda item: seen.append(("failed", item)),
+    )
+    assert [f.item for f in batch.failures] == [("a", 1)] and seen == [("a", 0), ("failed", ("a", 1)), ("b", 0)]
+
+
+def _fail_odd(item):
+    if item[1] % 2:
+        raise SoundnetError(f"{item}: odd")
+    return item
