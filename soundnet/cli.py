@@ -42,7 +42,7 @@ jobs_option = click.option(
     "--jobs",
     "-j",
     type=click.IntRange(min=1),
-    help="Worker processes, each taking whole files; the results are the same whatever the number. [default: the cores]",
+    help="Worker processes (detect also cuts files over 10 min into pieces); the results are the same whatever the number. [default: the cores]",
 )
 scheduler_option = click.option(
     "--scheduler",

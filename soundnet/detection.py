@@ -390,8 +390,9 @@ def detect(
     raw : RawPCM or None
         Standard input (``"-"``) is headerless PCM of this format, not a file with a header.
     jobs : int >= 1 or None
-        Worker processes, each detecting whole files (None: the usable cores). The
-        results are the same, byte for byte, whatever the number.
+        Worker processes (None: the usable cores), detecting whole files and the pieces
+        of long ones (:mod:`soundnet.pieces`). The results are the same, byte for byte,
+        whatever the number.
     scheduler : str or None
         A Dask distributed scheduler's address (``tcp://host:8786``): the files are
         detected on its workers (docs/cluster.md). The model goes to them as bytes; the

@@ -17,9 +17,11 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import math
 import multiprocessing
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -92,15 +94,23 @@ def _replay(records: list[logging.LogRecord]) -> None:
             logger.handle(record)
 
 
-def ordered(submit: Callable, fn: Callable, items: Iterable, *, ahead: int, cancel: Callable = lambda future: future.cancel()):
+def ordered(
+    submit: Callable,
+    fn: Callable,
+    items: Iterable,
+    *,
+    ahead: Callable[[], int],
+    cancel: Callable = lambda future: future.cancel(),
+):
     """``fn(item)`` of every item through ``submit`` (which returns a future), yielded in
-    input order, with at most ``ahead`` futures outstanding. Closing the generator cancels
-    the tasks not yet started."""
+    input order, with at most ``ahead()`` futures outstanding (asked again as results
+    arrive: a cluster grows and shrinks). Closing the generator cancels the tasks not
+    yet started."""
     pending: collections.deque = collections.deque()
     try:
         for item in items:
             pending.append(submit(fn, item))
-            if len(pending) >= ahead:
+            if len(pending) >= ahead():
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
@@ -225,17 +235,45 @@ class Workers:
         def run(fn: Callable, items: Iterable) -> Iterator:
             task = functools.partial(_logged, fn, level)
             if self._client is not None:
-                client = self._client
-                ahead = 2 * max(1, sum(client.nthreads().values()))
-                submit = functools.partial(_dask_submit, client, values)
+                ahead = _ClusterSize(self._client)
+                submit = functools.partial(_dask_submit, self._client, values)
             else:
-                ahead = 2 * self.processes
+                ahead = functools.partial(int, 2 * self.processes)
                 submit = functools.partial(_pool_submit, self._pool, values)
-            for records, result in ordered(submit, task, items, ahead=ahead):
+            results = ordered(submit, task, items, ahead=ahead)
+            while True:
+                try:
+                    records, result = next(results)
+                except StopIteration:
+                    return
+                except Exception as error:
+                    if self._client is None or isinstance(error, (SoundnetError, OSError)):
+                        raise
+                    # the cluster's own failures: a worker lost with a task, a cancelled task
+                    raise SoundnetError(
+                        f"{self.scheduler}: the Dask cluster failed a task ({type(error).__name__}: {error}); "
+                        "what finished is kept: rerun to resume (detect: with --resume)"
+                    ) from None
                 _replay(records)
                 yield result
 
         return run
+
+
+class _ClusterSize:
+    """Twice the threads of the cluster's workers, asked again every few seconds (a
+    cluster grows and shrinks: SLURM jobs start and end)."""
+
+    def __init__(self, client, *, every: float = 5.0):
+        self.client, self.every = client, every
+        self.asked, self.value = -math.inf, 2
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self.asked >= self.every:
+            self.value = 2 * max(1, sum(self.client.nthreads().values()))
+            self.asked = now
+        return self.value
 
 
 def _pool_submit(pool: ProcessPoolExecutor, shared: dict, fn: Callable, item):
