@@ -41,11 +41,11 @@ class BatchResult(Generic[Item, Result]):
         return len(self.done) + len(self.failures)
 
 
-def attempt(work: Callable[[Item], Result], item: Item) -> tuple[Item, Result | None, str | None]:
-    """``(item, work(item), None)``, or ``(item, None, reason)`` when it raised a SoundnetError
-    or an OSError. A module-level function, so a worker process can run it."""
+def attempt(work: Callable[..., Result], item: Item, **shared) -> tuple[Item, Result | None, str | None]:
+    """``(item, work(item, **shared), None)``, or ``(item, None, reason)`` when it raised a
+    SoundnetError or an OSError. A module-level function, so a worker process can run it."""
     try:
-        return item, work(item), None
+        return item, work(item, **shared), None
     except SoundnetError as error:
         return item, None, str(error)
     except OSError as error:
@@ -61,6 +61,8 @@ def run_batch(
     on_result: Callable[[Item, Result], None] | None = None,
     on_each: Callable[[], None] | None = None,
     mapper: Callable[..., Iterator] = map,
+    key: Callable[[Item], object] | None = None,
+    on_failure: Callable[[Item], None] | None = None,
 ) -> BatchResult[Item, Result]:
     """Do ``work`` on each item; collect results and failures.
 
@@ -77,15 +79,29 @@ def run_batch(
     on_each : callable, optional
         Called once per finished item, failed or not (a progress bar).
     mapper : callable
-        How work is mapped over items: ``map`` here, or a process pool's ``map``.
+        How work is mapped over items, in order: ``map`` here, or the ``mapper`` of a
+        :class:`soundnet.parallel.Workers` (worker processes, a Dask cluster).
+    key : callable, optional
+        Items with the same key are parts of one thing (the pieces of a long file):
+        once one fails, that is its one failure; the others' failures are not reported
+        again and their results not passed on.
+    on_failure : callable, optional
+        Called with the item that failed (once per key).
     """
     batch: BatchResult = BatchResult()
+    failed: set = set()
     for item, result, error in mapper(functools.partial(attempt, work), items):
         if on_each is not None:
             on_each()
+        if key is not None and key(item) in failed:
+            continue
         if error is not None:
             batch.failures.append(Failure(item, error))
             log.error("%s", error)
+            if key is not None:
+                failed.add(key(item))
+            if on_failure is not None:
+                on_failure(item)
             if fail_fast:
                 break
             continue

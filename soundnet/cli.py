@@ -38,6 +38,18 @@ class OutputPath(click.Path):
 OUTPUT_FILE = OutputPath(dir_okay=False, path_type=Path)
 OUTPUT_FOLDER = OutputPath(file_okay=False, path_type=Path)
 fail_fast_option = click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails (else report it and go on).")
+jobs_option = click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="Worker processes (detect also cuts files over 10 min into pieces); the results are the same whatever the number. [default: the cores]",
+)
+scheduler_option = click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help='Run the per-file work on the Dask cluster of this scheduler (tcp://host:8786; pip install "soundnet[cluster]"; '
+    "see docs/cluster.md). The workers must read the audio at the same paths.",
+)
 AUDIO_INPUTS = click.Path(exists=True, allow_dash=True, path_type=Path)  # "-": a WAV on stdin
 OUTPUT_FORMATS = ("text", "tsv", "csv", "json", "audacity", "raven")  # soundnet.outputs.OUTPUT_FORMATS (a test holds them equal)
 
@@ -142,7 +154,8 @@ label_column_option = click.option(
 @label_column_option
 @click.option("--out", "-o", required=True, type=OUTPUT_FOLDER, help="Dataset folder to write.")
 @click.option("--target", "-t", callback=_label, help="Label of the target sound (implied when the annotations hold one label).")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@jobs_option
+@scheduler_option
 @click.option(
     "--config",
     "config_path",
@@ -168,7 +181,9 @@ label_column_option = click.option(
 )
 @fail_fast_option
 @library_errors
-def extract(audio, annotations, label_column, out, target, jobs, config_path, negatives, group_pattern, copies, fail_fast):
+def extract(
+    audio, annotations, label_column, out, target, jobs, scheduler, config_path, negatives, group_pattern, copies, fail_fast
+):
     """Turn AUDIO files and folders and their annotations into a dataset of features and frame labels."""
     from soundnet.config import load_config
     from soundnet.dataset import extract as run_extract
@@ -182,6 +197,7 @@ def extract(audio, annotations, label_column, out, target, jobs, config_path, ne
         target=target,
         config=config.features,
         jobs=jobs,
+        scheduler=scheduler,
         fail_fast=fail_fast,
         progress=log.isEnabledFor(logging.INFO),  # -q hides the bar
         negatives=negatives,
@@ -325,6 +341,13 @@ def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
     is_flag=True,
     help="Report the network's confidence (an event's highest frame probability), not the model card's calibrated one.",
 )
+@jobs_option
+@scheduler_option
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Skip the files whose results an earlier run with the same model and options left in --output-dir.",
+)
 @fail_fast_option
 @post_options
 @library_errors
@@ -344,6 +367,9 @@ def detect(
     rate,
     channels,
     raw_confidence,
+    jobs,
+    scheduler,
+    resume,
     fail_fast,
     threshold,
     median_seconds,
@@ -377,6 +403,9 @@ def detect(
         fail_fast=fail_fast,
         raw=raw,
         raw_confidence=raw_confidence,
+        jobs=jobs,
+        scheduler=scheduler,
+        resume=resume,
     )
     if report.text is not None:
         click.echo(report.text, nl=False)

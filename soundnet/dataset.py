@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
-import multiprocessing
 import re
 import sys
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +47,7 @@ from soundnet.events import Event
 from soundnet.features import compute_features, iter_features, one_blas_thread
 from soundnet.groups import file_groups, negative_groups, relative_name, table_group
 from soundnet.guard import refuse_overwrites, with_sidecars
+from soundnet.parallel import Workers, check_jobs
 from soundnet.storage import NpyRows, read_json, save_npy, save_npy_chunks, write_json
 
 if TYPE_CHECKING:
@@ -168,7 +167,7 @@ def _augment_one(
         "events": [[e.onset, e.offset] for e in events],
         "augmentation": to_dict(augmentation),
         "copy": copy,
-        "noise": [str(p) for p in noise],
+        "noise": [str(Path(p).resolve()) for p in noise],
     }
     old = _read_entry_meta(meta_path)
     if old is not None and old.get("fingerprint") == fingerprint:
@@ -250,7 +249,8 @@ def extract(
     annotations: Path | None = None,
     target: str | None = None,
     config: FeatureConfig | None = None,
-    jobs: int = 1,
+    jobs: int | None = None,
+    scheduler: str | None = None,
     fail_fast: bool = False,
     progress: bool = False,
     negatives: Sequence[Path] = (),
@@ -274,8 +274,13 @@ def extract(
         The target label; None when the annotations hold a single label.
     config : FeatureConfig or None
         Feature settings; None for the defaults.
-    jobs : int > 0
-        Worker processes.
+    jobs : int >= 1 or None
+        Worker processes (None: the usable cores); the dataset is the same, byte for
+        byte, whatever the number.
+    scheduler : str or None
+        A Dask distributed scheduler's address (``tcp://host:8786``): the files are
+        extracted on its workers (docs/cluster.md), which must see the audio and ``out``
+        at the same paths (a shared file system); a rerun reuses what they finished.
     fail_fast : bool
         Stop at the first file that fails instead of going on.
     negatives : sequence of Path
@@ -302,8 +307,7 @@ def extract(
         What was extracted, reused, skipped (no annotation) and what failed, with reasons.
     """
     config = config or FeatureConfig()
-    if jobs < 1:
-        raise SoundnetError(f"jobs must be >= 1. Received: jobs={jobs}")
+    jobs = check_jobs(jobs)
     out = Path(out)
     roots = [Path(p) for p in audio_paths]
     audio = find_audio(roots)
@@ -337,43 +341,61 @@ def extract(
     tasks: list[tuple] = [(path, matched[path], target, out, config) for path in annotated]
     tasks += [(path, [], target, out, config) for path in negative_audio]
     copies = augmentation.copies if augmentation is not None else 0
-    pool = _warm_pool(min(jobs, len(tasks)), config) if jobs > 1 and len(tasks) >= 2 else None
-    bar = _progress(len(tasks) + copies * len(annotated), progress)  # after the fork: no bar thread in the workers
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     # With a bar on screen, log messages go above it, not glued to it.
     redirect = logging_redirect_tqdm([logging.getLogger("soundnet")]) if progress else contextlib.nullcontext()
     entries: dict[tuple[Path, int], Entry] = {}
+    # A cluster's workers have their own working folder: they get absolute paths, and the
+    # results come back under the paths given.
+    given = {path.resolve(): path for path in [*annotated, *negative_audio]} if scheduler is not None else {}
 
-    def run(tasks: list[tuple]) -> None:
+    def absolute(task: tuple) -> tuple:
+        return (task[0].resolve(), task[1], task[2], task[3].resolve(), *task[4:]) if given else task
+
+    def run(tasks: list[tuple], mapper) -> None:
         batch = run_batch(
-            _extract_task, tasks, fail_fast=fail_fast, on_each=lambda: bar.update(1), mapper=map if pool is None else pool.map
+            _extract_task, [absolute(t) for t in tasks], fail_fast=fail_fast, on_each=lambda: bar.update(1), mapper=mapper
         )
         for task, (entry, reused) in batch.done:
-            path = task[0]
+            path = given.get(task[0], task[0])
             entries[path, entry.copy] = dataclasses.replace(entry, group=groups[path], negative=path in negative_set)
             if entry.copy:
                 report.augmented += 1
             else:
                 (report.reused if reused else report.extracted).append(path)
-        report.failures.extend(Failure(f.item[0], f.message) for f in batch.failures)
+        report.failures.extend(Failure(given.get(f.item[0], f.item[0]), f.message) for f in batch.failures)
 
-    try:
-        with redirect, one_blas_thread():
-            run(tasks)
-            if copies:  # the recordings that were read whole, and are short enough to hold in memory
-                done = [p for p in annotated if (p, 0) in entries]
-                short = [p for p in done if entries[p, 0].frames * config.frame_seconds <= MAX_AUGMENTED_SECONDS]
-                if len(short) < len(done):
-                    log.warning(
-                        "%d recording(s) longer than %g s are not augmented", len(done) - len(short), MAX_AUGMENTED_SECONDS
+    workers = Workers(
+        jobs,
+        scheduler=scheduler,
+        tasks=max(len(tasks), copies * len(annotated)),
+        warm=functools.partial(_warm_features, config),
+    )
+    with workers:
+        bar = _progress(len(tasks) + copies * len(annotated), progress)  # after the fork: no bar thread in the workers
+        try:
+            with redirect, one_blas_thread():
+                mapper = workers.mapper()
+                run(tasks, mapper)
+                if copies:  # the recordings that were read whole, and are short enough to hold in memory
+                    done = [p for p in annotated if (p, 0) in entries]
+                    short = [p for p in done if entries[p, 0].frames * config.frame_seconds <= MAX_AUGMENTED_SECONDS]
+                    if len(short) < len(done):
+                        log.warning(
+                            "%d recording(s) longer than %g s are not augmented", len(done) - len(short), MAX_AUGMENTED_SECONDS
+                        )
+                    noise = tuple(p.resolve() for p in negative_audio) if given else tuple(negative_audio)
+                    run(
+                        [
+                            (p, matched[p], target, out, config, k, augmentation, noise)
+                            for p in short
+                            for k in range(1, copies + 1)
+                        ],
+                        mapper,
                     )
-                noise = tuple(negative_audio)
-                run([(p, matched[p], target, out, config, k, augmentation, noise) for p in short for k in range(1, copies + 1)])
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        finally:
+            bar.close()
     ordered = [entries[p, k] for p in [*audio, *negative_audio] for k in range(copies + 1) if (p, k) in entries]
     originals = [e for e in ordered if not e.copy]
     write_json(
@@ -400,18 +422,10 @@ def extract(
     return report
 
 
-def _warm_pool(workers: int, config: FeatureConfig) -> ProcessPoolExecutor:
-    """Worker processes that start warm. librosa's first call costs seconds of lazy
-    imports and numba cache loads; on Linux this process pays it once and the workers
-    fork from it. Elsewhere, or when this process runs other threads (TensorFlow's,
-    in a notebook that trained a model) which a fork would leave broken, they are
-    spawned and each pays it."""
-    if sys.platform.startswith("linux") and threading.active_count() == 1:
-        compute_features(np.zeros(config.n_fft, np.float32), config=config)
-        context = multiprocessing.get_context("fork")
-    else:
-        context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=one_blas_thread)
+def _warm_features(config: FeatureConfig) -> None:
+    """Compute features once here: librosa's first call costs seconds of lazy imports and
+    numba cache loads, and forked workers then start with it paid."""
+    compute_features(np.zeros(config.n_fft, np.float32), config=config)
 
 
 def _progress(total: int, enabled: bool):

@@ -7,29 +7,33 @@ a chunk of features.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from queue import Full, Queue
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from soundnet.audio import STDIN, STDIN_NAME, RawPCM, as_paths, find_audio, iter_audio, spooled_stdin
+from soundnet.audio import STDIN, STDIN_NAME, RawPCM, as_paths, audio_info, find_audio, iter_audio, spooled_stdin
 from soundnet.batch import BatchResult, Failure, run_batch
-from soundnet.config import PostConfig
+from soundnet.config import PostConfig, to_dict
 from soundnet.errors import SoundnetError, UsageError, printable
 from soundnet.events import Event
 from soundnet.features import iter_features, one_blas_thread, silent_frames
+from soundnet.parallel import usable_cores
+from soundnet.pieces import EXACT_LENGTH_FORMATS, Join, Piece, PieceSums, audio_span, piece_sums, plan
 from soundnet.postprocess import to_events
 from soundnet.run import (
     CARD_FILE,
     MODEL_FILE,
     TFLITE_FILE,
     ModelCard,
+    RunFiles,
     file_digest,
     load_keras_model,
     read_card,
@@ -171,10 +175,10 @@ class Detector:
     def __init__(
         self, run: Path | None = None, *, runtime: str = "auto", threads: int | None = None, raw_confidence: bool = False
     ):
-        self.threads = threads
         if runtime not in self.RUNTIMES:
             raise SoundnetError(f"runtime must be one of {', '.join(self.RUNTIMES)}. Received: runtime={runtime!r}")
         self.runtime = runtime
+        self.threads = threads  # LiteRT's threads; None: the usable cores
         self.run = Path(run) if run is not None else BUNDLED_MODEL
         if run is None and not (self.run / CARD_FILE).is_file():
             raise SoundnetError("no bundled default model in this installation: pass --model RUN")
@@ -193,22 +197,36 @@ class Detector:
         """Events (raw confidence) as this detector reports them: calibrated unless raw."""
         return self.card.calibration.events(events) if self.calibrated else events
 
-    def load(self) -> None:
-        """Load the network now (otherwise it loads on first use)."""
-        if self._predict is not None:
-            return
+    def check(self) -> str:
+        """Check the network files against the card and choose the runtime without loading
+        the network: ``"onnx"``, ``"litert"`` or ``"keras"`` (SoundnetError when the
+        runtime asked for cannot run)."""
         from soundnet import litert
 
         verify_network_files(self.run, self.card)
         if self.runtime == "onnx":
-            self._predict = self._onnx_predictor()
-            return
+            return "onnx"
         tflite = self.run / TFLITE_FILE
         if self.runtime == "litert" or (self.runtime == "auto" and tflite.is_file() and litert.available()):
             if not tflite.is_file():
                 raise SoundnetError(f"{self.run}: no {TFLITE_FILE} for the LiteRT runtime (use --runtime keras)")
             if not litert.available():
                 raise SoundnetError("the LiteRT runtime needs the ai-edge-litert package (pip install ai-edge-litert)")
+            return "litert"
+        return "keras"
+
+    def load(self) -> None:
+        """Load the network now (otherwise it loads on first use)."""
+        if self._predict is not None:
+            return
+        from soundnet import litert
+
+        chosen = self.check()
+        if chosen == "onnx":
+            self._predict = self._onnx_predictor()
+            return
+        if chosen == "litert":
+            tflite = self.run / TFLITE_FILE
             try:
                 self._predict = litert.LiteRTPredictor(
                     tflite, n_mfcc=self.card.features.n_mfcc, window=self.card.model.window, threads=self.threads
@@ -268,11 +286,39 @@ class Detector:
             probs = self.probabilities_of_features(prefetched(iter_features(blocks, config=features)))
         return probs, n_samples / features.sample_rate
 
+    def piece_sums(self, path: Path, piece: Piece) -> PieceSums:
+        """The weighted window sums of one piece of a long file (:mod:`soundnet.pieces`)."""
+        features, hop, window = self.card.features, self.card.detection_hop, self.card.model.window
+        start, stop, offset = audio_span(piece, config=features, window=window, hop=hop)
+        blocks = iter_audio(path, sample_rate=features.sample_rate, start=start, stop=stop)
+        with one_blas_thread():
+            try:
+                return piece_sums(
+                    prefetched(iter_features(blocks, config=features)),
+                    piece,
+                    offset=offset,
+                    predict=self.predict,
+                    normalise=self.card.normalise,
+                    silent_of=functools.partial(silent_frames, config=features),
+                    window=window,
+                    hop=hop,
+                )
+            except ValueError as error:  # the file is shorter than its header said
+                raise SoundnetError(f"{path}: {error}") from None
+
     def detect_file(self, path: Path, *, post: PostConfig | None = None, name: str | None = None) -> Detection:
         """Probabilities and events of one file (``post`` defaults to the card's tuned values)."""
-        post = post or self.card.postprocessing
         started = time.perf_counter()
         probs, duration = self.probabilities(path)
+        detection = self.detection(path, probs, duration, post=post, name=name)
+        log.debug("%s: %.1f s of audio scored in %.2f s", path, duration, time.perf_counter() - started)
+        return detection
+
+    def detection(
+        self, path: Path, probs: np.ndarray, duration: float, *, post: PostConfig | None = None, name: str | None = None
+    ) -> Detection:
+        """The Detection of a file's probabilities: its events after post-processing."""
+        post = post or self.card.postprocessing
         events = to_events(
             probs,
             post=post,
@@ -282,14 +328,7 @@ class Detector:
             label=self.card.target,
         )
         events = self.confidences(events)
-        log.debug(
-            "%s: %.1f s of audio scored in %.2f s, %d event(s) with %s",
-            path,
-            duration,
-            time.perf_counter() - started,
-            len(events),
-            post,
-        )
+        log.debug("%s: %d event(s) with %s", path, len(events), post)
         return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events, name=name or Path(path).name)
 
     def postprocessing(self, post: PostConfig | Mapping[str, float | None] | None = None) -> PostConfig:
@@ -307,10 +346,61 @@ class DetectReport:
     detections: list[Detection]
     failures: list[Failure]
     text: str | None = None  # the combined output, when the plan sends it to the caller
+    skipped: list[Path] = field(default_factory=list)  # done by an earlier run (resume)
 
     @property
     def attempted(self) -> int:
         return len(self.detections) + len(self.failures)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """How a worker process builds the detector: the run (a folder on a disk it sees, or
+    its files as bytes), the runtime and LiteRT's threads. Built once per worker thread."""
+
+    model: Path | RunFiles
+    runtime: str = "auto"
+    threads: int | None = None
+    raw_confidence: bool = False
+
+    def open(self) -> Detector:
+        model = self.model.digest if isinstance(self.model, RunFiles) else str(self.model)
+        key = (model, self.runtime, self.threads, self.raw_confidence)
+        detectors = _WORKER_DETECTORS.__dict__.setdefault("by_spec", {})  # per thread: a LiteRT interpreter is not shared
+        if key not in detectors:
+            run = self.model.folder() if isinstance(self.model, RunFiles) else self.model
+            detector = Detector(run, runtime=self.runtime, threads=self.threads, raw_confidence=self.raw_confidence)
+            detector.load()
+            detectors[key] = detector
+        return detectors[key]
+
+
+_WORKER_DETECTORS = threading.local()
+
+
+@dataclass(frozen=True)
+class FileWork:
+    """A unit of detect's work: a whole file, or one piece of a long one."""
+
+    path: Path  # as the worker reads it
+    name: str  # in the outputs
+    piece: Piece | None = None  # None: the whole file
+
+
+def detect_task(item: FileWork, *, detector: Detector | DetectorSpec, post: PostConfig) -> Detection | PieceSums:
+    """One file's detection, or one piece's window sums: the unit of work of :func:`detect`
+    (here, in a worker process or on a Dask worker)."""
+    path, name = item.path, item.name
+    if isinstance(detector, DetectorSpec):
+        detector = detector.open()
+    try:
+        if item.piece is not None:
+            return detector.piece_sums(path, item.piece)
+        return detector.detect_file(path, post=post, name=name)
+    except SoundnetError as error:
+        if Path(path).name != STDIN_NAME:
+            raise
+        raise SoundnetError(str(error).replace(str(path), STDIN_NAME)) from None  # not the copy's temporary path
 
 
 def detect(
@@ -323,6 +413,9 @@ def detect(
     fail_fast: bool = False,
     raw: RawPCM | None = None,
     raw_confidence: bool = False,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
 ) -> DetectReport:
     """Detect the target sound in audio files and folders.
 
@@ -348,6 +441,17 @@ def detect(
         Standard input (``"-"``) is headerless PCM of this format, not a file with a header.
     raw_confidence : bool
         Report the network's confidence, not the card's calibrated one (see :class:`Detector`).
+    jobs : int >= 1 or None
+        Worker processes (None: the usable cores), detecting whole files and the pieces
+        of long ones (:mod:`soundnet.pieces`). The results are the same, byte for byte,
+        whatever the number.
+    scheduler : str or None
+        A Dask distributed scheduler's address (``tcp://host:8786``): the files are
+        detected on its workers (docs/cluster.md). The model goes to them as bytes; the
+        audio files must be readable by the workers at the same paths.
+    resume : bool
+        Skip the files whose outputs in ``outputs.output_dir`` (and ``frames``) an
+        earlier run with the same model and settings wrote (:func:`soundnet.outputs.resume_state`).
 
     Returns
     -------
@@ -356,11 +460,15 @@ def detect(
         ``text``, the combined output in the plan's format when it was not written to a file.
     """
     from soundnet.outputs import OutputPlan, OutputWriter
+    from soundnet.parallel import Workers, check_jobs
 
+    jobs = check_jobs(jobs)
     roots = as_paths(inputs)
     if raw is not None and STDIN not in roots:
         raise UsageError("raw PCM options describe standard input: give - among the inputs")
     if STDIN in roots:
+        if scheduler is not None:
+            raise UsageError("standard input cannot go to a Dask cluster: save it to a file the workers can read")
         with spooled_stdin(raw) as copy:
             return detect(
                 [copy if root == STDIN else root for root in roots],
@@ -370,6 +478,8 @@ def detect(
                 outputs=outputs,
                 fail_fast=fail_fast,
                 raw_confidence=raw_confidence,
+                jobs=jobs,
+                resume=resume,
             )
     paths = find_audio(roots)
     names = {path: display_name(path, roots) for path in paths}
@@ -379,24 +489,92 @@ def detect(
         log.info(
             "confidences are calibrated for the card's post-processing (%s), not the one given", detector.card.postprocessing
         )
-    writer = OutputWriter(
-        outputs or OutputPlan(), list(names.values()), sample_rate=detector.card.features.sample_rate, post=post, inputs=paths
-    )
-    detector.load()
+    plan = outputs or OutputPlan()
+    writer = OutputWriter(plan, list(names.values()), sample_rate=detector.card.features.sample_rate, post=post, inputs=paths)
+    skipped: list[Path] = []
+    if resume:
+        settings = {
+            "model": RunFiles.read(detector.run).digest,
+            "runtime": runtime,
+            "post": to_dict(post),
+            "raw_confidence": raw_confidence,
+        }
+        done = writer.resume(settings)
+        skipped = [path for path in paths if names[path] in done]
+        if skipped:
+            log.info("%d file(s) already done in %s, skipped (--resume)", len(skipped), plan.output_dir)
+    left = [path for path in paths if path not in set(skipped)]
+    # A cluster's workers have their own working folder: they get absolute paths.
+    given = {(path.resolve() if scheduler is not None else path): path for path in left}
+    todo = [
+        FileWork(path, names[original], piece) for path, original in given.items() for piece in _pieces(original, detector.card)
+    ]
+    joins: dict[Path, Join] = {}
+    detections: list[Detection] = []
 
-    def detect_one(path: Path) -> Detection:
-        try:
-            detection = detector.detect_file(path, post=post, name=names[path])
-        except SoundnetError as error:
-            if path.name != STDIN_NAME:
-                raise
-            raise SoundnetError(str(error).replace(str(path), STDIN_NAME)) from None  # not the copy's temporary path
+    def arrived(item: FileWork, result: Detection | PieceSums) -> None:
+        if item.piece is None:
+            detection = result
+        else:
+            join = joins.setdefault(item.path, Join(item.piece.frames))
+            join.add(item.piece, result)
+            if not item.piece.last:
+                return
+            del joins[item.path]
+            duration = item.piece.samples / detector.card.features.sample_rate
+            detection = detector.detection(given[item.path], join.probabilities(), duration, post=post, name=item.name)
+        detection = replace(detection, path=given[item.path])
         writer.write_file(detection)
-        return detection
+        detections.append(detection)
 
-    batch: BatchResult[Path, Detection] = run_batch(detect_one, paths, fail_fast=fail_fast)
-    detections = [detection for _, detection in batch.done]
-    return DetectReport(detections, batch.failures, writer.finish(detections))
+    chosen = detector.check()
+    with Workers(
+        jobs,
+        scheduler=scheduler,
+        tasks=len(todo),
+        warm=functools.partial(_warm_features, detector.card),
+        fork=chosen == "litert",
+    ) as workers:
+        if not workers.remote:
+            detector.load()
+            shared = workers.share(detector)
+        elif scheduler is not None:
+            shared = workers.share(DetectorSpec(RunFiles.read(detector.run), runtime, threads=1, raw_confidence=raw_confidence))
+        else:
+            threads = max(1, usable_cores() // workers.processes)
+            shared = workers.share(DetectorSpec(detector.run.resolve(), runtime, threads=threads, raw_confidence=raw_confidence))
+        batch: BatchResult[FileWork, Detection | PieceSums] = run_batch(
+            detect_task,
+            todo,
+            fail_fast=fail_fast,
+            on_result=arrived,
+            mapper=workers.mapper(detector=shared, post=workers.share(post)),
+            key=lambda item: item.path,
+            on_failure=lambda item: joins.pop(item.path, None),
+        )
+    failures = [Failure(given[failure.item.path], failure.message) for failure in batch.failures]
+    return DetectReport(detections, failures, writer.finish(detections), skipped)
+
+
+def _pieces(path: Path, card: ModelCard) -> list[Piece | None]:
+    """How a file is cut (:func:`soundnet.pieces.plan`): ``[None]`` (whole) unless it is
+    long, at the model's rate and in a format whose header gives its exact length. A
+    header this process cannot read leaves the file whole: its worker reports why."""
+    try:
+        info = audio_info(path)
+    except SoundnetError:
+        return [None]
+    if info.samplerate != card.features.sample_rate or info.format not in EXACT_LENGTH_FORMATS:
+        return [None]
+    pieces = plan(info.frames, config=card.features, window=card.model.window, hop=card.detection_hop)
+    return [None] if len(pieces) == 1 else pieces
+
+
+def _warm_features(card: ModelCard) -> None:
+    """Compute features once here, so forked workers start with librosa's first-call imports done."""
+    from soundnet.features import compute_features
+
+    compute_features(np.zeros(card.features.n_fft, np.float32), config=card.features)
 
 
 def display_name(path: Path, roots: Iterable[Path]) -> str:

@@ -9,7 +9,6 @@ stays the reference and the fallback.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from soundnet.inputs import input_name, input_shapes, split_inputs
+from soundnet.parallel import usable_cores
 from soundnet.run import TFLITE_FILE
 from soundnet.storage import atomic_path
 
@@ -124,13 +124,6 @@ def available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity where the OS tells it, else all)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 class LiteRTPredictor:

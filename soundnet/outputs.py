@@ -19,15 +19,18 @@ from pathlib import Path
 from soundnet.audio import STDIN_NAME
 from soundnet.clock import clock_time, hourly_path, iso, site_of, start_pattern, start_time, summarize, write_summary
 from soundnet.config import PostConfig
-from soundnet.errors import UsageError
+from soundnet.errors import SoundnetError, UsageError
 from soundnet.formats import EXTENSIONS, FORMATS, render_events, write_frames
 from soundnet.guard import refuse_overwrites, with_sidecars
-from soundnet.storage import write_text
+from soundnet.storage import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
 #: Formats of detect's event output: the readable text report, then the table formats.
 OUTPUT_FORMATS = ("text", *FORMATS)
+
+#: What produced the results in an --output-dir that a resumed detect adds to.
+RESUME_FILE = ".soundnet-detect.json"
 
 
 def per_file_path(folder: Path, name: str, extension: str) -> Path:
@@ -209,6 +212,40 @@ class OutputWriter:
             *(("--output-dir", path) for path in self.label_files.values()),
             *(("--summary", path) for path in summary),
         ]
+
+    def resume(self, settings: dict) -> set[str]:
+        """The names whose per-file outputs (event file, and frames if asked) an earlier
+        run with the same ``settings`` (model, post-processing...) wrote, so a resumed
+        detect skips them. The settings are kept in ``output_dir/.soundnet-detect.json``:
+        resuming with others is an error, never a folder of mixed results. Each output is
+        written whole or not at all (soundnet.storage), so one that exists is complete.
+        """
+        plan = self.plan
+        if plan.output_dir is None:
+            raise UsageError("--resume skips the files whose results are in --output-dir: give --output-dir")
+        if plan.output is not None or plan.plot is not None:
+            raise UsageError("--resume writes per-file results only (--output-dir, --frames): drop --output and --plot")
+        settings = {
+            **settings,
+            "format": plan.per_file_format,
+            "frames": None if plan.frames is None else str(plan.frames.resolve()),
+        }
+        path = plan.output_dir / RESUME_FILE
+        if path.is_file():
+            old = read_json(path)
+            changed = sorted(key for key in old.keys() | settings.keys() if old.get(key) != settings.get(key))
+            if changed:
+                raise SoundnetError(
+                    f"{path}: the results here come from other settings ({', '.join(changed)} differ): "
+                    "resume with the same model and options, or choose another --output-dir"
+                )
+        else:
+            write_json(path, settings)
+        return {
+            name
+            for name in self.names
+            if self.label_files[name].is_file() and (name not in self.frame_files or self.frame_files[name].is_file())
+        }
 
     @property
     def high_freq(self) -> float:

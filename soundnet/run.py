@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import threading
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -282,3 +283,47 @@ def load_keras_model(run: Path, card: ModelCard):
     if shapes != input_shapes(card.features.n_mfcc, card.model.window):
         raise SoundnetError(f"{path}: model inputs {shapes} do not match the card's feature config")
     return model
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """A run folder's card and network files as bytes, to send to machines that do not
+    share its disk (Dask workers): :meth:`folder` rebuilds it there, once per process.
+
+    Attributes
+    ----------
+    digest : str
+        SHA-256 over the file names and contents: the same run, the same digest.
+    files : dict of str to bytes
+        ``card.json`` and the network files the folder holds.
+    """
+
+    digest: str
+    files: dict = dataclasses.field(repr=False)
+
+    @classmethod
+    def read(cls, run: Path) -> RunFiles:
+        run = Path(run)
+        files = {name: (run / name).read_bytes() for name in (CARD_FILE, *NETWORK_FILES) if (run / name).is_file()}
+        digest = hashlib.sha256()
+        for name, data in sorted(files.items()):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        return cls(digest.hexdigest(), files)
+
+    def folder(self) -> Path:
+        """A folder holding these files in this process (made on first use, removed at exit)."""
+        with _FOLDERS_LOCK:
+            if self.digest not in _FOLDERS:
+                import atexit
+                import tempfile
+
+                folder = Path(tempfile.mkdtemp(prefix=f"soundnet-run-{self.digest[:12]}-"))
+                atexit.register(shutil.rmtree, folder, ignore_errors=True)
+                for name, data in self.files.items():
+                    (folder / name).write_bytes(data)
+                _FOLDERS[self.digest] = folder
+            return _FOLDERS[self.digest]
+
+
+_FOLDERS: dict[str, Path] = {}
+_FOLDERS_LOCK = threading.Lock()
