@@ -184,8 +184,6 @@ class Detector:
             raise SoundnetError("no bundled default model in this installation: pass --model RUN")
         self.card: ModelCard = read_card(self.run)
         self.raw_confidence = raw_confidence
-        if not raw_confidence and self.card.calibration is None:
-            log.info("%s: the model card has no calibration: event confidences are the network's raw values", self.run)
         self._predict = None
 
     @property
@@ -485,6 +483,8 @@ def detect(
     names = {path: display_name(path, roots) for path in paths}
     detector = Detector(model, runtime=runtime, raw_confidence=raw_confidence)
     post = detector.postprocessing(post)
+    if not raw_confidence and detector.card.calibration is None:  # once per call, not per worker's detector
+        log.info("%s: the model card has no calibration: event confidences are the network's raw values", detector.run)
     if detector.calibrated and post != detector.card.postprocessing:
         log.info(
             "confidences are calibrated for the card's post-processing (%s), not the one given", detector.card.postprocessing

@@ -201,12 +201,15 @@ class Workers:
                 context = multiprocessing.get_context("fork")
             else:
                 context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(
-                min(self.jobs, self.tasks),
-                mp_context=context,
-                initializer=_worker_start,
-                initargs=(self._initializer,),
-            )
+            try:
+                self._pool = ProcessPoolExecutor(
+                    min(self.jobs, self.tasks),
+                    mp_context=context,
+                    initializer=_worker_start,
+                    initargs=(self._initializer,),
+                )
+            except (NotImplementedError, OSError, ImportError) as error:  # no named semaphores (/dev/shm), no fork...
+                log.warning("cannot start worker processes here (%s): one file at a time in this process", error)
         return self
 
     def __exit__(self, *exc) -> None:

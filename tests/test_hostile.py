@@ -193,8 +193,14 @@ def test_detect_stderr_holds_only_soundnet_lines(trained, tmp_path):
     foreign = [
         line
         for line in result.stderr.splitlines()
-        if line.strip() and "good.wav: " not in line and str(bad) not in line and line != "soundnet: 1 of 2 file(s) failed:"
+        if line.strip()
+        and "good.wav: " not in line
+        and str(bad) not in line
+        and line != "soundnet: 1 of 2 file(s) failed:"
+        # a note, once: the tiny run has too few validation events to fit a calibration
+        and line != f"{trained.run}: the model card has no calibration: event confidences are the network's raw values"
     ]
+    assert result.stderr.count("has no calibration") <= 1, result.stderr
     assert not foreign, result.stderr
 
 
