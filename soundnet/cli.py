@@ -800,5 +800,59 @@ def listen(
     log.info("%s", summary(report))
 
 
+@main.command()
+@click.argument("detections", type=EXISTING_FILE)
+@click.option(
+    "--audio", required=True, type=EXISTING_FOLDER, help="Folder of the recordings (the table's file names are relative to it)."
+)
+@click.option(
+    "--out",
+    "-o",
+    type=OUTPUT_FILE,
+    default="reviewed.tsv",
+    show_default=True,
+    help="Reviewed table: read back if it exists (a restart resumes), rewritten after each decision.",
+)
+@click.option("--sample", type=click.IntRange(min=1), help="Review only this many detections, chosen by --strategy.")
+@click.option(
+    "--strategy",
+    type=click.Choice(("top", "stratified", "uncertain")),  # soundnet.review.STRATEGIES
+    default="top",
+    show_default=True,
+    help="With --sample: the highest confidences, evenly over confidence bins, or the closest to --threshold.",
+)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seeds --sample's draw.")
+@click.option(
+    "--threshold", type=PROBABILITY, default=0.5, show_default=True, help="The detector's threshold (--strategy uncertain)."
+)
+@click.option(
+    "--context", type=FiniteFloat(0, 30), default=1.0, show_default=True, help="Seconds of audio drawn either side of an event."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Port on 127.0.0.1 (0: a free one).")
+@click.option("--no-browser", is_flag=True, help="Do not open the page in a browser (print its address only).")
+@library_errors
+def review(detections, audio, out, sample, strategy, seed, threshold, context, port, no_browser):
+    """Accept, reject or skip DETECTIONS (any table detect writes) one by one on a local page; decisions go to --out."""
+    from soundnet.review_server import ReviewServer, open_browser, review_app
+
+    app = review_app(
+        detections, audio, out=out, sample=sample, strategy=strategy, seed=seed, threshold=threshold, context=context
+    )
+    server = ReviewServer(app, port=port)
+    progress = app.session.progress()
+    click.echo(
+        f"reviewing {progress['total']} detection(s) ({progress['reviewed']} already decided) at {server.url} "
+        f"-> {out}; Ctrl+C to stop",
+        err=True,
+    )
+    if not no_browser and not open_browser(server.url):
+        click.echo("soundnet: no browser found: open the address above", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        progress = app.session.progress()
+        click.echo(f"{out}: {progress['reviewed']} of {progress['total']} detection(s) reviewed", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
