@@ -225,16 +225,31 @@ class _Handler(BaseHTTPRequestHandler):
             index, decision = body["id"], body.get("decision")
             if not isinstance(index, int) or isinstance(index, bool):
                 raise ValueError("id must be an integer")
-        except (ValueError, KeyError, TypeError) as error:
-            return self._error(HTTPStatus.BAD_REQUEST, f"expected {{'id': int, 'decision': str or null}} ({error})")
+            if not 0 <= index < len(self.app.session.detections):
+                raise ValueError(f"no detection {index}")
+            if decision is not None and decision not in DECISIONS:
+                raise ValueError(f"unknown decision {decision!r} (expected one of {', '.join(DECISIONS)})")
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            return self._error(HTTPStatus.BAD_REQUEST, f"expected {{'id': int, 'decision': str or null}}: {error}")
         try:
             self.app.session.decide(index, decision)
-        except SoundnetError as error:
+        except SoundnetError as error:  # the table could not be written: the page says "not saved"
             log.error("%s", error)
-            return self._error(
-                HTTPStatus.BAD_REQUEST if "decision" in str(error) or "no detection" in str(error) else 500, str(error)
-            )
+            return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(error))
         return self._json({"id": index, "decision": decision, "progress": self.app.session.progress()})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):  # the browser went away mid-answer (a reload, a closed tab)
+            log.debug("review page: %s from %s", error, client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class ReviewServer:
@@ -247,10 +262,9 @@ class ReviewServer:
     def __init__(self, app: ReviewApp, *, host: str = "127.0.0.1", port: int = 0):
         handler = type("ReviewHandler", (_Handler,), {"app": app})
         try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
+            self.httpd = _Server((host, port), handler)
         except OSError as error:
             raise SoundnetError(f"cannot serve the review page on {host}:{port} ({error.strerror or error})") from None
-        self.httpd.daemon_threads = True
         self.app = app
         self._thread: threading.Thread | None = None
 

@@ -195,14 +195,14 @@ def served(tmp_path):
 
 
 def _get(url):
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.urlopen(url, timeout=120) as response:
         return response.headers["Content-Type"], response.read()
 
 
 def _post(url, body: bytes):
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -226,6 +226,8 @@ def test_the_routes_serve_state_pictures_sounds_and_take_decisions(served):
     assert _post(server.url + "api/decide", b'{"id": 1, "decision": "maybe"}')[0] == 400
     assert _post(server.url + "api/decide", b'{"id": "1", "decision": "accepted"}')[0] == 400
     assert _post(server.url + "api/decide", b"not json")[0] == 400
+    assert _post(server.url + "api/decide", b"[1]")[0] == 400
+    assert _post(server.url + "api/decide", b'{"id": 9, "decision": "accepted"}')[0] == 400
     with pytest.raises(urllib.error.HTTPError, match="404"):
         _get(server.url + "spectrogram/7.png")
     assert [(r.event.onset, r.decision) for r in read_reviewed(out)] == [(3.0, REJECTED)]

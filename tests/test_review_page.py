@@ -37,7 +37,7 @@ def browser():
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--mute-audio"):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(_executable("chromedriver")), options=options)
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(120)
     yield driver
     driver.quit()
 
@@ -64,7 +64,7 @@ def material(tmp_path) -> tuple[Path, Path]:
 
 def _ready(driver, url: str) -> None:
     driver.get(url)
-    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    WebDriverWait(driver, 120).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
 
 
 def _press(driver, *keys: str) -> None:
@@ -74,7 +74,7 @@ def _press(driver, *keys: str) -> None:
 
 
 def _wait_for_rows(table: Path, n: int) -> list:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if table.is_file() and len(reviews := read_reviewed(table)) == n:
             return reviews
@@ -100,7 +100,7 @@ def test_keys_decide_cards_the_table_holds_exactly_those_and_a_reload_resumes(br
         first = browser.find_element(By.CSS_SELECTOR, "#card-0")
         assert "current" in first.get_attribute("class")
         image = first.find_element(By.TAG_NAME, "img")
-        WebDriverWait(browser, 20).until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+        WebDriverWait(browser, 120).until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
         audio_src = first.find_element(By.TAG_NAME, "audio").get_attribute("src")
         assert audio_src.endswith("/audio/0.wav")
 
@@ -109,7 +109,7 @@ def test_keys_decide_cards_the_table_holds_exactly_those_and_a_reload_resumes(br
         reviews = _wait_for_rows(out, 3)
         assert _decisions(reviews) == [("a.wav", 0.5, "accepted"), ("a.wav", 2.0, "rejected"), ("c.wav", 0.2, "accepted")]
         assert "current" in browser.find_element(By.CSS_SELECTOR, "#card-4").get_attribute("class")
-        WebDriverWait(browser, 10).until(lambda d: "3 of 5 reviewed" in d.find_element(By.ID, "progress").text)
+        WebDriverWait(browser, 60).until(lambda d: "3 of 5 reviewed" in d.find_element(By.ID, "progress").text)
 
         # up, up: card 2; s: skip it
         _press(browser, Keys.ARROW_UP, Keys.ARROW_UP, "s")
@@ -138,9 +138,9 @@ def test_filters_by_confidence_and_file_and_buttons_decide(browser, material, tm
         low = browser.find_element(By.ID, "min-confidence")
         low.clear()
         low.send_keys("0.7", Keys.TAB)  # change fires on leaving the field
-        WebDriverWait(browser, 10).until(lambda d: set(_card_decisions(d)) == {"0", "2", "4"})
+        WebDriverWait(browser, 60).until(lambda d: set(_card_decisions(d)) == {"0", "2", "4"})
         browser.find_element(By.CSS_SELECTOR, "#file-filter option[value='c.wav']").click()
-        WebDriverWait(browser, 10).until(lambda d: set(_card_decisions(d)) == {"4"})
+        WebDriverWait(browser, 60).until(lambda d: set(_card_decisions(d)) == {"4"})
         browser.find_element(By.CSS_SELECTOR, "#card-4 button[data-decision='rejected']").click()
         reviews = _wait_for_rows(out, 1)
     assert _decisions(reviews) == [("c.wav", 3.0, "rejected")]
@@ -158,4 +158,4 @@ def test_many_detections_draw_their_cards_as_the_page_scrolls(browser, tmp_path)
         first = len(browser.find_elements(By.CSS_SELECTOR, ".card"))
         assert 0 < first < 500
         browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
-        WebDriverWait(browser, 10).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) > first)
+        WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) > first)
