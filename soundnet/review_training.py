@@ -7,8 +7,9 @@ recordings stays unknown. Skipped detections are ignored.
 
 Training reads each reviewed recording's features on detect's own frame grid, and
 adds windows around the decided spans to every epoch, in which only the decided frames
-weigh (``training.reviewed_weight`` each; an accepted frame also the class weight);
-unknown frames weigh 0. Tuning scores the *clips* around the decided spans (each span
+weigh, ``training.reviewed_weight`` each, accepted or rejected (no class weight: the
+reviewer's spans are only as precise as the detector's, and an accepted span's edges
+are often background); unknown frames weigh 0. Tuning scores the *clips* around the decided spans (each span
 and ``context`` seconds either side, overlapping clips of a file merged), with the
 accepted spans as reference events: a detection in a rejected span is a false alarm,
 an accepted span not found a miss.

@@ -98,7 +98,7 @@ class WindowBatches(keras.utils.PyDataset):
     their augmented copies, plus at most ``negative_ratio`` as many windows drawn from
     the ``--negatives`` recordings, plus every window around the spans of ``reviewed``
     recordings (:mod:`soundnet.review_training`: only their decided frames weigh,
-    ``reviewed_weight`` each), in a shuffled order, each window moved by a random
+    ``reviewed_weight`` each, accepted or rejected), in a shuffled order, each window moved by a random
     shift of up to ``shift_frames`` frames. Augmentation thus costs no epoch time.
     """
 
@@ -191,9 +191,10 @@ class WindowBatches(keras.utils.PyDataset):
             labels = self.labels[i][start : start + self.window]
             x[k] = pad_window(rows, window=self.window)
             y[k, : len(labels)] = labels
-            w[k, : len(labels)] = np.where(labels > 0, self.positive_weight, 1.0) * self.window_weight[pick]
-            if self.frame_weights[i] is not None:  # a reviewed recording: only the decided frames weigh
-                w[k, : len(labels)] *= self.frame_weights[i][start : start + self.window]
+            if self.frame_weights[i] is None:
+                w[k, : len(labels)] = np.where(labels > 0, self.positive_weight, 1.0) * self.window_weight[pick]
+            else:  # a reviewed recording: only the decided frames weigh, each alike (no class weight)
+                w[k, : len(labels)] = self.frame_weights[i][start : start + self.window]
         return x, y, w
 
     def windows(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

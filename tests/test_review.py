@@ -322,7 +322,7 @@ def test_training_windows_of_a_reviewed_recording_weigh_only_decided_frames(tmp_
         start = b.index[pick, 1]
         frames = np.arange(start, start + 100)
         rejected, accepted = (frames >= 100) & (frames < 150), (frames >= 300) & (frames < 320)
-        assert np.array_equal(w[0], np.where(accepted, 6.0, np.where(rejected, 3.0, 0.0)))
+        assert np.array_equal(w[0], np.where(accepted | rejected, 3.0, 0.0))
         assert np.array_equal(y[0], accepted.astype(np.float32))
     assert not b.silent_windows[b.reviewed_windows].any()  # mining looks at the dataset's windows only
     assert reviewed.summary_json()["rejected_seconds"] == 0.5 and reviewed.summary_json()["accepted_seconds"] == 0.2
