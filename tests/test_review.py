@@ -331,3 +331,26 @@ def test_training_windows_of_a_reviewed_recording_weigh_only_decided_frames(tmp_
 def test_train_and_tune_want_the_reviewed_table_and_its_audio_together(tmp_path):
     fails(cli("train", tmp_path, "--out", tmp_path / "run", "--reviewed", __file__), "--reviewed and --audio go together", code=2)
     fails(cli("tune", tmp_path), "give annotated audio (INPUTS) or a reviewed table", code=2)
+
+
+def test_the_review_command_serves_until_interrupted_and_says_what_was_reviewed(served, tmp_path):
+    import re
+    import signal
+    import subprocess
+
+    from clirun import child_env, soundnet
+
+    out = tmp_path / "cli.tsv"
+    command = soundnet("review", tmp_path / "d.csv", "--audio", tmp_path / "audio", "--out", out, "--no-browser")
+    process = subprocess.Popen(command, env=child_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        found = re.search(r"reviewing 2 detection\(s\) \(0 already decided\) at (http://127\.0\.0\.1:\d+/)", line)
+        assert found, line
+        assert _post(found[1] + "api/decide", b'{"id": 0, "decision": "accepted"}')[0] == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=120)
+    assert process.returncode == 0, rest
+    assert f"{out}: 1 of 2 detection(s) reviewed" in rest
+    assert [r.decision for r in read_reviewed(out)] == [ACCEPTED]
