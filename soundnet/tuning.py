@@ -362,9 +362,9 @@ def tune(
     )
     calibration, note = fit_event_calibration(
         probabilities,
-        references.events,
+        events,
         post=result.post,
-        label=references.target,
+        label=target,
         frame_seconds=card.features.frame_seconds,
         durations=durations,
     )
