@@ -56,6 +56,11 @@ _EXPORTS = {
     "ModelCard": "soundnet.run",
     "Event": "soundnet.events",
     "SoundnetError": "soundnet.errors",
+    "ReviewSession": "soundnet.review",
+    "read_reviewed": "soundnet.review",
+    "sample_detections": "soundnet.review",
+    "review_app": "soundnet.review_server",
+    "ReviewServer": "soundnet.review_server",
 }
 
 __all__ = [
@@ -91,6 +96,11 @@ __all__ = [
     "ModelCard",
     "Event",
     "SoundnetError",
+    "ReviewSession",
+    "read_reviewed",
+    "sample_detections",
+    "review_app",
+    "ReviewServer",
 ]  # _EXPORTS' names (a test holds them equal)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
@@ -105,6 +115,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from soundnet.live import LiveDetector, LiveEvent, LivePost
     from soundnet.outputs import OutputPlan
     from soundnet.plot import plot_detection
+    from soundnet.review import ReviewSession, read_reviewed, sample_detections
+    from soundnet.review_server import ReviewServer, review_app
     from soundnet.run import ModelCard, read_card
     from soundnet.synth import synthesize
     from soundnet.training import TrainResult, train

@@ -232,8 +232,20 @@ def extract(
 @click.option("--batch-size", type=click.IntRange(min=1), help="Windows per batch (overrides the config).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training of the same RUN from its last completed epoch.")
 @click.option("--tensorboard", type=OUTPUT_FOLDER, help="Write TensorBoard logs to this folder.")
+@click.option(
+    "--reviewed",
+    type=EXISTING_FILE,
+    help="Reviewed table (soundnet review): accepted detections train as target events, rejected ones as hard negatives.",
+)
+@click.option("--audio", type=EXISTING_FOLDER, help="Folder of the reviewed table's recordings (with --reviewed).")
+@click.option(
+    "--from",
+    "from_run",
+    type=EXISTING_FOLDER,
+    help="Fine-tune this run (its weights, normalisation and network sizes) instead of training anew.",
+)
 @library_errors
-def train(dataset, out, config_path, epochs, seed, batch_size, resume, tensorboard):
+def train(dataset, out, config_path, epochs, seed, batch_size, resume, tensorboard, reviewed, audio, from_run):
     """Train the CNN-LSTM-Dense detector on DATASET (written by soundnet extract)."""
     from soundnet.backend import quiet_import_keras
     from soundnet.config import load_config
@@ -241,8 +253,19 @@ def train(dataset, out, config_path, epochs, seed, batch_size, resume, tensorboa
     quiet_import_keras()
     from soundnet.training import train as run_train
 
+    if (reviewed is None) != (audio is None):
+        raise click.UsageError("--reviewed and --audio go together (the table and the folder of its recordings)")
     config = load_config(config_path, epochs=epochs, seed=seed, batch_size=batch_size)
-    result = run_train(dataset, out=out, config=config, resume=resume, tensorboard=tensorboard)
+    result = run_train(
+        dataset,
+        out=out,
+        config=config,
+        resume=resume,
+        tensorboard=tensorboard,
+        reviewed=reviewed,
+        audio=audio,
+        from_run=from_run,
+    )
     scores = result.card.validation.get("event_onset", {})
     click.echo(
         f"{result.run}: trained {result.epochs} epoch(s); validation event F1 "
@@ -502,20 +525,36 @@ def _fmt_rate(value) -> str:
 
 @main.command()
 @click.argument("run", type=EXISTING_FOLDER)
-@click.argument("inputs", nargs=-1, required=True, type=EXISTING)
+@click.argument("inputs", nargs=-1, type=EXISTING)
 @reference_option
 @click.option(
     "--max-false-alarms-per-hour",
     type=FiniteFloat(min=0),
     help="Choose the fewest misses among the settings with at most this many false alarms per hour (default: best F1).",
 )
+@click.option(
+    "--reviewed",
+    type=EXISTING_FILE,
+    help="Reviewed table (soundnet review): also tune on the clips around its accepted and rejected detections.",
+)
+@click.option("--audio", type=EXISTING_FOLDER, help="Folder of the reviewed table's recordings (with --reviewed).")
 @library_errors
-def tune(run, inputs, annotations, label_column, max_false_alarms_per_hour):
+def tune(run, inputs, annotations, label_column, max_false_alarms_per_hour, reviewed, audio):
     """Search RUN's post-processing (threshold, median, minimum duration, gap) on labelled audio; update its card."""
     from soundnet.tuning import tune as run_tune
 
+    if (reviewed is None) != (audio is None):
+        raise click.UsageError("--reviewed and --audio go together (the table and the folder of its recordings)")
+    if not inputs and reviewed is None:
+        raise click.UsageError("give annotated audio (INPUTS) or a reviewed table (--reviewed, --audio), or both")
     tuning = run_tune(
-        run, inputs, annotations=annotations, max_false_alarms_per_hour=max_false_alarms_per_hour, label_column=label_column
+        run,
+        inputs,
+        annotations=annotations,
+        max_false_alarms_per_hour=max_false_alarms_per_hour,
+        reviewed=reviewed,
+        audio=audio,
+        label_column=label_column,
     )
     before, after = tuning.baseline.event_onset.f_measure, tuning.scores.event_onset.f_measure
     alarms, limit = tuning.scores.alarms, tuning.max_false_alarms_per_hour
@@ -798,6 +837,60 @@ def listen(
         on_event=print_event,
     )
     log.info("%s", summary(report))
+
+
+@main.command()
+@click.argument("detections", type=EXISTING_FILE)
+@click.option(
+    "--audio", required=True, type=EXISTING_FOLDER, help="Folder of the recordings (the table's file names are relative to it)."
+)
+@click.option(
+    "--out",
+    "-o",
+    type=OUTPUT_FILE,
+    default="reviewed.tsv",
+    show_default=True,
+    help="Reviewed table: read back if it exists (a restart resumes), rewritten after each decision.",
+)
+@click.option("--sample", type=click.IntRange(min=1), help="Review only this many detections, chosen by --strategy.")
+@click.option(
+    "--strategy",
+    type=click.Choice(("top", "stratified", "uncertain")),  # soundnet.review.STRATEGIES
+    default="top",
+    show_default=True,
+    help="With --sample: the highest confidences, evenly over confidence bins, or the closest to --threshold.",
+)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seeds --sample's draw.")
+@click.option(
+    "--threshold", type=PROBABILITY, default=0.5, show_default=True, help="The detector's threshold (--strategy uncertain)."
+)
+@click.option(
+    "--context", type=FiniteFloat(0, 30), default=1.0, show_default=True, help="Seconds of audio drawn either side of an event."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Port on 127.0.0.1 (0: a free one).")
+@click.option("--no-browser", is_flag=True, help="Do not open the page in a browser (print its address only).")
+@library_errors
+def review(detections, audio, out, sample, strategy, seed, threshold, context, port, no_browser):
+    """Accept, reject or skip DETECTIONS (any table detect writes) one by one on a local page; decisions go to --out."""
+    from soundnet.review_server import ReviewServer, open_browser, review_app
+
+    app = review_app(
+        detections, audio, out=out, sample=sample, strategy=strategy, seed=seed, threshold=threshold, context=context
+    )
+    server = ReviewServer(app, port=port)
+    progress = app.session.progress()
+    click.echo(
+        f"reviewing {progress['total']} detection(s) ({progress['reviewed']} already decided) at {server.url} "
+        f"-> {out}; Ctrl+C to stop",
+        err=True,
+    )
+    if not no_browser and not open_browser(server.url):
+        click.echo("soundnet: no browser found: open the address above", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        progress = app.session.progress()
+        click.echo(f"{out}: {progress['reviewed']} of {progress['total']} detection(s) reviewed", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -374,6 +374,7 @@ TABLE_COLUMNS = {
     "label": ("label", "event_label", "class", "event", "class_label"),
     "confidence": ("confidence",),
     "group": ("group", "fold", "source_group"),
+    "decision": ("decision",),  # a reviewed table's (soundnet.review): accepted, rejected or skipped
 }
 _TABLE_REQUIRED = ("filename", "onset", "offset", "label")
 _TABLE_POSITIONS = {"filename": 0, "onset": 1, "offset": 2, "label": 3}  # a table without a header
@@ -411,6 +412,7 @@ class Row:
     low_freq: float | None = None  # a Raven selection's frequency band (Hz), where the table has one
     high_freq: float | None = None
     path: str | None = None  # the recording's full path as the table gives it (Raven's Begin Path)
+    decision: str | None = None  # a reviewer's decision (a ``decision`` column, soundnet.review)
 
     @property
     def where(self) -> str:
@@ -516,7 +518,8 @@ def read_table(path: Path, *, delimiter: str | None = None, reference: bool = Fa
     way. A header row is optional; with one, columns are found by any of their names in
     :data:`TABLE_COLUMNS` (``onset`` or ``event_onset``, ``event_label`` or ``label``,
     ...), any case, and other columns are ignored. An optional ``group`` column names
-    each recording's group (its source: validation holds out whole groups). A row with only a filename (or
+    each recording's group (its source: validation holds out whole groups), an optional
+    ``decision`` column a reviewer's decision (:mod:`soundnet.review`). A row with only a filename (or
     empty time and label fields) is a file without events. Edge spaces are dropped.
 
     Parameters
@@ -562,7 +565,8 @@ def read_table(path: Path, *, delimiter: str | None = None, reference: bool = Fa
             if missing:
                 raise SoundnetError(f"{where}: missing {', '.join(missing)} (expected filename, onset, offset, label)")
             event = _event(filename, *fields.values(), where)
-        result.append(Row(path, number, filename, event, _cell(cells, columns, "group") or None))
+        group, decision = _cell(cells, columns, "group") or None, _cell(cells, columns, "decision") or None
+        result.append(Row(path, number, filename, event, group, decision=decision))
     return result
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from soundnet.calibration import fit_event_calibration
 from soundnet.config import Config, check_taps, to_dict
 from soundnet.dataset import Dataset, Entry
 from soundnet.detection import frame_probabilities
-from soundnet.errors import SoundnetError
+from soundnet.errors import SoundnetError, UsageError
 from soundnet.groups import Split, split_by_group
 from soundnet.litert import export_tflite
 from soundnet.model import as_inputs, build_model, predict_fn, recalibrate_batchnorm
+from soundnet.review_training import ReviewedData, ReviewedFile, load_reviewed
 from soundnet.run import (
     HISTORY_FILE,
     LOG_FILE,
@@ -36,8 +38,12 @@ from soundnet.run import (
     TFLITE_FILE,
     ModelCard,
     check_run_destination,
+    file_digest,
+    load_keras_model,
+    read_card,
     replace_run,
     seal,
+    verify_network_files,
     write_card,
 )
 from soundnet.scoring import frame_scores
@@ -90,7 +96,9 @@ class WindowBatches(keras.utils.PyDataset):
     With ``shuffle`` (training), each epoch is a function of the seed and the epoch
     number: as many windows as the annotated recordings hold, drawn from them and
     their augmented copies, plus at most ``negative_ratio`` as many windows drawn from
-    the ``--negatives`` recordings, in a shuffled order, each window moved by a random
+    the ``--negatives`` recordings, plus every window around the spans of ``reviewed``
+    recordings (:mod:`soundnet.review_training`: only their decided frames weigh,
+    ``reviewed_weight`` each, accepted or rejected), in a shuffled order, each window moved by a random
     shift of up to ``shift_frames`` frames. Augmentation thus costs no epoch time.
     """
 
@@ -109,6 +117,8 @@ class WindowBatches(keras.utils.PyDataset):
         negative_ratio: float = 1.0,
         time_mask_frames: int = 0,
         feature_mask_columns: int = 0,
+        reviewed: Sequence[ReviewedFile] = (),
+        reviewed_weight: float = 1.0,
     ):
         super().__init__(workers=1, use_multiprocessing=False)
         self.dataset, self.entries, self.card = dataset, entries, card
@@ -117,20 +127,31 @@ class WindowBatches(keras.utils.PyDataset):
         self.shift_frames, self.negative_ratio = shift_frames, negative_ratio
         self.time_mask_frames, self.feature_mask_columns = time_mask_frames, feature_mask_columns
         self.epoch = 0
-        self.rows = [dataset.feature_rows(e) for e in entries]
-        self.labels = [dataset.labels(e) for e in entries]
-        self.index = np.array(
-            [(i, s) for i, e in enumerate(entries) for s in window_starts(e.frames, window=self.window, stride=stride)],
-            dtype=np.int64,
-        ).reshape(-1, 2)
+        # sources: the dataset's entries, then the reviewed recordings (their windows only around decided spans)
+        self.rows = [dataset.feature_rows(e) for e in entries] + [r.rows for r in reviewed]
+        self.labels = [dataset.labels(e) for e in entries] + [r.labels for r in reviewed]
+        self.frame_weights: list[np.ndarray | None] = [None] * len(entries) + [r.weights * reviewed_weight for r in reviewed]
+        self.frames = [e.frames for e in entries] + [len(r.labels) for r in reviewed]
+        pairs = [(i, s) for i, e in enumerate(entries) for s in window_starts(e.frames, window=self.window, stride=stride)]
+        pairs += [(len(entries) + k, s) for k, r in enumerate(reviewed) for s in r.starts]
+        self.index = np.array(pairs, dtype=np.int64).reshape(-1, 2)
         self.window_weight = np.ones(len(self.index), np.float32)
-        from_negatives = np.array([entries[i].negative for i in self.index[:, 0]], bool)
-        from_copies = np.array([entries[i].copy > 0 for i in self.index[:, 0]], bool)
-        self.annotated_windows = np.flatnonzero(~from_negatives)
+        source = self.index[:, 0]
+        from_reviewed = source >= len(entries)
+        from_negatives = np.array([i < len(entries) and entries[i].negative for i in source], bool)
+        from_copies = np.array([i < len(entries) and entries[i].copy > 0 for i in source], bool)
+        self.annotated_windows = np.flatnonzero(~from_negatives & ~from_reviewed)
         self.negative_windows = np.flatnonzero(from_negatives)
-        self.n_annotated = int((~from_negatives & ~from_copies).sum())  # windows of an epoch from annotated audio
+        self.reviewed_windows = np.flatnonzero(from_reviewed)  # in every epoch
+        self.n_annotated = int(
+            (~from_negatives & ~from_copies & ~from_reviewed).sum()
+        )  # windows of an epoch from annotated audio
         self.silent_windows = np.array(  # windows without a positive frame: where hard negatives are looked for
-            [not self.labels[i][s : s + self.window].any() for i, s in self.index], bool
+            [
+                not r and not self.labels[i][s : s + self.window].any()
+                for (i, s), r in zip(self.index, from_reviewed, strict=True)
+            ],
+            bool,
         ).reshape(-1)
         self.order = np.arange(len(self.index))
         self.shift = np.zeros(len(self.index), np.int64)
@@ -149,7 +170,7 @@ class WindowBatches(keras.utils.PyDataset):
         annotated = self.annotated_windows
         if len(annotated) > self.n_annotated:  # augmented copies: a draw from the recordings and their copies
             annotated = rng.choice(annotated, self.n_annotated, replace=False)
-        self.order = rng.permutation(np.concatenate([annotated, negatives]))
+        self.order = rng.permutation(np.concatenate([annotated, negatives, self.reviewed_windows]))
         if self.shift_frames:
             self.shift = rng.integers(-self.shift_frames, self.shift_frames + 1, len(self.index))
 
@@ -165,12 +186,15 @@ class WindowBatches(keras.utils.PyDataset):
         for k, pick in enumerate(picks):
             i, start = self.index[pick]
             if shifted:
-                start = int(np.clip(start + self.shift[pick], 0, max(self.entries[i].frames - self.window, 0)))
+                start = int(np.clip(start + self.shift[pick], 0, max(self.frames[i] - self.window, 0)))
             rows = self.card.normalise(self.rows[i].read(start, start + self.window))
             labels = self.labels[i][start : start + self.window]
             x[k] = pad_window(rows, window=self.window)
             y[k, : len(labels)] = labels
-            w[k, : len(labels)] = np.where(labels > 0, self.positive_weight, 1.0) * self.window_weight[pick]
+            if self.frame_weights[i] is None:
+                w[k, : len(labels)] = np.where(labels > 0, self.positive_weight, 1.0) * self.window_weight[pick]
+            else:  # a reviewed recording: only the decided frames weigh, each alike (no class weight)
+                w[k, : len(labels)] = self.frame_weights[i][start : start + self.window]
         return x, y, w
 
     def windows(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -423,7 +447,15 @@ def _positive_weight(entries: list[Entry], cap: float) -> float:
 
 
 def train(
-    dataset_dir: Path, *, out: Path, config: Config | None = None, resume: bool = False, tensorboard: Path | None = None
+    dataset_dir: Path,
+    *,
+    out: Path,
+    config: Config | None = None,
+    resume: bool = False,
+    tensorboard: Path | None = None,
+    reviewed: Path | None = None,
+    audio: Path | None = None,
+    from_run: Path | None = None,
 ) -> TrainResult:
     """Train the network on a dataset and write the run folder ``out``.
 
@@ -442,6 +474,16 @@ def train(
         Continue ``out``.partial from its last completed epoch.
     tensorboard : Path or None
         Write TensorBoard logs (loss, val_loss, val_ap per epoch) to this folder.
+    reviewed : Path or None
+        A reviewed table (``soundnet review``): its accepted detections train as target
+        events, its rejected ones as negatives (hard negatives: the detector's false
+        alarms), skipped ones are ignored (:mod:`soundnet.review_training`). Needs ``audio``.
+    audio : Path or None
+        The folder the reviewed table's file names are relative to.
+    from_run : Path or None
+        Fine-tune this run: start from its weights, normalisation statistics and network
+        sizes (the config's model section is not used) instead of training anew. Its
+        feature config and target must be the dataset's.
 
     Returns
     -------
@@ -460,12 +502,32 @@ def train(
         check_taps(config.model, dataset.feature_config)
     except SoundnetError as error:
         raise SoundnetError(f"{dataset_dir}: {error}") from None
+    if (reviewed is None) != (audio is None):
+        raise UsageError("a reviewed table needs the folder of its audio: give both reviewed and audio (--reviewed, --audio)")
+    base = _base_run(from_run, dataset) if from_run is not None else None
+    if base is not None:
+        config = dataclasses.replace(config, model=base.model)
     out = Path(out)
-    check_run_destination(out, keep=[dataset.root])
-    partial = _work_folder(out, config, resume=resume)
+    keep = [dataset.root, *(Path(p) for p in (reviewed, audio, from_run) if p is not None)]
+    check_run_destination(out, keep=keep)
+    inputs = {
+        "reviewed": None if reviewed is None else file_digest(Path(reviewed)),
+        "from": None if from_run is None else str(Path(from_run).resolve()),
+    }
+    partial = _work_folder(out, config, resume=resume, inputs=inputs)
     try:
         with _run_log(partial / LOG_FILE):
-            plan = _plan(dataset, config)
+            review = None
+            if reviewed is not None:
+                review = load_reviewed(
+                    reviewed,
+                    audio,
+                    folder=partial / REVIEWED_FOLDER,
+                    config=dataset.feature_config,
+                    window=config.model.window,
+                    stride=config.training.stride,
+                )
+            plan = _plan(dataset, config, base=base, base_run=from_run, reviewed=review)
             model, validation, checkpoint = _fit(plan, partial, resume=resume, tensorboard=tensorboard)
             tuned, frames, calibration = _tune_on_validation(plan, validation, checkpoint)
             card = _final_card(plan, tuned, frames, calibration, epochs=checkpoint.progress["epochs_done"])
@@ -532,20 +594,25 @@ def _training_state(config: Config) -> dict:
     return {key: value for key, value in to_dict(config).items() if key != "augmentation"}
 
 
-def _work_folder(out: Path, config: Config, *, resume: bool) -> Path:
-    """``out``.partial, made anew, or checked for resuming with the same config."""
+def _work_folder(out: Path, config: Config, *, resume: bool, inputs: dict | None = None) -> Path:
+    """``out``.partial, made anew, or checked for resuming with the same config and
+    ``inputs`` (the reviewed table's checksum, the run fine-tuned)."""
     partial = out.with_name(out.name + ".partial")
+    inputs = inputs or {"reviewed": None, "from": None}
     if resume:
         if not ((partial / STATE).is_file() and (partial / PROGRESS).is_file()):
             raise SoundnetError(f"{partial}: nothing to resume (no interrupted training there)")
-        if read_json(partial / STATE).get("config") != _training_state(config):
+        state = read_json(partial / STATE)
+        if state.get("config") != _training_state(config):
             raise SoundnetError(f"{partial}: was started with another config; resume with the same options")
+        if state.get("inputs", {"reviewed": None, "from": None}) != inputs:
+            raise SoundnetError(f"{partial}: was started with another reviewed table or --from run; resume with the same ones")
     elif partial.exists():
         if not (partial / STATE).is_file() and any(partial.iterdir()):
             raise SoundnetError(f"{partial}: exists and is not an interrupted soundnet training: move it away")
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    write_json(partial / STATE, {"config": _training_state(config)})
+    write_json(partial / STATE, {"config": _training_state(config), "inputs": inputs})
     return partial
 
 
@@ -560,10 +627,35 @@ class _Plan:
     card: ModelCard  # the card before tuning: normalisation statistics, config post-processing
     positive_weight: float
     split: Split
+    base: ModelCard | None = None  # the card of the run fine-tuned (--from)
+    base_run: Path | None = None
+    reviewed: ReviewedData | None = None
 
 
-def _plan(dataset: Dataset, config: Config) -> _Plan:
-    """Seed everything, split training and validation files, standardise, weigh classes."""
+REVIEWED_FOLDER = "reviewed"  # in RUN.partial: the reviewed recordings' features, removed at the end
+
+
+def _base_run(run: Path, dataset: Dataset) -> ModelCard:
+    """The card of the run to fine-tune, checked against the dataset."""
+    card = read_card(Path(run))
+    if card.features != dataset.feature_config:
+        raise SoundnetError(f"{run}: its feature config differs from the dataset's ({dataset.root}): cannot fine-tune it on it")
+    if card.target != dataset.target:
+        raise SoundnetError(f"{run}: detects {card.target!r}, the dataset's target is {dataset.target!r}")
+    verify_network_files(Path(run), card)
+    return card
+
+
+def _plan(
+    dataset: Dataset,
+    config: Config,
+    *,
+    base: ModelCard | None = None,
+    base_run: Path | None = None,
+    reviewed: ReviewedData | None = None,
+) -> _Plan:
+    """Seed everything, split training and validation files, standardise (or take the
+    fine-tuned run's statistics), weigh classes."""
     t = config.training
     keras.utils.set_random_seed(t.seed)
     longest = max(e.frames for e in dataset.entries if not e.copy)
@@ -592,10 +684,11 @@ def _plan(dataset: Dataset, config: Config) -> _Plan:
         dataset.target,
     )
     originals = [e for e in train_entries if not e.copy]  # the statistics of real audio
-    mean, std = feature_statistics(dataset, originals)
+    # a fine-tuned network keeps the statistics its weights were trained with
+    mean, std = (base.mean, base.std) if base is not None else feature_statistics(dataset, originals)
     card = ModelCard(dataset.target, dataset.feature_config, config.model, mean, std, config.postprocessing)
     positive_weight = _positive_weight([e for e in originals if not e.negative], t.max_positive_weight)
-    return _Plan(dataset, config, train_entries, val_entries, card, positive_weight, split)
+    return _Plan(dataset, config, train_entries, val_entries, card, positive_weight, split, base, base_run, reviewed)
 
 
 def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
@@ -615,14 +708,17 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         negative_ratio=t.negative_ratio,
         time_mask_frames=t.time_mask_frames,
         feature_mask_columns=t.feature_mask_columns,
+        reviewed=plan.reviewed.files if plan.reviewed is not None else (),
+        reviewed_weight=t.reviewed_weight,
     )
     from soundnet.backend import compute_devices
 
     log.info("training on %s", ", ".join(compute_devices()))
     log.info(
-        "%d training windows per epoch (%d from --negatives recordings), positive frames weigh %.2f",
+        "%d training windows per epoch (%d from --negatives recordings, %d around reviewed detections), positive frames weigh %.2f",
         len(batches.order),
         batches.n_negative,
+        len(batches.reviewed_windows),
         plan.positive_weight,
     )
     progress = read_json(partial / PROGRESS) if resume else None
@@ -637,6 +733,9 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         log.info("resuming after epoch %d", progress["epochs_done"])
     else:
         model = build_model(plan.config.model, n_mfcc=plan.dataset.feature_config.n_mfcc)
+        if plan.base is not None:  # fine-tuning: the weights of the run given
+            model.set_weights(load_keras_model(plan.base_run, plan.base).get_weights())
+            log.info("fine-tuning %s", plan.base_run)
         model.compile(optimizer=keras.optimizers.RMSprop(t.learning_rate), loss="binary_crossentropy")
     validation = Validation(batches, plan.dataset, plan.val_entries, plan.card, plan.positive_weight)
     checkpoint = Checkpoint(partial, patience=t.patience, progress=progress, monitor=t.monitor)
@@ -739,6 +838,10 @@ def _final_card(plan: _Plan, tuned: TuneResult, frames, calibration, *, epochs: 
             "negative_files": sum(e.negative for e in plan.train_entries),
             "dataset": str(plan.dataset.root.resolve()),
             "soundnet_version": __version__,
+            "reviewed": None if plan.reviewed is None else plan.reviewed.summary_json(),
+            "fine_tuned_from": None
+            if plan.base is None
+            else {"run": str(Path(plan.base_run).resolve()), "model_sha256": plan.base.checksums.get(MODEL_FILE)},
         },
     )
 
@@ -755,6 +858,7 @@ def _write_run_files(partial: Path, model: keras.Model, card: ModelCard) -> Mode
     write_card(partial, card)
     for name in (STATE, PROGRESS, LAST_STATE, "best.weights.h5", HardNegatives.FILE):
         (partial / name).unlink(missing_ok=True)
+    shutil.rmtree(partial / REVIEWED_FOLDER, ignore_errors=True)
     for leftover in (*partial.glob("best-*.weights.h5"), *partial.glob(".tmp-*"), *partial.glob(".part-*")):
         leftover.unlink()
     return card

@@ -273,6 +273,9 @@ def tune(
     grid: Mapping[str, Sequence[float]] | None = None,
     max_false_alarms_per_hour: float | None = None,
     label_column: str | None = None,
+    reviewed: Path | None = None,
+    audio: Path | None = None,
+    context: float = 1.0,
 ) -> Tuning:
     """Search ``run``'s post-processing on labelled audio and write it to the run's card.
 
@@ -293,6 +296,12 @@ def tune(
         None chooses the best event F-score.
     label_column : str or None
         A Raven table's label column (default: ``Annotation``, ``Species``, ``Label``).
+    reviewed, audio : Path or None
+        A reviewed table (``soundnet review``) and the folder of its recordings: the
+        clips around its accepted and rejected detections (each span and ``context``
+        seconds either side) join the tuning files, the accepted spans as their
+        reference events (:func:`soundnet.review_training.reviewed_clips`). Their
+        false alarms per hour count the clips' time only. ``inputs`` may then be empty.
 
     Returns
     -------
@@ -309,18 +318,43 @@ def tune(
         No point meets ``max_false_alarms_per_hour``; the card is left as it was.
     """
     check_false_alarm_limit(max_false_alarms_per_hour)
+    from soundnet.audio import as_paths
     from soundnet.detection import Detector
     from soundnet.evaluation import read_references
     from soundnet.run import write_card
 
+    if (reviewed is None) != (audio is None):
+        raise UsageError("a reviewed table needs the folder of its audio: give both reviewed and audio")
     detector = Detector(run)
     card = detector.card
-    references = read_references(inputs, annotations, target=card.target, label_column=label_column)
-    probabilities, durations = reference_probabilities(detector, references)
+    if as_paths(inputs):
+        references = read_references(inputs, annotations, target=card.target, label_column=label_column)
+        probabilities, durations = reference_probabilities(detector, references)
+        events, target, tuned_on = references.events, references.target, [str(p) for p in references.paths.values()]
+    elif reviewed is None:
+        raise UsageError("nothing to tune on: give annotated audio or a reviewed table")
+    else:
+        probabilities, durations, events, target, tuned_on = {}, {}, {}, card.target, []
+    extra = {}
+    if reviewed is not None:
+        from soundnet.review_training import merge_material, reviewed_clips
+
+        clips = reviewed_clips(
+            reviewed, audio, detector.probabilities, label=target, frame_seconds=card.features.frame_seconds, context=context
+        )
+        probabilities, durations, events = merge_material(probabilities, durations, events, clips)
+        extra = {
+            "tuned_on_reviewed": {
+                "table": str(Path(reviewed).resolve()),
+                "sha256": clips.sha256,
+                "clips": len(clips.durations),
+                **clips.counts,
+            }
+        }
     result = search_postprocessing(
         probabilities,
-        references.events,
-        label=references.target,
+        events,
+        label=target,
         frame_seconds=card.features.frame_seconds,
         durations=durations,
         grid=grid or GRID,
@@ -328,22 +362,23 @@ def tune(
     )
     calibration, note = fit_event_calibration(
         probabilities,
-        references.events,
+        events,
         post=result.post,
-        label=references.target,
+        label=target,
         frame_seconds=card.features.frame_seconds,
         durations=durations,
     )
     validation = {
-        **card.validation,
-        "tuned_on": [str(p) for p in references.paths.values()],
+        **{k: v for k, v in card.validation.items() if k != "tuned_on_reviewed"},
+        "tuned_on": tuned_on,
+        **extra,
         **result.criterion_json(),
         **result.scores.summary_json(),
         "calibration": note,
     }
     card = dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration)
     write_card(run, card)
-    files = list(references.paths.values())
+    files = [Path(p) for p in tuned_on]
     return Tuning(
         Path(run), result.post, result.scores, result.baseline, card, files, result.criterion, result.max_false_alarms_per_hour
     )
