@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from build_default_model import RETUNE_GRID, TARGET  # noqa: E402
 
+from soundnet.calibration import events_at  # noqa: E402
 from soundnet.config import PostConfig  # noqa: E402
 from soundnet.events import Event  # noqa: E402
 from soundnet.scoring import hours_of, onset_figures  # noqa: E402
-from soundnet.tuning import _events, _smoothed  # noqa: E402
+from soundnet.tuning import _smoothed  # noqa: E402
 
 
 def references(table: Path, names) -> dict[str, list[Event]]:
@@ -53,8 +54,8 @@ def alarms(probabilities: dict, reference: dict, post: PostConfig):
     """False alarms and misses of ``post`` on these probabilities (frames of 10 ms)."""
     durations = {name: len(p) / 100 for name, p in probabilities.items()}
     plain = PostConfig(threshold=post.threshold, min_duration=post.min_duration, merge_gap=post.merge_gap)
-    events = _events(
-        _smoothed(probabilities, post.median_seconds, 0.01), plain, label=TARGET, frame_seconds=0.01, durations=durations
+    events = events_at(
+        _smoothed(probabilities, post.median_seconds, 0.01), post=plain, label=TARGET, frame_seconds=0.01, durations=durations
     )
     f, _, counts = onset_figures(reference, events, label=TARGET, hours=hours_of(durations, reference))
     return f, counts

@@ -14,11 +14,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from soundnet.calibration import fit_event_calibration
+from soundnet.calibration import events_at, fit_event_calibration
 from soundnet.config import PostConfig
 from soundnet.errors import SoundnetError, UsageError
 from soundnet.events import Event
-from soundnet.postprocess import median_frames, smooth, to_events
+from soundnet.postprocess import median_frames, smooth
 from soundnet.run import ModelCard
 from soundnet.scoring import Alarms, EventScores, event_scores, hours_of, onset_figures
 
@@ -67,20 +67,6 @@ def check_false_alarm_limit(value: float | None) -> None:
     """Refuse a false alarm limit that is not a number >= 0 (NaN included)."""
     if value is not None and not value >= 0:
         raise UsageError(f"max_false_alarms_per_hour must be a number >= 0. Received: max_false_alarms_per_hour={value}")
-
-
-def _events(
-    probabilities: Mapping[str, np.ndarray],
-    post: PostConfig,
-    *,
-    label: str,
-    frame_seconds: float,
-    durations: Mapping[str, float],
-) -> dict[str, list[Event]]:
-    return {
-        name: to_events(p, post=post, frame_seconds=frame_seconds, duration=durations[name], filename=name, label=label)
-        for name, p in probabilities.items()
-    }
 
 
 def _smoothed(probabilities: Mapping[str, np.ndarray], median_seconds: float, frame_seconds: float) -> dict[str, np.ndarray]:
@@ -167,7 +153,7 @@ def search_postprocessing(
         smoothed = _smoothed(probabilities, median, frame_seconds)
         for threshold, min_duration, gap in itertools.product(grid["threshold"], grid["min_duration"], grid["merge_gap"]):
             post = PostConfig(threshold=threshold, median_seconds=0.0, min_duration=min_duration, merge_gap=gap)
-            events = _events(smoothed, post, label=label, frame_seconds=frame_seconds, durations=durations)
+            events = events_at(smoothed, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
             f, er, alarms = onset_figures(reference, events, label=label, hours=hours)
             key = (round(f, 9), -round(er, 9), -abs(threshold - 0.5), median, min_duration, -gap)
             if max_false_alarms_per_hour is not None:
@@ -184,13 +170,13 @@ def search_postprocessing(
         raise FalseAlarmLimitError(max_false_alarms_per_hour, *fewest)
     baseline = event_scores(
         reference,
-        _events(probabilities, PostConfig(), label=label, frame_seconds=frame_seconds, durations=durations),
+        events_at(probabilities, post=PostConfig(), label=label, frame_seconds=frame_seconds, durations=durations),
         label=label,
         durations=durations,
     )
     scores = event_scores(
         reference,
-        _events(probabilities, best_post, label=label, frame_seconds=frame_seconds, durations=durations),
+        events_at(probabilities, post=best_post, label=label, frame_seconds=frame_seconds, durations=durations),
         label=label,
         durations=durations,
     )
@@ -242,7 +228,7 @@ def operating_curve(
     curve = []
     for threshold in sorted(set(thresholds)):
         at = dataclasses.replace(post, threshold=threshold, median_seconds=0.0)
-        events = _events(smoothed, at, label=label, frame_seconds=frame_seconds, durations=durations)
+        events = events_at(smoothed, post=at, label=label, frame_seconds=frame_seconds, durations=durations)
         _, _, alarms = onset_figures(reference, events, label=label, hours=hours)
         curve.append(CurvePoint(float(threshold), alarms.false_alarms_per_hour, alarms.miss_rate))
     return curve
