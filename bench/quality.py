@@ -96,6 +96,11 @@ VARIANTS = {
         extract_options=("--negatives", "{negatives}", "--augment", "2"),
         needs=(("config", "training.monitor"),),
     ),
+    # ---- trials of this session: one change at a time on top of "plain" (today's defaults)
+    # positive frames weigh at most 3 (the default cap, 20, makes the network fire on near misses)
+    "pw3": Variant(config={"training": {"max_positive_weight": 3.0}}),
+    # the target's real negatives, nothing else
+    "neg-only": Variant(extract_options=("--negatives", "{negatives}"), needs=(("extract", "--negatives"),)),
     # + SpecAugment-style masks
     "masking": Variant(
         config={"training": {**_ON["training"], "time_mask_frames": 10, "feature_mask_columns": 8}},

@@ -23,8 +23,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from soundnet.errors import SoundnetError, UsageError
 
@@ -106,17 +107,40 @@ def ordered(
     input order, with at most ``ahead()`` futures outstanding (asked again as results
     arrive: a cluster grows and shrinks). Closing the generator cancels the tasks not
     yet started."""
-    pending: collections.deque = collections.deque()
+    pending: collections.deque = collections.deque()  # (item, future)
     try:
         for item in items:
-            pending.append(submit(fn, item))
+            pending.append((item, submit(fn, item)))
             if len(pending) >= ahead():
-                yield pending.popleft().result()
+                yield _result(*pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield _result(*pending.popleft())
     finally:
-        for future in pending:
+        for _, future in pending:
             cancel(future)
+
+
+def item_name(item) -> str:
+    """The file an item of work is about, for messages: a detect task's output ``name``,
+    the first path of an extract task tuple, else the item itself."""
+    if isinstance(item, tuple):
+        item = next((part for part in item if isinstance(part, (str, Path))), item)
+    elif isinstance(getattr(item, "name", None), str) and not isinstance(item, Path):
+        item = item.name
+    return str(item)
+
+
+def _result(item, future):
+    """``future.result()``; a worker process that died (killed, out of memory) breaks the
+    pool: one line naming the file it was working through, not "handle is closed"."""
+    try:
+        return future.result()
+    except BrokenExecutor:
+        raise SoundnetError(
+            f"{item_name(item)}: a worker process died while soundnet worked through this file or one beside it "
+            "(killed, or out of memory?); what finished is kept: rerun to resume (detect: with --resume), "
+            "or use --jobs 1"
+        ) from None
 
 
 def _fork_is_safe() -> bool:

@@ -21,7 +21,7 @@ from soundnet import parallel, pieces
 from soundnet.batch import run_batch
 from soundnet.config import FeatureConfig
 from soundnet.dataset import MANIFEST, Dataset, extract
-from soundnet.detection import Detector, _pieces, detect
+from soundnet.detection import Detector, FileWork, _pieces, detect
 from soundnet.errors import SoundnetError
 from soundnet.outputs import OUTPUT_FORMATS, RESUME_FILE
 from soundnet.parallel import Workers, check_jobs, usable_cores
@@ -167,6 +167,31 @@ def test_workers_keep_order_and_send_log_records_back(caplog):
         results = list(workers.mapper()(slow_square, range(5)))
     assert results == [0, 1, 4, 9, 16]
     assert [r.getMessage() for r in caplog.records if r.name == "soundnet.test"] == [f"square of {x}" for x in range(5)]
+
+
+def die_on_two(task: tuple) -> int:
+    """A worker that is killed on the file of item 2 (os._exit: no exception, no cleanup)."""
+    import os
+
+    path, x = task
+    if x == 2:
+        os._exit(9)
+    return x
+
+
+def test_a_dead_worker_gives_one_line_naming_a_file_not_handle_is_closed():
+    items = [(Path(f"rec{x}.wav"), x) for x in range(4)]
+    with Workers(2, tasks=4) as workers, pytest.raises(SoundnetError) as error:
+        list(workers.mapper()(die_on_two, items))
+    message = str(error.value)
+    assert "\n" not in message and "a worker process died" in message and "--jobs 1" in message
+    assert message.split(":")[0] in {f"rec{x}.wav" for x in range(4)}
+
+
+def test_item_names_come_from_a_path_attribute_or_the_first_path_of_a_tuple():
+    assert parallel.item_name((Path("a.wav"), [], "dog")) == "a.wav"
+    assert parallel.item_name(FileWork(Path("/abs/b.wav"), "b.wav")) == "b.wav"
+    assert parallel.item_name(7) == "7"
 
 
 def test_one_job_or_one_task_runs_here():
