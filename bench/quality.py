@@ -99,6 +99,10 @@ VARIANTS = {
     # ---- trials of this session: one change at a time on top of "plain" (today's defaults)
     # positive frames weigh at most 3 (the default cap, 20, makes the network fire on near misses)
     "pw3": Variant(config={"training": {"max_positive_weight": 3.0}}),
+    # Keras' moving average of the weights over steps (about 500 steps: 1-2 epochs here)
+    "ema": Variant(config={"training": {"ema_momentum": 0.998}}, needs=(("config", "training.ema_momentum"),)),
+    # + early stopping and the kept epoch on validation frame AP
+    "pw3-ap": Variant(config={"training": {"max_positive_weight": 3.0, "monitor": "val_ap"}}),
     # the target's real negatives, nothing else
     "neg-only": Variant(extract_options=("--negatives", "{negatives}"), needs=(("extract", "--negatives"),)),
     # + SpecAugment-style masks

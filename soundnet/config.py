@@ -104,6 +104,7 @@ class TrainConfig:
     time_mask_frames: int = 0  # half the training windows get a run of up to this many frames masked; >= 0 (0: off)
     feature_mask_columns: int = 0  # half get a band of up to this many MFCC (and their deltas) masked; >= 0 (0: off)
     reviewed_weight: float = 4.0  # weight of each frame a reviewer decided (train --reviewed); > 0, finite
+    ema_momentum: float = 0.0  # validate and keep an exponential moving average of the weights; in [0, 1) (0: off)
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "stride", "patience")
@@ -116,6 +117,8 @@ class TrainConfig:
             _fail(f"hard_negative_weight must be >= 1 and finite. Received: {self.hard_negative_weight}")
         if not 0 < self.reviewed_weight < math.inf:
             _fail(f"reviewed_weight must be > 0 and finite. Received: {self.reviewed_weight}")
+        if not 0 <= self.ema_momentum < 1:
+            _fail(f"ema_momentum must be in [0, 1). Received: {self.ema_momentum}")
         if not 0 <= self.negative_ratio < math.inf:
             _fail(f"negative_ratio must be >= 0 and finite. Received: {self.negative_ratio}")
         for name in ("shift_frames", "time_mask_frames", "feature_mask_columns"):

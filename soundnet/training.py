@@ -736,7 +736,8 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         if plan.base is not None:  # fine-tuning: the weights of the run given
             model.set_weights(load_keras_model(plan.base_run, plan.base).get_weights())
             log.info("fine-tuning %s", plan.base_run)
-        model.compile(optimizer=keras.optimizers.RMSprop(t.learning_rate), loss="binary_crossentropy")
+        optimizer = keras.optimizers.RMSprop(t.learning_rate, use_ema=t.ema_momentum > 0, ema_momentum=t.ema_momentum or 0.99)
+        model.compile(optimizer=optimizer, loss="binary_crossentropy")
     validation = Validation(batches, plan.dataset, plan.val_entries, plan.card, plan.positive_weight)
     checkpoint = Checkpoint(partial, patience=t.patience, progress=progress, monitor=t.monitor)
     mining = []
@@ -744,8 +745,12 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         if not resume:
             (partial / HardNegatives.FILE).unlink(missing_ok=True)
         mining = [HardNegatives(batches, partial, weight=t.hard_negative_weight, windows=t.hard_negative_windows, seed=t.seed)]
+    # Keras' own weight averaging: at each epoch's end the averaged weights are swapped in
+    # (so validation, mining and checkpoints see them) and out again at the next start.
+    averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if t.ema_momentum > 0 else []
     callbacks = [
         EpochOrder(batches),
+        *averaging,
         validation,
         *mining,
         ProgressLog(t.epochs),

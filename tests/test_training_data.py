@@ -3,6 +3,8 @@ shifts that keep labels aligned, and hard-negative mining (real Keras, no fittin
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -114,3 +116,34 @@ def test_masking_zeroes_runs_of_frames_and_bands_and_keeps_labels(dataset):
     bands = (x == 0).all(axis=1)  # (windows, columns) masked over the whole window
     assert bands[:, 128].sum() == 0 and np.array_equal(bands[:, :64], bands[:, 64:128])
     assert 10 < bands.any(axis=1).sum() < 40 and bands.sum(axis=1).max() <= 16
+
+
+def test_weight_averaging_ships_other_weights_from_the_same_start(dataset, tmp_path):
+    """Keras' EMA of the weights (training.ema_momentum): same seed, same data, same raw
+    steps; what is validated and shipped is the average, so it differs from the raw run."""
+    import dataclasses
+
+    from soundnet.run import load_keras_model, read_card
+    from soundnet.training import train
+
+    weights = {}
+    for momentum in (0.0, 0.9):
+        base = Config()
+        config = dataclasses.replace(
+            base, training=dataclasses.replace(base.training, epochs=2, ema_momentum=momentum, validation_fraction=0.25)
+        )
+        run = tmp_path / f"ema{momentum}"
+        train(dataset.root, out=run, config=config)
+        card = read_card(run)
+        assert json.loads((run / "card.json").read_text())["training"]["config"]["ema_momentum"] == momentum
+        weights[momentum] = load_keras_model(run, card).get_weights()
+    assert [w.shape for w in weights[0.0]] == [w.shape for w in weights[0.9]]
+    assert any(not np.allclose(a, b) for a, b in zip(weights[0.0], weights[0.9], strict=True))
+
+
+def test_ema_momentum_must_be_below_one():
+    from soundnet.config import TrainConfig
+    from soundnet.errors import SoundnetError
+
+    with pytest.raises((SoundnetError, ValueError), match="ema_momentum"):
+        TrainConfig(ema_momentum=1.0)
