@@ -103,8 +103,6 @@ VARIANTS = {
     "ema": Variant(config={"training": {"ema_momentum": 0.998}}, needs=(("config", "training.ema_momentum"),)),
     # + early stopping and the kept epoch on validation frame AP
     "pw3-ap": Variant(config={"training": {"max_positive_weight": 3.0, "monitor": "val_ap"}}),
-    # the target's real negatives, nothing else
-    "neg-only": Variant(extract_options=("--negatives", "{negatives}"), needs=(("extract", "--negatives"),)),
     # + SpecAugment-style masks
     "masking": Variant(
         config={"training": {**_ON["training"], "time_mask_frames": 10, "feature_mask_columns": 8}},

@@ -736,7 +736,8 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         if plan.base is not None:  # fine-tuning: the weights of the run given
             model.set_weights(load_keras_model(plan.base_run, plan.base).get_weights())
             log.info("fine-tuning %s", plan.base_run)
-        optimizer = keras.optimizers.RMSprop(t.learning_rate, use_ema=t.ema_momentum > 0, ema_momentum=t.ema_momentum or 0.99)
+        averaged = {"use_ema": True, "ema_momentum": t.ema_momentum} if t.ema_momentum > 0 else {}
+        optimizer = keras.optimizers.RMSprop(t.learning_rate, **averaged)
         model.compile(optimizer=optimizer, loss="binary_crossentropy")
     validation = Validation(batches, plan.dataset, plan.val_entries, plan.card, plan.positive_weight)
     checkpoint = Checkpoint(partial, patience=t.patience, progress=progress, monitor=t.monitor)
