@@ -313,7 +313,34 @@ def _dask_submit(client, shared: dict, fn: Callable, item):
 
 def _unpack_shared(fn: Callable, item, **shared):
     """Dask resolves scattered values given as keyword arguments, not inside a dict."""
+    _large_arrays_on_the_heap()
     return fn(item, shared)
+
+
+@functools.cache
+def _large_arrays_on_the_heap() -> None:
+    """Once per Dask worker process: let glibc keep arrays up to 32 MiB on the heap.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, and glibc, given
+    any such setting, stops raising its mmap threshold as programs free large blocks:
+    every array above 128 KiB (a 5-minute file's samples, features and probabilities
+    are several MB each) is then a fresh ``mmap`` whose pages the kernel zeroes, and
+    each file cost 1.4-1.5x the CPU it costs in a local worker (bench/jobs.py,
+    BENCHMARKS.md). The threshold is raised to glibc's own dynamic maximum; the trim
+    threshold Dask set, which returns the heap's free top to the system, is kept.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+    except (OSError, AttributeError):  # not glibc (musl): nothing to tune
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
 def connect(scheduler: str):

@@ -122,3 +122,44 @@ def test_errors_name_the_scheduler_and_stdin(tmp_path, audio):
     result = ok(cli("detect", "--help"))
     assert "--scheduler" in result.stdout and "--jobs" in result.stdout
     fails(cli("detect", "-", "--scheduler", "tcp://127.0.0.1:9"), "standard input", code=2)
+
+
+def _mmapped_blocks_for_a_4mb_array(after_soundnet_task: bool) -> tuple[str | None, int]:
+    """In a worker: Dask's MALLOC_TRIM_THRESHOLD_, and how many fresh mmap blocks holding
+    a 4 MB array costs (glibc's mallinfo2().hblks), before or after soundnet's first task."""
+    import ctypes
+    import os
+
+    from soundnet import parallel
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks")] + [
+            (name, ctypes.c_size_t) for name in ("fsmblks", "uordblks", "fordblks", "keepcost")
+        ]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = Mallinfo2
+    if after_soundnet_task:
+        parallel._unpack_shared(lambda item, shared: item, 0)
+    before = libc.mallinfo2().hblks
+    block = bytearray(4 * 2**20)
+    grown = libc.mallinfo2().hblks - before
+    del block
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), grown
+
+
+def test_a_soundnet_task_keeps_large_arrays_off_fresh_mmaps():
+    """Dask's workers run with MALLOC_TRIM_THRESHOLD_ set, which pins glibc's mmap
+    threshold at 128 KiB: every large array a fresh, zeroed mapping (1.4x the CPU per
+    file, BENCHMARKS.md). soundnet's task raises it, so a 4 MB array comes from the heap."""
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    # a worker of its own: nothing of soundnet has run in it yet
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        with Client(cluster, set_as_default=False) as client:
+            ((trim, fresh),) = client.run(_mmapped_blocks_for_a_4mb_array, False).values()
+            ((_, after),) = client.run(_mmapped_blocks_for_a_4mb_array, True).values()
+    assert trim == "65536"  # Dask's setting, which the cluster's workers really have
+    assert (fresh, after) == (1, 0)
