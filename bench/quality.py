@@ -103,6 +103,10 @@ VARIANTS = {
     "ema": Variant(config={"training": {"ema_momentum": 0.998}}, needs=(("config", "training.ema_momentum"),)),
     # + early stopping and the kept epoch on validation frame AP
     "pw3-ap": Variant(config={"training": {"max_positive_weight": 3.0, "monitor": "val_ap"}}),
+    # ---- trials of the fourth session, on top of "plain"
+    # early stopping and the kept epoch count only from epoch 10 of 15 (a held-out fold that is
+    # best after epoch 1 made cattle ship its epoch-1 network)
+    "late": Variant(config={"training": {"min_epochs": 10}}, needs=(("config", "training.min_epochs"),)),
     # + SpecAugment-style masks
     "masking": Variant(
         config={"training": {**_ON["training"], "time_mask_frames": 10, "feature_mask_columns": 8}},

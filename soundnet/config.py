@@ -94,6 +94,7 @@ class TrainConfig:
     stride: int = 50  # frames between training windows; >= 1
     validation_fraction: float = 0.2  # of the files held out; in [0, 1]
     patience: int = 8  # epochs without a better validation figure (monitor) before stopping; >= 1
+    min_epochs: int = 0  # epochs always trained, and the first whose weights may be kept (capped at epochs); >= 0
     monitor: str = "val_loss"  # what early stopping and the kept epoch follow: val_loss (lower) or val_ap (higher)
     max_positive_weight: float = 20.0  # cap of the positive frames' class weight; >= 1, finite
     seed: int = 0  # data split, order and initial weights
@@ -121,7 +122,7 @@ class TrainConfig:
             _fail(f"ema_momentum must be in [0, 1). Received: {self.ema_momentum}")
         if not 0 <= self.negative_ratio < math.inf:
             _fail(f"negative_ratio must be >= 0 and finite. Received: {self.negative_ratio}")
-        for name in ("shift_frames", "time_mask_frames", "feature_mask_columns"):
+        for name in ("min_epochs", "shift_frames", "time_mask_frames", "feature_mask_columns"):
             if getattr(self, name) < 0:
                 _fail(f"{name} must be >= 0. Received: {name}={getattr(self, name)}")
         _positive(self, "hard_negative_windows")

@@ -345,11 +345,16 @@ class Checkpoint(keras.callbacks.Callback):
     and a kill between them leaves the previous epoch's record pointing at files that
     still hold it. ``--resume`` reloads all three and carries on; at the end of
     training the best weights are restored.
+
+    ``first`` (1-based) is the earliest epoch that counts: before it nothing is kept as
+    best and no epoch counts against ``patience``, so a validation set that is worst
+    after the first epoch or two (a held-out source unlike the training ones) cannot
+    stop the training there and ship an untrained network.
     """
 
-    def __init__(self, folder: Path, *, patience: int, progress: dict | None = None, monitor: str = "val_loss"):
+    def __init__(self, folder: Path, *, patience: int, progress: dict | None = None, monitor: str = "val_loss", first: int = 1):
         super().__init__()
-        self.folder, self.patience, self.monitor = folder, patience, monitor
+        self.folder, self.patience, self.monitor, self.first = folder, patience, monitor, first
         self.progress = progress or {"epochs_done": 0, "best_loss": None, "best_epoch": None, "best_file": None, "wait": 0}
         if "best_file" not in self.progress:  # written by soundnet 0.1.0 before per-epoch best files
             self.progress["best_file"] = "best.weights.h5" if self.progress.get("best_epoch") is not None else None
@@ -358,7 +363,9 @@ class Checkpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         loss = None if value is None else (-value if self.monitor == "val_ap" else value)  # lower is better
         p = dict(self.progress)
-        if loss is not None and np.isfinite(loss) and (p["best_loss"] is None or loss < p["best_loss"]):
+        if epoch + 1 < self.first:
+            pass  # not yet a candidate, and no epoch lost
+        elif loss is not None and np.isfinite(loss) and (p["best_loss"] is None or loss < p["best_loss"]):
             p.update(best_loss=float(loss), best_epoch=epoch, best_file=f"best-{epoch + 1}.weights.h5", wait=0)
             _save_whole(self.folder / p["best_file"], self.model.save_weights)
         else:
@@ -740,7 +747,9 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         optimizer = keras.optimizers.RMSprop(t.learning_rate, **averaged)
         model.compile(optimizer=optimizer, loss="binary_crossentropy")
     validation = Validation(batches, plan.dataset, plan.val_entries, plan.card, plan.positive_weight)
-    checkpoint = Checkpoint(partial, patience=t.patience, progress=progress, monitor=t.monitor)
+    checkpoint = Checkpoint(
+        partial, patience=t.patience, progress=progress, monitor=t.monitor, first=max(1, min(t.min_epochs, t.epochs))
+    )
     mining = []
     if t.hard_negative_weight > 1:
         if not resume:

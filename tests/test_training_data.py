@@ -147,3 +147,59 @@ def test_ema_momentum_must_be_below_one():
 
     with pytest.raises((SoundnetError, ValueError), match="ema_momentum"):
         TrainConfig(ema_momentum=1.0)
+
+
+class _Stub:
+    """The model Checkpoint sees: weights it can save and load, and the stop flag."""
+
+    stop_training = False
+
+    def save_weights(self, path):
+        from pathlib import Path
+
+        Path(path).write_bytes(b"w")
+
+    def save(self, path):
+        from pathlib import Path
+
+        Path(path).write_bytes(b"s")
+
+    def get_weights(self):
+        return [np.zeros(4, np.float32)]
+
+    def load_weights(self, path):
+        self.loaded = path.name
+
+
+@pytest.mark.parametrize(
+    ("first", "kept", "stopped_after"),
+    [
+        (1, 1, 3),  # the validation set is best after epoch 1: training stops at epoch 3 and keeps epoch 1
+        (3, 5, None),  # min_epochs 3: epochs 1-2 neither count nor stop; epoch 5 is the best from epoch 3 on
+    ],
+)
+def test_early_stopping_and_the_kept_epoch_start_at_min_epochs(tmp_path, first, kept, stopped_after):
+    from soundnet.training import Checkpoint
+
+    losses = [0.1, 0.5, 0.6, 0.7, 0.4, 0.45]
+    checkpoint = Checkpoint(tmp_path, patience=2, first=first)
+    model = _Stub()
+    checkpoint.set_model(model)
+    stopped = None
+    for epoch, loss in enumerate(losses):
+        checkpoint.on_epoch_end(epoch, {"val_loss": loss})
+        if model.stop_training:
+            stopped = epoch + 1
+            break
+    checkpoint.on_train_end()
+    assert (model.loaded, stopped) == (f"best-{kept}.weights.h5", stopped_after)
+    assert sorted(p.name for p in tmp_path.glob("best-*")) == [f"best-{kept}.weights.h5"]
+
+
+def test_min_epochs_is_checked_and_capped_at_epochs():
+    from soundnet.config import TrainConfig
+    from soundnet.errors import SoundnetError
+
+    with pytest.raises((SoundnetError, ValueError), match="min_epochs"):
+        TrainConfig(min_epochs=-1)
+    assert TrainConfig(epochs=5, min_epochs=10).min_epochs == 10  # allowed: training then keeps its last epoch
