@@ -1,0 +1,167 @@
+"""Re-tune finished quality-benchmark runs on their own validation files with another
+post-processing grid, and score them on the test side as bench/quality.py does.
+
+    PYTHONPATH=. python bench/quality_retune.py --targets bird,cattle --variant plain,late --seeds 0,1,2
+
+For each run of ``bench/quality.py`` found in the cache (``soundnet-<variant>-epochs<E>-seed<S>``),
+its run folder is copied to ``<run>-retuned-<grid>/run``, :func:`soundnet.tuning.tune` searches
+the copy's post-processing on the files its card says it validated on (the training table as
+reference), and the copy is evaluated on the test mixtures and run over the pure-background
+audio, as the original was. ``--grid scaled`` searches soundnet's grid (``tuning.GRID``) plus
+minimum durations and gaps of a quarter and a half of the median length of the validation
+events (:func:`grid_for`, a trial: not soundnet's default); ``--grid fixed`` ``tuning.GRID``
+alone. The network is not retrained: only the post-processing differs from the original run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import quality  # noqa: E402
+import quality_material as material  # noqa: E402
+from _common import CACHE  # noqa: E402
+
+SCALED_FRACTIONS = (0.25, 0.5)
+
+
+def grid_for(reference: dict, *, label: str) -> dict:
+    """soundnet's GRID with a quarter and a half of the median length of ``reference``'s
+    ``label`` events added to the minimum durations and gaps where they pass its largest."""
+    import numpy as np
+
+    from soundnet.tuning import GRID
+
+    lengths = [e.offset - e.onset for events in reference.values() for e in events if e.label == label]
+    grid = {name: tuple(values) for name, values in GRID.items()}
+    if lengths:
+        median = float(np.median(lengths))
+        for name in ("min_duration", "merge_gap"):
+            longer = {round(f * median, 2) for f in SCALED_FRACTIONS} - set(grid[name])
+            grid[name] += tuple(sorted(v for v in longer if v > max(grid[name])))
+    return grid
+
+
+def retune(mat: Path, work: Path, name: str, grid: str, info: dict) -> dict | None:
+    from soundnet.evaluation import read_references
+    from soundnet.tuning import GRID, tune
+
+    original = work / name
+    if not (original.with_name(name + ".json")).is_file():
+        return None
+    out = work / f"{name}-retuned-{grid}"
+    result = out.with_name(out.name + ".json")
+    if result.is_file():
+        return json.loads(result.read_text())
+    run_dir = out / "run"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(original / "run", run_dir)
+    card = json.loads((run_dir / "card.json").read_text())
+    files = sorted(card["validation"]["files"])
+    table = mat / "train" / "annotations.tsv"
+    target = card["target"]
+    searched = GRID if grid == "fixed" else grid_for(read_references(files, table, target=target).events, label=target)
+    tuning = tune(run_dir, files, annotations=table, grid=searched)
+    test = mat / "test"
+    evaluation = out / "test-evaluation.json"
+    quality.run([*quality.SOUNDNET, "-q", "evaluate", test, "-a", test / "annotations.tsv", "-m", run_dir, "-o", evaluation])
+    background = out / "test-background.tsv"
+    quality.run([*quality.SOUNDNET, "-q", "detect", mat / "test-background", "-m", run_dir, "--format", "tsv", "-o", background])
+    figures = quality.scores(
+        evaluation,
+        test_seconds=info["test"]["mixtures"] * material.MIX_SECONDS,
+        background_events=quality.read_events(background),
+        background_seconds=info["test_background_seconds"],
+    )
+    validation = tuning.scores.event_onset.f_measure
+    before = json.loads(original.with_name(name + ".json").read_text())
+    figures |= {
+        "validation_event_f1": validation,
+        "validation_gap": None if validation is None else validation - figures["event_f1"],
+        "post": {k: getattr(tuning.post, k) for k in ("threshold", "median_seconds", "min_duration", "merge_gap")},
+        "before": {k: before[k] for k in ("event_f1", "validation_event_f1", "false_alarms_per_hour_mixtures")},
+        "grid": {k: list(v) for k, v in searched.items()},
+    }
+    result.write_text(json.dumps(figures, indent=1) + "\n")
+    return figures
+
+
+def oracle(mat: Path, run_dir: Path, grid: dict, target: str) -> float:
+    """The best test event F1 any point of ``grid`` gives this network: what a perfect
+    choice of post-processing would reach (an upper bound, chosen on the test side)."""
+    from soundnet.detection import Detector
+    from soundnet.evaluation import read_references
+    from soundnet.tuning import reference_probabilities, search_postprocessing
+
+    detector = Detector(run_dir)
+    test = read_references([mat / "test"], mat / "test" / "annotations.tsv", target=target)
+    probabilities, durations = reference_probabilities(detector, test)
+    best = search_postprocessing(
+        probabilities,
+        test.events,
+        label=target,
+        frame_seconds=detector.card.features.frame_seconds,
+        durations=durations,
+        grid=grid,
+    )
+    return best.scores.event_onset.f_measure or 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", default=",".join(material.TARGETS))
+    parser.add_argument("--variant", default="plain")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--grid", choices=("scaled", "fixed"), default="scaled")
+    parser.add_argument("--train", type=int, default=250)
+    parser.add_argument("--test", type=int, default=100)
+    parser.add_argument("--material-seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=CACHE / "quality")
+    parser.add_argument("--oracle", action="store_true", help="also the best test F1 of any grid point (slow)")
+    args = parser.parse_args()
+    from soundnet.tuning import GRID
+
+    for target in args.targets.split(","):
+        mat = material.build(target, args.cache, n_train=args.train, n_test=args.test, seed=args.material_seed)
+        info = json.loads((mat / "material.json").read_text())
+        work = args.cache / "runs" / mat.name
+        for variant in args.variant.split(","):
+            rows = []
+            for seed in (int(s) for s in args.seeds.split(",")):
+                figures = retune(mat, work, f"soundnet-{variant}-epochs{args.epochs}-seed{seed}", args.grid, info)
+                if figures is None:
+                    print(f"{target} {variant} seed {seed}: no finished run in {work}")
+                    continue
+                rows.append(figures)
+                if args.oracle:
+                    run_dir = work / f"soundnet-{variant}-epochs{args.epochs}-seed{seed}" / "run"
+                    grid = figures.get("grid") or dict(GRID)
+                    print(
+                        f"{target} {variant} seed {seed}: best test F1 of any grid point {oracle(mat, run_dir, grid, target):.3f}"
+                    )
+                b = figures["before"]
+                print(
+                    f"{target} {variant} seed {seed}: test F1 {b['event_f1']:.3f} -> {figures['event_f1']:.3f}, "
+                    f"validation {b['validation_event_f1'] or 0:.3f} -> {figures['validation_event_f1'] or 0:.3f}, "
+                    f"FA/h mixtures {b['false_alarms_per_hour_mixtures']:.0f} -> {figures['false_alarms_per_hour_mixtures']:.0f}, "
+                    f"post {figures['post']}"
+                )
+            if len(rows) > 1:
+                f1 = [r["event_f1"] for r in rows]
+                gap = [r["validation_gap"] for r in rows if r["validation_gap"] is not None]
+                print(
+                    f"{target} {variant} retuned ({args.grid}): event F1 {statistics.mean(f1):.3f} ± {statistics.stdev(f1):.3f}, "
+                    f"gap {statistics.mean(gap):.3f} over {len(rows)} seeds"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
