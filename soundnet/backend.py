@@ -32,18 +32,25 @@ def keep_freed_memory() -> None:
     training 1.7-2.8x faster (bench/train_throughput.py --malloc-tuned, BENCHMARKS.md).
     Does nothing where the C library is not glibc.
     """
+    set_malloc_thresholds(mmap=1 << 30, trim=1 << 30)
+
+
+def set_malloc_thresholds(*, mmap: int, trim: int | None = None) -> None:
+    """glibc's ``mallopt``: blocks up to ``mmap`` bytes come from the heap, and the heap's
+    free top above ``trim`` bytes goes back to the system (None: left as it is). Does
+    nothing where the C library is not glibc."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
 
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    mallopt(m_mmap_threshold, 1 << 30)
-    mallopt(m_trim_threshold, 1 << 30)
+    mallopt(m_mmap_threshold, mmap)
+    if trim is not None:
+        mallopt(m_trim_threshold, trim)
 
 
 def quiet_import_keras() -> None:

@@ -329,18 +329,9 @@ def _large_arrays_on_the_heap() -> None:
     BENCHMARKS.md). The threshold is raised to glibc's own dynamic maximum; the trim
     threshold Dask set, which returns the heap's free top to the system, is kept.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+    from soundnet.backend import set_malloc_thresholds
 
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
-    except (OSError, AttributeError):  # not glibc (musl): nothing to tune
-        pass
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+    set_malloc_thresholds(mmap=32 * 2**20)
 
 
 def connect(scheduler: str):

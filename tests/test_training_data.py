@@ -4,6 +4,7 @@ shifts that keep labels aligned, and hard-negative mining (real Keras, no fittin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,13 +156,9 @@ class _Stub:
     stop_training = False
 
     def save_weights(self, path):
-        from pathlib import Path
-
         Path(path).write_bytes(b"w")
 
     def save(self, path):
-        from pathlib import Path
-
         Path(path).write_bytes(b"s")
 
     def get_weights(self):
