@@ -502,9 +502,15 @@ def extract_supports_negatives(log: Path) -> bool:
 
 
 def training_config(args: argparse.Namespace) -> str:
-    """The YAML training section for this build (everything else at soundnet's defaults)."""
+    """The YAML features framing and training section for this build (everything else at
+    soundnet's defaults). With ``--hop-length 640`` a frame is 40 ms, so the network's
+    100-frame window spans 4 s: a whole T3 cycle (three beeps and the 1.5 s pause)."""
     return (
         "# written by scripts/build_default_model.py\n"
+        "features:\n"
+        f"  hop_length: {args.hop_length}\n"
+        f"  n_fft: {args.n_fft}\n"
+        f"  win_length: {args.win_length}\n"
         "training:\n"
         f"  epochs: {args.epochs}\n"
         f"  patience: {args.patience}\n"
@@ -690,6 +696,9 @@ DEFAULTS = {
     "negative_ratio": 0.5,
     "hard_negative_weight": 3.0,
     "augment": 0,
+    "hop_length": 160,
+    "n_fft": 512,
+    "win_length": 400,
 }
 
 
@@ -811,7 +820,7 @@ def build(args: argparse.Namespace, *, work: Path, log: Path, started: float) ->
     config.write_text(training_config(args), encoding="utf-8")
     soundnet(
         "extract", work / "train", "--annotations", work / "train" / "annotations.tsv", "--target", TARGET,
-        "--out", work / "data", "--jobs", 2, *(("--negatives", train_negatives) if with_negatives else ()),
+        "--out", work / "data", "--jobs", 2, "--config", config, *(("--negatives", train_negatives) if with_negatives else ()),
         "--augment", args.augment, log=log,
     )  # fmt: skip
     soundnet("train", work / "data", "--out", work / "run", "--config", config, "--seed", seed, log=log)

@@ -230,6 +230,12 @@ def extract(
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (overrides the config).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Random seed (overrides the config).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Windows per batch (overrides the config).")
+@click.option(
+    "--folds",
+    type=click.IntRange(min=0),
+    help="K >= 2: cross-validate over K folds of whole groups to choose the epochs and post-processing, then train on "
+    "every file (K + 1 trainings; overrides the config's training.folds).",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted training of the same RUN from its last completed epoch.")
 @click.option("--tensorboard", type=OUTPUT_FOLDER, help="Write TensorBoard logs to this folder.")
 @click.option(
@@ -245,7 +251,7 @@ def extract(
     help="Fine-tune this run (its weights, normalisation and network sizes) instead of training anew.",
 )
 @library_errors
-def train(dataset, out, config_path, epochs, seed, batch_size, resume, tensorboard, reviewed, audio, from_run):
+def train(dataset, out, config_path, epochs, seed, batch_size, folds, resume, tensorboard, reviewed, audio, from_run):
     """Train the CNN-LSTM-Dense detector on DATASET (written by soundnet extract)."""
     from soundnet.backend import quiet_import_keras
     from soundnet.config import load_config
@@ -255,7 +261,7 @@ def train(dataset, out, config_path, epochs, seed, batch_size, resume, tensorboa
 
     if (reviewed is None) != (audio is None):
         raise click.UsageError("--reviewed and --audio go together (the table and the folder of its recordings)")
-    config = load_config(config_path, epochs=epochs, seed=seed, batch_size=batch_size)
+    config = load_config(config_path, epochs=epochs, seed=seed, batch_size=batch_size, folds=folds)
     result = run_train(
         dataset,
         out=out,

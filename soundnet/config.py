@@ -106,6 +106,7 @@ class TrainConfig:
     feature_mask_columns: int = 0  # half get a band of up to this many MFCC (and their deltas) masked; >= 0 (0: off)
     reviewed_weight: float = 4.0  # weight of each frame a reviewer decided (train --reviewed); > 0, finite
     ema_momentum: float = 0.0  # validate and keep an exponential moving average of the weights; in [0, 1) (0: off)
+    folds: int = 0  # >= 2: K-fold cross-validation over the groups chooses epochs and post-processing; 0: one split
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "stride", "patience")
@@ -126,6 +127,8 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 _fail(f"{name} must be >= 0. Received: {name}={getattr(self, name)}")
         _positive(self, "hard_negative_windows")
+        if self.folds < 0 or self.folds == 1:
+            _fail(f"folds must be 0 (one validation split) or at least 2. Received: folds={self.folds}")
         if self.monitor not in ("val_loss", "val_ap"):
             _fail(f"monitor must be val_loss or val_ap. Received: monitor={self.monitor!r}")
 

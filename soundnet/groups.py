@@ -166,3 +166,47 @@ def split_by_group(groups: Sequence[str], *, fraction: float, seed: int, strata:
         n_train_groups += len(names) - len(held)
         n_val_groups += len(held)
     return Split(sorted(train), sorted(validation), by, n_train_groups, n_val_groups)
+
+
+def fold_splits(groups: Sequence[str], *, folds: int, seed: int, strata: Sequence[bool] | None = None) -> list[Split]:
+    """``folds`` splits for cross-validation: every item is in the validation of exactly
+    one, and whole groups go together.
+
+    Within each stratum (``strata``: one bool per item, as :func:`split_by_group`), the
+    groups are shuffled with ``seed`` and dealt, largest first, each to the fold that
+    holds the fewest items of that stratum so far. The annotated stratum (False) needs
+    at least ``folds`` groups, else a :class:`SoundnetError` says how many there are; a
+    stratum with fewer groups (a few ``--negatives`` recordings) leaves some folds
+    without any of it.
+    """
+    groups = list(groups)
+    strata = list(strata) if strata is not None else [False] * len(groups)
+    if folds < 2:
+        raise SoundnetError(f"cross-validation needs at least 2 folds. Received: {folds}")
+    annotated = {g for g, s in zip(groups, strata, strict=True) if not s}
+    if len(annotated) < folds:
+        raise SoundnetError(
+            f"{folds}-fold cross-validation needs at least {folds} groups of annotated files; there are "
+            f"{len(annotated)} (give groups: a group column or --group-pattern at extract, or fewer folds)"
+        )
+    rng = np.random.default_rng(seed)
+    fold_of: dict[tuple[bool, str], int] = {}
+    for stratum in sorted(set(strata)):
+        members: dict[str, int] = {}
+        for g, s in zip(groups, strata, strict=True):
+            if s == stratum:
+                members[g] = members.get(g, 0) + 1
+        names = sorted(members)
+        shuffled = [names[k] for k in rng.permutation(len(names))]
+        load = [0] * folds
+        for name in sorted(shuffled, key=lambda n: -members[n]):  # stable: ties keep the shuffled order
+            k = min(range(folds), key=lambda f: (load[f], f))
+            fold_of[(stratum, name)] = k
+            load[k] += members[name]
+    splits = []
+    for k in range(folds):
+        held = [i for i, (g, s) in enumerate(zip(groups, strata, strict=True)) if fold_of[(s, g)] == k]
+        kept = [i for i in range(len(groups)) if fold_of[(strata[i], groups[i])] != k]
+        n_held = len({(strata[i], groups[i]) for i in held})
+        splits.append(Split(kept, held, "group", len(fold_of) - n_held, n_held))
+    return splits

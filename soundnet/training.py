@@ -5,6 +5,14 @@ tuning are done the folder is renamed to ``RUN``, so a run folder is always whol
 ``resume=True`` continues an interrupted ``RUN.partial/`` from its last completed
 epoch (weights, optimizer state, epoch counter; the data order is a function of the
 seed and the epoch).
+
+With ``training.folds`` K >= 2 the validation is K-fold cross-validation over the
+groups: K networks, each validated on one fold of whole groups, give every file a
+prediction from a network that never trained on its group. The epoch count (the median
+of the folds' kept epochs) and the post-processing are chosen on those pooled
+out-of-fold predictions, and the card's validation figures are theirs; the network
+shipped is then trained on every file for that many epochs. The folds work in
+``RUN.partial/folds/fold-K/``; a resumed training skips the folds already done.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from soundnet.config import Config, check_taps, to_dict
 from soundnet.dataset import Dataset, Entry
 from soundnet.detection import frame_probabilities
 from soundnet.errors import SoundnetError, UsageError
-from soundnet.groups import Split, split_by_group
+from soundnet.groups import Split, fold_splits, split_by_group
 from soundnet.litert import export_tflite
 from soundnet.model import as_inputs, build_model, predict_fn, recalibrate_batchnorm
 from soundnet.review_training import ReviewedData, ReviewedFile, load_reviewed
@@ -64,10 +72,24 @@ def split_files(entries: tuple[Entry, ...], *, fraction: float, seed: int) -> tu
     split = split_by_group(
         [e.group or e.id for e in originals], fraction=fraction, seed=seed, strata=[e.negative for e in originals]
     )
+    return *_split_entries(entries, originals, split), split
+
+
+def fold_files(entries: tuple[Entry, ...], *, folds: int, seed: int) -> list[tuple[list[Entry], list[Entry], Split]]:
+    """The training and validation files of each fold of a cross-validation
+    (:func:`soundnet.groups.fold_splits`): every recording is validated in exactly one
+    fold, whole groups together, annotated and ``--negatives`` recordings dealt
+    separately; augmented copies go with their recording to training."""
+    originals = [e for e in entries if not e.copy]
+    splits = fold_splits([e.group or e.id for e in originals], folds=folds, seed=seed, strata=[e.negative for e in originals])
+    return [(*_split_entries(entries, originals, split), split) for split in splits]
+
+
+def _split_entries(entries, originals: list[Entry], split: Split) -> tuple[list[Entry], list[Entry]]:
     train = [originals[i] for i in split.train]
     kept = {e.id for e in train}
     train += [e for e in entries if e.copy and e.original_id in kept]
-    return train, [originals[i] for i in split.validation], split
+    return train, [originals[i] for i in split.validation]
 
 
 def feature_statistics(dataset: Dataset, entries: list[Entry], *, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
@@ -277,6 +299,8 @@ class Validation(keras.callbacks.Callback):
         if not np.isfinite(loss):
             raise SoundnetError(f"training diverged in epoch {epoch + 1} (loss {loss}): lower training.learning_rate")
         self.recalibrate()
+        if not self.val:  # the final network of a cross-validation: nothing held out
+            return
         probs = self.probabilities()
         if not all(np.isfinite(p).all() for p in probs):
             raise SoundnetError(f"training diverged in epoch {epoch + 1} (NaN probabilities): lower training.learning_rate")
@@ -534,17 +558,126 @@ def train(
                     window=config.model.window,
                     stride=config.training.stride,
                 )
-            plan = _plan(dataset, config, base=base, base_run=from_run, reviewed=review)
-            model, validation, checkpoint = _fit(plan, partial, resume=resume, tensorboard=tensorboard)
-            tuned, frames, calibration = _tune_on_validation(plan, validation, checkpoint)
-            card = _final_card(plan, tuned, frames, calibration, epochs=checkpoint.progress["epochs_done"])
+            if config.training.folds >= 2:
+                model, card, epochs = _cross_validated(
+                    dataset,
+                    config,
+                    partial,
+                    resume=resume,
+                    tensorboard=tensorboard,
+                    base=base,
+                    base_run=from_run,
+                    reviewed=review,
+                )
+            else:
+                plan = _plan(dataset, config, base=base, base_run=from_run, reviewed=review)
+                model, validation, checkpoint = _fit(plan, partial, resume=resume, tensorboard=tensorboard)
+                epochs = checkpoint.progress["epochs_done"]
+                tuned, frames, calibration = _tune(
+                    dataset, plan.val_entries, _kept_probabilities(validation, checkpoint), plan.config
+                )
+                card = _final_card(plan, tuned, frames, calibration, epochs=epochs, split=_split_json(plan))
             card = _write_run_files(partial, model, card)
     except BaseException:
-        if not (partial / PROGRESS).is_file():  # refused or stopped before any epoch was done: nothing to resume
+        if not _has_progress(partial):  # refused or stopped before any epoch was done: nothing to resume
             shutil.rmtree(partial, ignore_errors=True)
         raise
     replace_run(partial, out)
-    return TrainResult(out, card, checkpoint.progress["epochs_done"])
+    return TrainResult(out, card, epochs)
+
+
+FOLDS_FOLDER = "folds"  # in RUN.partial: one folder per fold of a cross-validation, removed at the end
+HELD_OUT = "held_out.npz"  # in a fold's folder: its validation files' probabilities (the fold is done)
+FOLD_RECORD = "fold.json"
+
+
+def _has_progress(partial: Path) -> bool:
+    """Whether an interrupted training in ``partial`` has a completed epoch to resume from."""
+    return (partial / PROGRESS).is_file() or any((partial / FOLDS_FOLDER).glob(f"fold-*/{PROGRESS}"))
+
+
+def _cross_validated(
+    dataset: Dataset,
+    config: Config,
+    partial: Path,
+    *,
+    resume: bool,
+    tensorboard: Path | None,
+    base: ModelCard | None,
+    base_run: Path | None,
+    reviewed: ReviewedData | None,
+) -> tuple[keras.Model, ModelCard, int]:
+    """K-fold cross-validation over the groups, then the network trained on every file.
+
+    Each fold trains with early stopping on its held-out groups and leaves their
+    probabilities at its kept epoch (``folds/fold-K/held_out.npz``, which also marks the
+    fold done for ``resume``). The post-processing and the calibration are tuned on all
+    of them pooled: every file is scored by a network that never heard its group. The
+    final network trains on every file for the median kept epoch (at least
+    ``min_epochs``), with nothing held out, so it is the last epoch's weights.
+    """
+    t = config.training
+    _check_window(dataset, config)
+    folds = fold_files(dataset.entries, folds=t.folds, seed=t.seed)
+    probabilities: dict[str, np.ndarray] = {}
+    records = []
+    for k, (train_entries, val_entries, split) in enumerate(folds, 1):
+        folder = partial / FOLDS_FOLDER / f"fold-{k}"
+        if resume and (folder / HELD_OUT).is_file():
+            with np.load(folder / HELD_OUT) as saved:
+                probabilities.update({e.id: saved[e.id] for e in val_entries})
+            records.append(read_json(folder / FOLD_RECORD))
+            log.info("fold %d of %d: done before, kept epoch %d", k, len(folds), records[-1]["kept_epoch"])
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "fold %d of %d: %d validation files (%d groups), %d training files",
+            k, len(folds), len(val_entries), split.validation_groups, sum(not e.copy for e in train_entries),
+        )  # fmt: skip
+        keras.utils.set_random_seed(t.seed + k)
+        plan = _plan_for(dataset, config, train_entries, val_entries, split, base=base, base_run=base_run, reviewed=reviewed)
+        _, validation, checkpoint = _fit(plan, folder, resume=resume and (folder / PROGRESS).is_file(), tensorboard=None)
+        held = dict(zip((e.id for e in val_entries), _kept_probabilities(validation, checkpoint), strict=True))
+        progress = checkpoint.progress
+        record = {
+            "fold": k,
+            "kept_epoch": 1 + (progress["best_epoch"] if progress["best_epoch"] is not None else progress["epochs_done"] - 1),
+            "epochs_run": progress["epochs_done"],
+            "best_" + t.monitor: None if progress["best_loss"] is None else abs(progress["best_loss"]),
+            "validation_groups": split.validation_groups,
+            "validation_files": len(val_entries),
+            "negative_files": sum(e.negative for e in val_entries),
+        }
+        write_json(folder / FOLD_RECORD, record)
+        with atomic_path(folder / HELD_OUT) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **held)  # written last: the fold is done
+        probabilities.update(held)
+        records.append(record)
+        for name in (LAST_STATE, HardNegatives.FILE, *(p.name for p in folder.glob("best-*.weights.h5"))):
+            (folder / name).unlink(missing_ok=True)
+    epochs = max(int(np.median([r["kept_epoch"] for r in records]) + 0.5), min(t.min_epochs, t.epochs), 1)
+    originals = [e for e in dataset.entries if not e.copy]
+    everything = Split(list(range(len(originals))), [], "group", len({e.group or e.id for e in originals}), 0)
+    plan = _plan_for(dataset, config, list(dataset.entries), [], everything, base=base, base_run=base_run, reviewed=reviewed)
+    log.info("cross-validation: kept epochs %s; training on every file for %d epochs", [r["kept_epoch"] for r in records], epochs)
+    keras.utils.set_random_seed(t.seed)
+    model, _, _ = _fit(plan, partial, resume=resume and (partial / PROGRESS).is_file(), tensorboard=tensorboard, epochs=epochs)
+    val_entries = [e for _, val, _ in folds for e in val]
+    tuned, frames, calibration = _tune(dataset, val_entries, [probabilities[e.id] for e in val_entries], config)
+    split = {
+        "by": "group",
+        "groups": dataset.groups_by,
+        "folds": len(folds),
+        "fold_groups": [r["validation_groups"] for r in records],
+        "validation_files": len(val_entries),
+        "negative_files": sum(e.negative for e in val_entries),
+        "figures": f"out-of-fold: each file scored by the network of the fold that held its group out, at that fold's kept "
+        f"epoch; the shipped network trained on every file for {epochs} epochs (the median kept epoch)",
+    }
+    card = _final_card(plan, tuned, frames, calibration, epochs=epochs, split=split, val_entries=val_entries)
+    card = dataclasses.replace(card, training={**card.training, "folds": records})
+    shutil.rmtree(partial / FOLDS_FOLDER, ignore_errors=True)
+    return model, card, epochs
 
 
 STATE = "state.json"
@@ -607,7 +740,7 @@ def _work_folder(out: Path, config: Config, *, resume: bool, inputs: dict | None
     partial = out.with_name(out.name + ".partial")
     inputs = inputs or {"reviewed": None, "from": None}
     if resume:
-        if not ((partial / STATE).is_file() and (partial / PROGRESS).is_file()):
+        if not ((partial / STATE).is_file() and _has_progress(partial)):
             raise SoundnetError(f"{partial}: nothing to resume (no interrupted training there)")
         state = read_json(partial / STATE)
         if state.get("config") != _training_state(config):
@@ -665,12 +798,7 @@ def _plan(
     fine-tuned run's statistics), weigh classes."""
     t = config.training
     keras.utils.set_random_seed(t.seed)
-    longest = max(e.frames for e in dataset.entries if not e.copy)
-    if config.model.window > longest:
-        raise SoundnetError(
-            f"model.window ({config.model.window} frames) is longer than every file of {dataset.root} "
-            f"(the longest has {longest} frames): no window would hold real audio; use a window of at most {longest}"
-        )
+    _check_window(dataset, config)
     train_entries, val_entries, split = split_files(dataset.entries, fraction=t.validation_fraction, seed=t.seed)
     if not val_entries:
         log.warning("only one file: validating on the training file itself (add files for an honest validation)")
@@ -690,6 +818,32 @@ def _plan(
         else "held out by file",
         dataset.target,
     )
+    return _plan_for(dataset, config, train_entries, val_entries, split, base=base, base_run=base_run, reviewed=reviewed)
+
+
+def _check_window(dataset: Dataset, config: Config) -> None:
+    longest = max(e.frames for e in dataset.entries if not e.copy)
+    if config.model.window > longest:
+        raise SoundnetError(
+            f"model.window ({config.model.window} frames) is longer than every file of {dataset.root} "
+            f"(the longest has {longest} frames): no window would hold real audio; use a window of at most {longest}"
+        )
+
+
+def _plan_for(
+    dataset: Dataset,
+    config: Config,
+    train_entries: list[Entry],
+    val_entries: list[Entry],
+    split: Split,
+    *,
+    base: ModelCard | None,
+    base_run: Path | None,
+    reviewed: ReviewedData | None,
+) -> _Plan:
+    """The plan of a training on ``train_entries``: their statistics (or the fine-tuned
+    run's) and class weight."""
+    t = config.training
     originals = [e for e in train_entries if not e.copy]  # the statistics of real audio
     # a fine-tuned network keeps the statistics its weights were trained with
     mean, std = (base.mean, base.std) if base is not None else feature_statistics(dataset, originals)
@@ -698,10 +852,13 @@ def _plan(
     return _Plan(dataset, config, train_entries, val_entries, card, positive_weight, split, base, base_run, reviewed)
 
 
-def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
+def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None, epochs: int | None = None):
     """Fit the network with early stopping (or resume it); returns the model holding the
-    best epoch's weights, the validation callback and the checkpoint."""
+    best epoch's weights, the validation callback and the checkpoint. With ``epochs``
+    (nothing held out) it trains that many epochs and keeps the last."""
     t = plan.config.training
+    patience = t.patience if epochs is None else epochs + 1
+    epochs = t.epochs if epochs is None else epochs
     batches = WindowBatches(
         plan.dataset,
         plan.train_entries,
@@ -748,7 +905,7 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         model.compile(optimizer=optimizer, loss="binary_crossentropy")
     validation = Validation(batches, plan.dataset, plan.val_entries, plan.card, plan.positive_weight)
     checkpoint = Checkpoint(
-        partial, patience=t.patience, progress=progress, monitor=t.monitor, first=max(1, min(t.min_epochs, t.epochs))
+        partial, patience=patience, progress=progress, monitor=t.monitor, first=max(1, min(t.min_epochs, epochs))
     )
     mining = []
     if t.hard_negative_weight > 1:
@@ -763,16 +920,16 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
         *averaging,
         validation,
         *mining,
-        ProgressLog(t.epochs),
+        ProgressLog(epochs),
         keras.callbacks.CSVLogger(str(partial / HISTORY_FILE), append=resume),
         checkpoint,
     ]
     if tensorboard is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard), write_graph=False))
     initial = checkpoint.progress["epochs_done"]
-    stopped = initial > 0 and checkpoint.progress["wait"] >= t.patience
-    if initial < t.epochs and not stopped:
-        model.fit(batches, epochs=t.epochs, initial_epoch=initial, callbacks=callbacks, verbose=0)
+    stopped = initial > 0 and checkpoint.progress["wait"] >= patience
+    if initial < epochs and not stopped:
+        model.fit(batches, epochs=epochs, initial_epoch=initial, callbacks=callbacks, verbose=0)
     else:  # every epoch was done before the interruption: finish the run
         validation.set_model(model)
         checkpoint.set_model(model)
@@ -780,22 +937,21 @@ def _fit(plan: _Plan, partial: Path, *, resume: bool, tensorboard: Path | None):
     return model, validation, checkpoint
 
 
-def _tune_on_validation(plan: _Plan, validation: Validation, checkpoint: Checkpoint):
-    """Search the post-processing on the validation files, as detect will see them, and
-    fit the calibration of the confidence of the events it finds there.
-
-    The kept weights are the best epoch's, BatchNorm statistics included: its
-    probabilities are reused when this process computed them.
-    """
-    dataset = plan.dataset
+def _kept_probabilities(validation: Validation, checkpoint: Checkpoint) -> list[np.ndarray]:
+    """The validation files' probabilities by the kept weights (the best epoch's,
+    BatchNorm statistics included): reused when this process computed them."""
     if validation.best is not None and validation.best[0] == checkpoint.progress["best_epoch"]:
-        probs = validation.best[2]
-    else:
-        probs = validation.probabilities()
-    names = [e.id for e in plan.val_entries]
+        return validation.best[2]
+    return validation.probabilities()
+
+
+def _tune(dataset: Dataset, val_entries: list[Entry], probs: list[np.ndarray], config: Config):
+    """Search the post-processing on the validation files' probabilities (as detect
+    sees them), and fit the calibration of the confidence of the events it finds there."""
+    names = [e.id for e in val_entries]
     by_name = dict(zip(names, probs, strict=True))
-    reference = {e.id: dataset.events(e) for e in plan.val_entries}
-    durations = {e.id: e.frames * dataset.feature_config.frame_seconds for e in plan.val_entries}
+    reference = {e.id: dataset.events(e) for e in val_entries}
+    durations = {e.id: e.frames * dataset.feature_config.frame_seconds for e in val_entries}
     frame_seconds = dataset.feature_config.frame_seconds
     tuned = search_postprocessing(by_name, reference, label=dataset.target, frame_seconds=frame_seconds, durations=durations)
     calibration, note = fit_event_calibration(
@@ -805,10 +961,10 @@ def _tune_on_validation(plan: _Plan, validation: Validation, checkpoint: Checkpo
         label=dataset.target,
         frame_seconds=frame_seconds,
         durations=durations,
-        seed=plan.config.training.seed,
+        seed=config.training.seed,
     )
     log.info("validation: %s", note)
-    frames = frame_scores(validation.labels, probs)
+    frames = frame_scores([dataset.labels(e) for e in val_entries], probs)
     log.info(
         "validation: event F1 %.3f (ER %.3f) with %s; plain threshold 0.5: F1 %.3f; frame AP %s",
         tuned.scores.event_onset.f_measure or 0.0,
@@ -820,10 +976,25 @@ def _tune_on_validation(plan: _Plan, validation: Validation, checkpoint: Checkpo
     return tuned, frames, (calibration, note)
 
 
-def _final_card(plan: _Plan, tuned: TuneResult, frames, calibration, *, epochs: int) -> ModelCard:
+def _split_json(plan: _Plan) -> dict:
+    return {
+        "by": plan.split.by,
+        "groups": plan.dataset.groups_by,
+        "training_groups": plan.split.train_groups,
+        "validation_groups": plan.split.validation_groups,
+        "validation_files": len(plan.val_entries),
+        "negative_files": sum(e.negative for e in plan.val_entries),
+    }
+
+
+def _final_card(
+    plan: _Plan, tuned: TuneResult, frames, calibration, *, epochs: int, split: dict, val_entries: list[Entry] | None = None
+) -> ModelCard:
     """The run's card: the plan's card with the tuned post-processing, the calibration
     (``(Calibration or None, what was fitted)``) and the record of validation (per-file
-    counts by audio file) and training."""
+    counts by audio file; ``val_entries`` tuned on, default the plan's; how they were
+    split) and training."""
+    val_entries = plan.val_entries if val_entries is None else val_entries
     return dataclasses.replace(
         plan.card,
         postprocessing=tuned.post,
@@ -832,17 +1003,10 @@ def _final_card(plan: _Plan, tuned: TuneResult, frames, calibration, *, epochs: 
             "calibration": calibration[1],
             **tuned.criterion_json(),
             **tuned.scores.summary_json(),
-            "files": {e.source: tuned.scores.files[e.id].to_json() for e in plan.val_entries},
+            "files": {e.source: tuned.scores.files[e.id].to_json() for e in val_entries},
             "untuned_event_onset": tuned.baseline.event_onset.to_json(),
             "frame": frames.to_json(),
-            "split": {
-                "by": plan.split.by,
-                "groups": plan.dataset.groups_by,
-                "training_groups": plan.split.train_groups,
-                "validation_groups": plan.split.validation_groups,
-                "validation_files": len(plan.val_entries),
-                "negative_files": sum(e.negative for e in plan.val_entries),
-            },
+            "split": split,
         },
         training={
             "config": to_dict(plan.config.training),
