@@ -107,6 +107,9 @@ VARIANTS = {
     # early stopping and the kept epoch count only from epoch 10 of 15 (a held-out fold that is
     # best after epoch 1 made cattle ship its epoch-1 network)
     "late": Variant(config={"training": {"min_epochs": 10}}, needs=(("config", "training.min_epochs"),)),
+    # ---- the fifth session, on top of "plain": 3-fold cross-validation over the material's 5 folds
+    # chooses the epoch count and the post-processing on out-of-fold predictions, then trains on all
+    "cv3": Variant(config={"training": {"folds": 3}}, needs=(("config", "training.folds"),)),
     # + SpecAugment-style masks
     "masking": Variant(
         config={"training": {**_ON["training"], "time_mask_frames": 10, "feature_mask_columns": 8}},
