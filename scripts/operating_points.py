@@ -50,13 +50,12 @@ def references(table: Path, names) -> dict[str, list[Event]]:
     return found
 
 
-def alarms(probabilities: dict, reference: dict, post: PostConfig):
-    """False alarms and misses of ``post`` on these probabilities (frames of 10 ms)."""
-    durations = {name: len(p) / 100 for name, p in probabilities.items()}
+def alarms(probabilities: dict, reference: dict, post: PostConfig, *, frame_seconds: float):
+    """False alarms and misses of ``post`` on these probabilities (frames of ``frame_seconds``)."""
+    durations = {name: len(p) * frame_seconds for name, p in probabilities.items()}
     plain = PostConfig(threshold=post.threshold, min_duration=post.min_duration, merge_gap=post.merge_gap)
-    events = events_at(
-        _smoothed(probabilities, post.median_seconds, 0.01), post=plain, label=TARGET, frame_seconds=0.01, durations=durations
-    )
+    smoothed = _smoothed(probabilities, post.median_seconds, frame_seconds)
+    events = events_at(smoothed, post=plain, label=TARGET, frame_seconds=frame_seconds, durations=durations)
     f, _, counts = onset_figures(reference, events, label=TARGET, hours=hours_of(durations, reference))
     return f, counts
 
@@ -72,6 +71,8 @@ def main(argv=None) -> int:
     from soundnet.audio import audio_files
     from soundnet.detection import Detector
 
+    detector = Detector(args.run or work / "run")
+    frame = detector.card.features.frame_seconds
     tuning = {k.replace("|", "/"): v for k, v in np.load(work / "tune_probabilities.npz").items()}
     tuning_reference = references(work / "tune_annotations.tsv", tuning)
     grid = []
@@ -80,9 +81,8 @@ def main(argv=None) -> int:
             RETUNE_GRID["threshold"], RETUNE_GRID["min_duration"], RETUNE_GRID["merge_gap"]
         ):
             post = PostConfig(threshold=threshold, median_seconds=median, min_duration=min_duration, merge_gap=gap)
-            f, counts = alarms(tuning, tuning_reference, post)
+            f, counts = alarms(tuning, tuning_reference, post, frame_seconds=frame)
             grid.append((counts.false_alarms_per_hour, counts.miss_rate, -f, post))
-    detector = Detector(args.run or work / "run")
 
     def probabilities(folder: Path) -> dict:
         return {p.relative_to(folder).as_posix(): detector.probabilities(p)[0] for p in audio_files(folder)}
@@ -109,12 +109,12 @@ def main(argv=None) -> int:
             "postprocessing": {k: getattr(post, k) for k in ("threshold", "median_seconds", "min_duration", "merge_gap")},
             "tuning": {"false_alarms_per_hour": round(rate, 3), "recall": round(1 - miss_rate, 3)},
         }
-        _, counts = alarms(negatives, {name: [] for name in negatives}, post)
+        _, counts = alarms(negatives, {name: [] for name in negatives}, post, frame_seconds=frame)
         row["heldout_negatives"] = {"false_alarms": counts.false_alarms, "per_hour": round(counts.false_alarms_per_hour, 2)}
         for name, probs in sets.items():
-            _, counts = alarms(probs, references(work / name / "annotations.tsv", probs), post)
+            _, counts = alarms(probs, references(work / name / "annotations.tsv", probs), post, frame_seconds=frame)
             row[name] = {"recall": round(1 - counts.miss_rate, 3), "false_alarms": counts.false_alarms}
-        _, counts = alarms(example, example_reference, post)
+        _, counts = alarms(example, example_reference, post, frame_seconds=frame)
         row["example"] = f"{counts.reference - counts.misses}/{counts.reference}"
         rows.append(row)
         print(json.dumps(row), flush=True)
