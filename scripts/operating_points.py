@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -37,7 +37,7 @@ from soundnet.calibration import events_at  # noqa: E402
 from soundnet.config import PostConfig  # noqa: E402
 from soundnet.events import Event  # noqa: E402
 from soundnet.scoring import hours_of, onset_figures  # noqa: E402
-from soundnet.tuning import _smoothed  # noqa: E402
+from soundnet.tuning import _smoothed, grid_points  # noqa: E402
 
 
 def references(table: Path, names) -> dict[str, list[Event]]:
@@ -53,7 +53,7 @@ def references(table: Path, names) -> dict[str, list[Event]]:
 def alarms(probabilities: dict, reference: dict, post: PostConfig, *, frame_seconds: float):
     """False alarms and misses of ``post`` on these probabilities (frames of ``frame_seconds``)."""
     durations = {name: len(p) * frame_seconds for name, p in probabilities.items()}
-    plain = PostConfig(threshold=post.threshold, min_duration=post.min_duration, merge_gap=post.merge_gap)
+    plain = dataclasses.replace(post, median_seconds=0.0)
     smoothed = _smoothed(probabilities, post.median_seconds, frame_seconds)
     events = events_at(smoothed, post=plain, label=TARGET, frame_seconds=frame_seconds, durations=durations)
     f, _, counts = onset_figures(reference, events, label=TARGET, hours=hours_of(durations, reference))
@@ -77,10 +77,10 @@ def main(argv=None) -> int:
     tuning_reference = references(work / "tune_annotations.tsv", tuning)
     grid = []
     for median in RETUNE_GRID["median_seconds"]:
-        for threshold, min_duration, gap in itertools.product(
-            RETUNE_GRID["threshold"], RETUNE_GRID["min_duration"], RETUNE_GRID["merge_gap"]
-        ):
-            post = PostConfig(threshold=threshold, median_seconds=median, min_duration=min_duration, merge_gap=gap)
+        for threshold, off, min_duration, gap in grid_points(RETUNE_GRID):
+            post = PostConfig(
+                threshold=threshold, median_seconds=median, min_duration=min_duration, merge_gap=gap, off_threshold=off
+            )
             f, counts = alarms(tuning, tuning_reference, post, frame_seconds=frame)
             grid.append((counts.false_alarms_per_hour, counts.miss_rate, -f, post))
 
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         rate, miss_rate, _, post = min(within, key=lambda point: (point[1], point[0], point[2]))
         row = {
             "limit_per_hour": limit,
-            "postprocessing": {k: getattr(post, k) for k in ("threshold", "median_seconds", "min_duration", "merge_gap")},
+            "postprocessing": dataclasses.asdict(post),
             "tuning": {"false_alarms_per_hour": round(rate, 3), "recall": round(1 - miss_rate, 3)},
         }
         _, counts = alarms(negatives, {name: [] for name in negatives}, post, frame_seconds=frame)

@@ -357,4 +357,4 @@ def fit_event_calibration(
     )
 
 
-_POST_FIELDS = ("threshold", "median_seconds", "min_duration", "merge_gap")
+_POST_FIELDS = ("threshold", "off_threshold", "median_seconds", "min_duration", "merge_gap")

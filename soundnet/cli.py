@@ -303,6 +303,12 @@ def post_options(command):
     """Options that override the model card's post-processing."""
     options = [
         click.option("--threshold", type=PROBABILITY, help="Probability threshold (default: the model card's tuned value)."),
+        click.option(
+            "--off-threshold",
+            type=PROBABILITY,
+            help="Hysteresis: an event lasts while the probability stays at or above this, once it has reached "
+            "--threshold (default: the card's; with --threshold alone, none).",
+        ),
         click.option("--median", "median_seconds", type=SECONDS, help="Median filter length in seconds."),
         click.option("--min-duration", type=SECONDS, help="Drop events shorter than this (seconds)."),
         click.option("--merge-gap", type=SECONDS, help="Merge events closer than this (seconds)."),
@@ -312,9 +318,15 @@ def post_options(command):
     return command
 
 
-def _overrides(threshold, median_seconds, min_duration, merge_gap) -> dict:
+def _overrides(threshold, off_threshold, median_seconds, min_duration, merge_gap) -> dict:
     """The post-processing options given (None: keep the model card's value)."""
-    return {"threshold": threshold, "median_seconds": median_seconds, "min_duration": min_duration, "merge_gap": merge_gap}
+    return {
+        "threshold": threshold,
+        "off_threshold": off_threshold,
+        "median_seconds": median_seconds,
+        "min_duration": min_duration,
+        "merge_gap": merge_gap,
+    }
 
 
 @main.command()
@@ -401,6 +413,7 @@ def detect(
     resume,
     fail_fast,
     threshold,
+    off_threshold,
     median_seconds,
     min_duration,
     merge_gap,
@@ -427,7 +440,7 @@ def detect(
         inputs,
         model=model,
         runtime=runtime,
-        post=_overrides(threshold, median_seconds, min_duration, merge_gap),
+        post=_overrides(threshold, off_threshold, median_seconds, min_duration, merge_gap),
         outputs=plan,
         fail_fast=fail_fast,
         raw=raw,
@@ -483,6 +496,7 @@ def evaluate(
     seed,
     fail_fast,
     threshold,
+    off_threshold,
     median_seconds,
     min_duration,
     merge_gap,
@@ -513,7 +527,7 @@ def evaluate(
             annotations=annotations,
             model=model,
             target=target,
-            post=_overrides(threshold, median_seconds, min_duration, merge_gap),
+            post=_overrides(threshold, off_threshold, median_seconds, min_duration, merge_gap),
             output=output,
             plot_dir=plot_dir,
             fail_fast=fail_fast,

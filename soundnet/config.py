@@ -141,15 +141,28 @@ class PostConfig:
     median_seconds: float = 0.0  # median filter over the probabilities; 0: none; at most MAX_SECONDS
     min_duration: float = 0.0  # shorter events are dropped (seconds); at most MAX_SECONDS
     merge_gap: float = 0.0  # events closer than this are merged (seconds); at most MAX_SECONDS
+    # hysteresis: an event is a run of frames at or above it that reaches the threshold; None: the threshold
+    off_threshold: float | None = None
 
     def __str__(self) -> str:
+        off = "" if self.off_threshold is None else f" (off {self.off_threshold:g})"
         return (
-            f"threshold {self.threshold:g}, median filter {self.median_seconds:g} s, "
+            f"threshold {self.threshold:g}{off}, median filter {self.median_seconds:g} s, "
             f"minimum duration {self.min_duration:g} s, merge gap {self.merge_gap:g} s"
         )
 
+    @property
+    def off(self) -> float:
+        """The level an event lasts down to: ``off_threshold``, or the threshold without hysteresis."""
+        return self.threshold if self.off_threshold is None else self.off_threshold
+
     def __post_init__(self) -> None:
         _unit_interval(self, "threshold")
+        if self.off_threshold is not None and not 0 <= self.off_threshold <= self.threshold:
+            _fail(
+                f"off_threshold must be in [0, threshold]. Received: off_threshold={self.off_threshold}, "
+                f"threshold={self.threshold}"
+            )
         for name in ("median_seconds", "min_duration", "merge_gap"):
             if not 0 <= getattr(self, name) <= MAX_SECONDS:  # also refuses NaN
                 _fail(f"{name} must be >= 0 and at most {MAX_SECONDS:g} seconds. Received: {name}={getattr(self, name)}")

@@ -331,10 +331,15 @@ class Detector:
 
     def postprocessing(self, post: PostConfig | Mapping[str, float | None] | None = None) -> PostConfig:
         """The post-processing to use: ``post`` if a PostConfig, else the card's with the
-        values of ``post`` (a mapping) replaced (None values keep the card's)."""
+        values of ``post`` (a mapping) replaced (None values keep the card's). A new
+        ``threshold`` without an ``off_threshold`` drops the card's hysteresis, as
+        listen's ``--off`` follows a new ``--on``."""
         if isinstance(post, PostConfig):
             return post
-        return replace(self.card.postprocessing, **{k: v for k, v in (post or {}).items() if v is not None})
+        values = {k: v for k, v in (post or {}).items() if v is not None}
+        if "threshold" in values and "off_threshold" not in values:
+            values["off_threshold"] = None
+        return replace(self.card.postprocessing, **values)
 
 
 @dataclass(frozen=True)

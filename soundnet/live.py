@@ -76,10 +76,10 @@ class LivePost:
 
     @classmethod
     def from_card(cls, post: PostConfig, **overrides: float | None) -> LivePost:
-        """Live post-processing from a model card's tuned offline one: ``on`` and ``off`` its
-        threshold, ``min_duration`` its own, ``hold`` its merge gap, no refractory time; the
+        """Live post-processing from a model card's tuned offline one: ``on`` its threshold,
+        ``off`` its ``off_threshold`` (or the threshold, without hysteresis), ``min_duration`` its own, ``hold`` its merge gap, no refractory time; the
         ``overrides`` given (None: keep) replace them (``off`` follows a new ``on`` unless given)."""
-        values = {"on": post.threshold, "off": post.threshold, "min_duration": post.min_duration, "hold": post.merge_gap}
+        values = {"on": post.threshold, "off": post.off, "min_duration": post.min_duration, "hold": post.merge_gap}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if overrides.get("on") is not None and overrides.get("off") is None:
             values["off"] = values["on"]

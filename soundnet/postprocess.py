@@ -1,5 +1,5 @@
-"""From per-frame probabilities to events: median filter, threshold, gap merging,
-minimum duration. Pure functions."""
+"""From per-frame probabilities to events: median filter, threshold (with hysteresis),
+gap merging, minimum duration. Pure functions."""
 
 from __future__ import annotations
 
@@ -30,6 +30,17 @@ def active_runs(active: np.ndarray) -> np.ndarray:
     return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1)
 
 
+def hysteresis_runs(probabilities: np.ndarray, *, on: float, off: float) -> np.ndarray:
+    """``(k, 2)`` [start, stop) ranges of the runs of frames at or above ``off`` that hold a
+    frame at or above ``on`` (double thresholding; ``off == on``: plain thresholding)."""
+    runs = active_runs(probabilities >= off)
+    if len(runs) == 0 or off >= on:
+        return runs
+    # the maximum from each run's start to the next run's start: the frames between runs are below off
+    peaks = np.maximum.reduceat(probabilities, runs[:, 0])
+    return runs[peaks >= on]
+
+
 def to_events(
     probabilities: np.ndarray,
     *,
@@ -43,7 +54,8 @@ def to_events(
 
     Frame ``i`` (centred at ``i * frame_seconds``) stands for the interval
     ``[(i - 1/2) * frame_seconds, (i + 1/2) * frame_seconds)``, cut to ``[0, duration]``.
-    Runs of frames at or above the threshold (after the median filter) closer than
+    Runs of frames at or above the threshold (after the median filter; with
+    ``off_threshold``, runs at or above it that reach the threshold) closer than
     ``merge_gap`` are merged, then runs shorter than ``min_duration`` dropped. An
     event's confidence is its highest unfiltered frame probability.
 
@@ -53,7 +65,7 @@ def to_events(
     """
     probabilities = np.asarray(probabilities, np.float32)
     smoothed = smooth(probabilities, frames=median_frames(post.median_seconds, frame_seconds=frame_seconds))
-    runs = active_runs(smoothed >= post.threshold)
+    runs = hysteresis_runs(smoothed, on=post.threshold, off=post.off)
     merged: list[list[int]] = []
     for start, stop in runs:
         if merged and (start - merged[-1][1]) * frame_seconds <= post.merge_gap:

@@ -23,6 +23,8 @@ from soundnet.run import ModelCard
 from soundnet.scoring import Alarms, EventScores, event_scores, hours_of, onset_figures
 
 # The post-processing search: 9 thresholds x 5 median lengths x 4 minimum durations x 4 gaps.
+# A grid may also hold "off_threshold" values (hysteresis; None: none; one at or above a
+# threshold is none there); a grid without the key searches none.
 GRID = {
     "threshold": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     "median_seconds": (0.0, 0.05, 0.11, 0.21, 0.31),
@@ -103,6 +105,15 @@ def reference_probabilities(detector, references) -> tuple[dict[str, np.ndarray]
     return probabilities, durations
 
 
+def grid_points(grid: Mapping[str, Sequence[float]]) -> Iterable[tuple[float, float | None, float, float]]:
+    """(threshold, off_threshold, min_duration, merge_gap) of a grid. An off threshold at
+    or above a threshold is no hysteresis there: it counts as None (searched once)."""
+    for threshold in grid["threshold"]:
+        offs = dict.fromkeys(o if o is not None and o < threshold else None for o in grid.get("off_threshold", (None,)))
+        for off, min_duration, gap in itertools.product(offs, grid["min_duration"], grid["merge_gap"]):
+            yield threshold, off, min_duration, gap
+
+
 def search_postprocessing(
     probabilities: Mapping[str, np.ndarray],
     reference: Mapping[str, Sequence[Event]],
@@ -116,7 +127,7 @@ def search_postprocessing(
     """The post-processing with the best event-based F-score (onset collar 0.5 s) on
     labelled files; ties go to the lower error rate, then to the threshold nearest
     0.5, then to more smoothing (longer median filter and minimum duration: safer on
-    unseen audio), then to the smaller gap.
+    unseen audio), then to the smaller gap, then to less hysteresis.
 
     With ``max_false_alarms_per_hour``, the point of the grid with the fewest misses
     (lowest miss rate) among those with at most that many false alarms per hour;
@@ -136,7 +147,8 @@ def search_postprocessing(
     durations : mapping name -> seconds
         File lengths.
     grid : mapping
-        The values searched for each PostConfig field.
+        The values searched for each PostConfig field; ``off_threshold`` is optional
+        (None: no hysteresis; a value at or above a threshold is none there).
     max_false_alarms_per_hour : float >= 0 or None
         The false alarm limit; None chooses by F-score.
 
@@ -151,11 +163,11 @@ def search_postprocessing(
     best_key, best_post, fewest = None, None, None
     for median in grid["median_seconds"]:
         smoothed = _smoothed(probabilities, median, frame_seconds)
-        for threshold, min_duration, gap in itertools.product(grid["threshold"], grid["min_duration"], grid["merge_gap"]):
-            post = PostConfig(threshold=threshold, median_seconds=0.0, min_duration=min_duration, merge_gap=gap)
+        for threshold, off, min_duration, gap in grid_points(grid):
+            post = PostConfig(threshold=threshold, min_duration=min_duration, merge_gap=gap, off_threshold=off)
             events = events_at(smoothed, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
             f, er, alarms = onset_figures(reference, events, label=label, hours=hours)
-            key = (round(f, 9), -round(er, 9), -abs(threshold - 0.5), median, min_duration, -gap)
+            key = (round(f, 9), -round(er, 9), -abs(threshold - 0.5), median, min_duration, -gap, -(threshold - post.off))
             if max_false_alarms_per_hour is not None:
                 rate, miss_rate = _rate(alarms), alarms.miss_rate or 0.0
                 if fewest is None or (rate, miss_rate) < fewest:
@@ -165,7 +177,7 @@ def search_postprocessing(
                 key = (-round(miss_rate, 9), -round(rate, 9), *key)
             if best_key is None or key > best_key:
                 best_key = key
-                best_post = PostConfig(threshold=threshold, median_seconds=median, min_duration=min_duration, merge_gap=gap)
+                best_post = dataclasses.replace(post, median_seconds=median)
     if best_post is None:
         raise FalseAlarmLimitError(max_false_alarms_per_hour, *fewest)
     baseline = event_scores(
@@ -196,8 +208,9 @@ def operating_curve(
     thresholds: Iterable[float] = CURVE_THRESHOLDS,
 ) -> list[CurvePoint]:
     """False alarms per hour and miss rate (event-based, onset collar 0.5 s) at each
-    threshold, the rest of ``post`` (median filter, minimum duration, gap) fixed: a
-    DET-like curve of the operating points a detector offers.
+    threshold, the rest of ``post`` (median filter, minimum duration, gap, off threshold
+    where it lies below the threshold) fixed: a DET-like curve of the operating points a
+    detector offers.
 
     Parameters
     ----------
@@ -227,7 +240,8 @@ def operating_curve(
     smoothed = _smoothed(probabilities, post.median_seconds, frame_seconds)
     curve = []
     for threshold in sorted(set(thresholds)):
-        at = dataclasses.replace(post, threshold=threshold, median_seconds=0.0)
+        off = post.off_threshold if post.off_threshold is not None and post.off_threshold < threshold else None
+        at = dataclasses.replace(post, threshold=threshold, median_seconds=0.0, off_threshold=off)
         events = events_at(smoothed, post=at, label=label, frame_seconds=frame_seconds, durations=durations)
         _, _, alarms = onset_figures(reference, events, label=label, hours=hours)
         curve.append(CurvePoint(float(threshold), alarms.false_alarms_per_hour, alarms.miss_rate))

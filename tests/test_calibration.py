@@ -277,7 +277,13 @@ def test_tune_fits_the_calibration_again_for_its_post_processing(trained, tmp_pa
     assert read_card(run).calibration == card.calibration
     fitted = card.calibration.fitted
     assert fitted["files"] == 4
-    assert fitted["postprocessing"] == {"threshold": 0.05, "median_seconds": 0.0, "min_duration": 0.0, "merge_gap": 0.0}
+    assert fitted["postprocessing"] == {
+        "threshold": 0.05,
+        "off_threshold": None,
+        "median_seconds": 0.0,
+        "min_duration": 0.0,
+        "merge_gap": 0.0,
+    }
     assert card.validation["calibration"] == (
         f"confidence calibrated ({card.calibration.method}) on {fitted['events']} events of 4 file(s) "
         f"({fitted['true_events']} true): expected calibration error {fitted['raw_ece']:.3f} raw, "

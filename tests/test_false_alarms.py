@@ -361,3 +361,41 @@ def test_audio_without_any_target_event_is_scored_when_the_target_is_known(tmp_p
     assert evaluation.scores.alarms.reference == 0
     with pytest.raises(SoundnetError, match="no event"):
         evaluate_table([folder], estimated, annotations=reference, target=None)
+
+
+def test_search_finds_the_hysteresis_that_keeps_long_events_and_drops_spikes():
+    # each true event holds 0.95 for 0.2 s inside 2 s at 0.6; the false alarms: a 0.2 s spike at 0.95
+    # and a 3 s hum at 0.6. No plain threshold and minimum duration keeps both events and drops both.
+    bursts = [(10.0, 12.0, 0.6), (10.5, 10.7, 0.95), (40.0, 42.0, 0.6), (41.0, 41.2, 0.95), (70.0, 70.2, 0.95)]
+    bursts.append((80.0, 83.0, 0.6))
+    probabilities = {"a.wav": planted_probabilities(100.0, bursts)}
+    reference = {"a.wav": [Event("a.wav", 10.0, 12.0, "beep"), Event("a.wav", 40.0, 42.0, "beep")]}
+    grid = {"threshold": (0.5, 0.9), "median_seconds": (0.0,), "min_duration": (0.0, 1.0), "merge_gap": (0.0,)}
+    without = search(probabilities, reference, grid=grid)
+    assert without.scores.alarms.false_alarms + without.scores.alarms.misses > 0
+    found = search(probabilities, reference, grid={**grid, "off_threshold": (None, 0.5)})
+    assert found.post.off_threshold == 0.5 and found.post.threshold == 0.9 and found.post.min_duration == 1.0
+    assert found.scores.alarms.false_alarms == 0 and found.scores.alarms.misses == 0
+    # an off threshold at or above every threshold is no hysteresis: the plain search
+    assert search(probabilities, reference, grid={**grid, "off_threshold": (0.9,)}) == without
+
+
+def test_detect_with_hysteresis_from_the_card_and_the_command_line(tmp_path):
+    example = BUNDLED_MODEL.parents[2] / "examples" / "smoke_alarm.wav"
+    model = shutil.copytree(BUNDLED_MODEL, tmp_path / "model")
+    card = read_card(model)
+    write_card(model, dataclasses.replace(card, postprocessing=dataclasses.replace(card.postprocessing, off_threshold=0.5)))
+    detector = Detector(model)
+    assert detector.postprocessing().off_threshold == 0.5  # the card's
+    assert detector.postprocessing({"off_threshold": 0.3}).off_threshold == 0.3
+    assert detector.postprocessing({"threshold": 0.95}).off_threshold is None  # a new threshold drops it
+
+    def spans(*options):
+        out = ok(cli("detect", example, "--model", model, "--format", "tsv", *options)).stdout
+        return [tuple(map(float, row.split("\t")[1:3])) for row in out.splitlines()[1:]]
+
+    wide, plain = spans(), spans("--threshold", str(card.postprocessing.threshold))
+    assert plain and len(wide) <= len(plain)
+    assert all(any(w[0] <= p[0] and p[1] <= w[1] for w in wide) for p in plain)  # hysteresis only widens and joins
+    assert spans("--off-threshold", "0.5") == wide
+    fails(cli("detect", example, "--model", model, "--threshold", "0.3", "--off-threshold", "0.5"), "off_threshold must be in")

@@ -136,6 +136,9 @@ def test_live_post_options_are_checked():
     assert LivePost.from_card(card) == LivePost(on=0.9, off=0.9, min_duration=2.0, hold=1.5)
     assert LivePost.from_card(card, on=0.7) == LivePost(on=0.7, off=0.7, min_duration=2.0, hold=1.5)
     assert LivePost.from_card(card, off=0.5, refractory=3.0).off == 0.5
+    hysteresis = PostConfig(threshold=0.9, off_threshold=0.4, min_duration=2.0, merge_gap=1.5)
+    assert LivePost.from_card(hysteresis) == LivePost(on=0.9, off=0.4, min_duration=2.0, hold=1.5)
+    assert LivePost.from_card(hysteresis, on=0.7).off == 0.7  # off follows a new on, as detect's does
 
 
 # -- the rolling window scorer

@@ -7,8 +7,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 from soundnet.config import PostConfig
+from soundnet.errors import SoundnetError
 from soundnet.events import Event
-from soundnet.postprocess import active_runs, median_frames, smooth, to_events
+from soundnet.postprocess import active_runs, hysteresis_runs, median_frames, smooth, to_events
 
 FS = 0.01
 
@@ -140,3 +141,40 @@ def test_events_sorted_and_disjoint_on_noise():
         for a, b in zip(events, events[1:], strict=False):
             assert a.offset < b.onset
         assert all(0 <= e.onset < e.offset <= 49.995 and 0 <= e.confidence <= 1 for e in events)
+
+
+# -- hysteresis (off_threshold)
+
+
+def test_hysteresis_keeps_the_runs_that_reach_the_threshold_whole():
+    # a run at 0.6 holding one frame at 0.95, and a run at 0.6 that never reaches 0.9
+    p = probs(300, (20, 80, 0.6), (50, 51, 0.95), (150, 200, 0.6))
+    assert spans(detect(p, threshold=0.9)) == [(0.495, 0.505)]
+    assert spans(detect(p, threshold=0.9, off_threshold=0.5)) == [(0.195, 0.795)]
+    assert detect(p, threshold=0.9, off_threshold=0.9) == detect(p, threshold=0.9)  # off == threshold: none
+    # the minimum duration and the gap act on the whole runs
+    assert detect(p, threshold=0.9, off_threshold=0.5, min_duration=0.5) == detect(p, threshold=0.9, off_threshold=0.5)
+    assert detect(p, threshold=0.9, min_duration=0.5) == []
+
+
+def test_hysteresis_runs_match_a_frame_by_frame_count():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        p = rng.random(rng.integers(0, 80)).astype(np.float32)
+        on, off = sorted(rng.random(2), reverse=True)
+        expected, start = [], None
+        for i, value in enumerate([*p, -1.0]):  # a run of frames >= off, kept if one of them is >= on
+            if value >= off and start is None:
+                start = i
+            elif value < off and start is not None:
+                if p[start:i].max() >= on:
+                    expected.append([start, i])
+                start = None
+        assert hysteresis_runs(p, on=on, off=off).tolist() == expected
+
+
+def test_off_threshold_above_the_threshold_is_refused():
+    with pytest.raises(SoundnetError, match=r"off_threshold must be in \[0, threshold\]"):
+        PostConfig(threshold=0.5, off_threshold=0.7)
+    assert str(PostConfig(threshold=0.9, off_threshold=0.5)).startswith("threshold 0.9 (off 0.5),")
+    assert PostConfig(threshold=0.9).off == 0.9 and PostConfig(threshold=0.9, off_threshold=0.4).off == 0.4

@@ -171,3 +171,16 @@ def test_event_table_round_trip(case):
     assert [(a.filename, a.event) for a in read] == unique
     offset = 1 if header != "none" else 0
     assert [a.line for a in read] == [offset + 1 + rows.index(row) for row in unique]
+
+
+@SETTINGS
+@given(p=probability_arrays(), threshold=unit, below=unit)
+def test_hysteresis_events_cover_the_plain_ones(p, threshold, below):
+    plain = PostConfig(threshold=threshold)
+    hysteresis = PostConfig(threshold=threshold, off_threshold=threshold * below)
+    duration = max(len(p) - 1, 0) * FS + 0.005
+    kw = dict(frame_seconds=FS, duration=duration, filename="f.wav", label="x")
+    wide = to_events(p, post=hysteresis, **kw)
+    for e in to_events(p, post=plain, **kw):
+        assert any(w.onset <= e.onset and e.offset <= w.offset for w in wide)
+    assert len(wide) <= len(to_events(p, post=plain, **kw))  # runs only join
