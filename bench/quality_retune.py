@@ -10,12 +10,19 @@ reference), and the copy is evaluated on the test mixtures and run over the pure
 audio, as the original was. ``--grid scaled`` searches soundnet's grid (``tuning.GRID``) plus
 minimum durations and gaps of a quarter and a half of the median length of the validation
 events (:func:`grid_for`, a trial: not soundnet's default); ``--grid fixed`` ``tuning.GRID``
-alone. The network is not retrained: only the post-processing differs from the original run.
+alone; ``--grid hysteresis`` ``tuning.GRID`` plus off thresholds (:data:`HYSTERESIS`). The
+network is not retrained: only the post-processing differs from the original run.
+
+A cross-validated run (``training.folds``, e.g. variant ``cv3``) is tuned on its pooled
+out-of-fold probabilities, as ``soundnet train`` tuned it. Training deletes its folds when it
+ends, so give ``--out-of-fold DIR``: a copy of each ``run.partial/folds/fold-K/held_out.npz``
+made while it ran (``DIR/<material>/seed<S>/fold-K/held_out.npz``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import statistics
@@ -29,6 +36,7 @@ import quality_material as material  # noqa: E402
 from _common import CACHE  # noqa: E402
 
 SCALED_FRACTIONS = (0.25, 0.5)
+HYSTERESIS = (None, 0.2, 0.4)  # the off thresholds of --grid hysteresis
 
 
 def grid_for(reference: dict, *, label: str) -> dict:
@@ -48,7 +56,45 @@ def grid_for(reference: dict, *, label: str) -> dict:
     return grid
 
 
-def retune(mat: Path, work: Path, name: str, grid: str, info: dict) -> dict | None:
+def out_of_fold(folder: Path, dataset_dir: Path) -> tuple[dict, dict, dict, float, str]:
+    """Pooled out-of-fold probabilities of a cross-validated run (copies of its folds'
+    ``held_out.npz`` in ``folder``), with their reference events and lengths from the dataset."""
+    import numpy as np
+
+    from soundnet.dataset import Dataset
+
+    dataset = Dataset.open(dataset_dir)
+    probabilities = {}
+    for saved in sorted(folder.glob("fold-*/held_out.npz")):
+        with np.load(saved) as held:
+            probabilities.update({name: held[name] for name in held.files})
+    entries = {e.id: e for e in dataset.entries if e.id in probabilities}
+    frame = dataset.feature_config.frame_seconds
+    reference = {name: dataset.events(e) for name, e in entries.items()}
+    durations = {name: e.frames * frame for name, e in entries.items()}
+    return probabilities, reference, durations, frame, dataset.target
+
+
+def retune_cross_validated(run_dir: Path, oof: Path, dataset_dir: Path, grid: dict) -> tuple:
+    """Search the post-processing on the pooled out-of-fold probabilities (as training
+    did), refit the calibration for it, and write both into ``run_dir``'s card."""
+    import dataclasses
+
+    from soundnet.calibration import fit_event_calibration
+    from soundnet.run import read_card, write_card
+    from soundnet.tuning import search_postprocessing
+
+    probabilities, reference, durations, frame, target = out_of_fold(oof, dataset_dir)
+    search = dict(label=target, frame_seconds=frame, durations=durations)
+    tuned = search_postprocessing(probabilities, reference, grid=grid, **search)
+    calibration, note = fit_event_calibration(probabilities, reference, post=tuned.post, **search)
+    card = read_card(run_dir)
+    validation = {**card.validation, **tuned.scores.summary_json(), "calibration": note}
+    write_card(run_dir, dataclasses.replace(card, postprocessing=tuned.post, validation=validation, calibration=calibration))
+    return tuned, len(probabilities)
+
+
+def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path | None = None) -> dict | None:
     from soundnet.evaluation import read_references
     from soundnet.tuning import GRID, tune
 
@@ -63,11 +109,24 @@ def retune(mat: Path, work: Path, name: str, grid: str, info: dict) -> dict | No
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(original / "run", run_dir)
     card = json.loads((run_dir / "card.json").read_text())
-    files = sorted(card["validation"]["files"])
     table = mat / "train" / "annotations.tsv"
     target = card["target"]
-    searched = GRID if grid == "fixed" else grid_for(read_references(files, table, target=target).events, label=target)
-    tuning = tune(run_dir, files, annotations=table, grid=searched)
+    if card["validation"].get("split", {}).get("folds"):  # cross-validated: its pooled out-of-fold probabilities
+        if oof is None or not any(oof.glob("fold-*/held_out.npz")):
+            raise SystemExit(f"{original}: a cross-validated run needs --out-of-fold (no fold-*/held_out.npz in {oof})")
+        if grid == "scaled":
+            raise SystemExit("--grid scaled needs a run validated on files; use fixed or hysteresis")
+        searched = {**GRID, "off_threshold": HYSTERESIS} if grid == "hysteresis" else GRID
+        dataset_dir = work / f"data-{name.split('-')[1]}"
+        tuning, files_tuned = retune_cross_validated(run_dir, oof, dataset_dir, searched)
+        print(f"{name}: tuned on the out-of-fold probabilities of {files_tuned} files")
+    else:
+        files = sorted(card["validation"]["files"])
+        if grid == "scaled":
+            searched = grid_for(read_references(files, table, target=target).events, label=target)
+        else:
+            searched = {**GRID, "off_threshold": HYSTERESIS} if grid == "hysteresis" else GRID
+        tuning = tune(run_dir, files, annotations=table, grid=searched)
     test = mat / "test"
     evaluation = out / "test-evaluation.json"
     quality.run([*quality.SOUNDNET, "-q", "evaluate", test, "-a", test / "annotations.tsv", "-m", run_dir, "-o", evaluation])
@@ -84,7 +143,7 @@ def retune(mat: Path, work: Path, name: str, grid: str, info: dict) -> dict | No
     figures |= {
         "validation_event_f1": validation,
         "validation_gap": None if validation is None else validation - figures["event_f1"],
-        "post": {k: getattr(tuning.post, k) for k in ("threshold", "median_seconds", "min_duration", "merge_gap")},
+        "post": dataclasses.asdict(tuning.post),
         "before": {k: before[k] for k in ("event_f1", "validation_event_f1", "false_alarms_per_hour_mixtures")},
         "grid": {k: list(v) for k, v in searched.items()},
     }
@@ -119,7 +178,8 @@ def main() -> int:
     parser.add_argument("--variant", default="plain")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--grid", choices=("scaled", "fixed"), default="scaled")
+    parser.add_argument("--grid", choices=("scaled", "fixed", "hysteresis"), default="scaled")
+    parser.add_argument("--out-of-fold", type=Path, help="copies of cross-validated runs' folds (see above)")
     parser.add_argument("--train", type=int, default=250)
     parser.add_argument("--test", type=int, default=100)
     parser.add_argument("--material-seed", type=int, default=0)
@@ -135,7 +195,9 @@ def main() -> int:
         for variant in args.variant.split(","):
             rows = []
             for seed in (int(s) for s in args.seeds.split(",")):
-                figures = retune(mat, work, f"soundnet-{variant}-epochs{args.epochs}-seed{seed}", args.grid, info)
+                name = f"soundnet-{variant}-epochs{args.epochs}-seed{seed}"
+                oof = None if args.out_of_fold is None else args.out_of_fold / mat.name / f"seed{seed}"
+                figures = retune(mat, work, name, args.grid, info, oof=oof)
                 if figures is None:
                     print(f"{target} {variant} seed {seed}: no finished run in {work}")
                     continue

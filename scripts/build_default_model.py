@@ -562,12 +562,14 @@ def heldout_summary(evaluation: dict) -> dict:
 
 # The re-tuning grid: soundnet's, with merge gaps up to 2 s (the labelling decision), and
 # stricter thresholds and longer medians and minimum durations (for a false alarm limit: an
-# alarm keeps the probability up for a second or more, most false alarms are shorter).
+# alarm keeps the probability up for a second or more, most false alarms are shorter), and
+# hysteresis (an alarm whose probability dips below a strict threshold keeps its length).
 RETUNE_GRID = {
     "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.965, 0.97, 0.975, 0.98, 0.985, 0.99),
     "median_seconds": (0.0, 0.11, 0.21, 0.51, 1.01),
     "min_duration": (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 1.6, 2.0),
     "merge_gap": (0.5, 1.0, 1.6, 2.0),
+    "off_threshold": (None, 0.5, 0.8),
 }
 
 

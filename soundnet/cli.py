@@ -560,13 +560,20 @@ def _fmt_rate(value) -> str:
 @click.option("--audio", type=EXISTING_FOLDER, help="Folder of the reviewed table's recordings (with --reviewed).")
 @library_errors
 def tune(run, inputs, annotations, label_column, max_false_alarms_per_hour, reviewed, audio):
-    """Search RUN's post-processing (threshold, median, minimum duration, gap) on labelled audio; update its card."""
+    """Search RUN's post-processing (threshold, median, minimum duration, gap) on labelled audio; update its card.
+
+    With no INPUTS and no --reviewed, a cross-validated run (train --folds) re-tunes on its own out-of-fold predictions.
+    """
+    from soundnet.run import OUT_OF_FOLD_FILE
     from soundnet.tuning import tune as run_tune
 
     if (reviewed is None) != (audio is None):
         raise click.UsageError("--reviewed and --audio go together (the table and the folder of its recordings)")
-    if not inputs and reviewed is None:
-        raise click.UsageError("give annotated audio (INPUTS) or a reviewed table (--reviewed, --audio), or both")
+    if not inputs and reviewed is None and not (Path(run) / OUT_OF_FOLD_FILE).is_file():
+        raise click.UsageError(
+            "give annotated audio (INPUTS) or a reviewed table (--reviewed, --audio), or both "
+            f"(only a cross-validated run, trained with --folds, tunes on its own predictions; {run} is not one)"
+        )
     tuning = run_tune(
         run,
         inputs,

@@ -3,7 +3,9 @@
 ``model.keras`` (the network), ``model.tflite`` (the same network for the LiteRT
 runtime), ``card.json`` (feature config and feature-code version, normalisation
 statistics, target label, tuned post-processing, validation metrics, soundnet version,
-and the SHA-256 of both network files), ``history.csv`` and ``train.log``.
+and the SHA-256 of both network files), ``history.csv`` and ``train.log``; a
+cross-validated run also keeps ``out_of_fold.npz``, the predictions its post-processing
+was tuned on (:func:`write_out_of_fold`).
 
 This module owns the folder: its file names, reading and writing the card, checking
 that the network files are the ones the card describes, and putting a finished run in
@@ -37,6 +39,7 @@ TFLITE_FILE = "model.tflite"
 CARD_FILE = "card.json"
 HISTORY_FILE = "history.csv"
 LOG_FILE = "train.log"
+OUT_OF_FOLD_FILE = "out_of_fold.npz"
 NETWORK_FILES = (MODEL_FILE, TFLITE_FILE)
 
 
@@ -283,6 +286,59 @@ def load_keras_model(run: Path, card: ModelCard):
     if shapes != input_shapes(card.features.n_mfcc, card.model.window):
         raise SoundnetError(f"{path}: model inputs {shapes} do not match the card's feature config")
     return model
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """A cross-validated run's out-of-fold predictions: each training file's per-frame
+    probabilities by the network of the fold that held its group out, with its reference
+    events and length, by file name (what ``soundnet tune RUN`` tunes on without audio)."""
+
+    probabilities: dict[str, np.ndarray]
+    events: dict[str, list]
+    durations: dict[str, float]
+    target: str
+
+
+def write_out_of_fold(run: Path, oof: OutOfFold) -> None:
+    """Write ``oof`` to ``run/out_of_fold.npz`` (atomically): arrays ``p0``, ``p1``, ... and
+    the names, lengths and events as JSON in ``meta`` (no pickle)."""
+    import json
+
+    from soundnet.storage import atomic_path
+
+    names = sorted(oof.probabilities)
+    meta = {
+        "target": oof.target,
+        "files": [
+            {"name": n, "duration": oof.durations[n], "events": [[e.onset, e.offset] for e in oof.events.get(n, [])]}
+            for n in names
+        ],
+    }
+    arrays = {f"p{i}": np.asarray(oof.probabilities[n], np.float32) for i, n in enumerate(names)}
+    with atomic_path(Path(run) / OUT_OF_FOLD_FILE) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def read_out_of_fold(run: Path) -> OutOfFold | None:
+    """The run's out-of-fold predictions, or None when it has none (not cross-validated)."""
+    import json
+
+    from soundnet.events import Event
+
+    path = Path(run) / OUT_OF_FOLD_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            meta = json.loads(str(saved["meta"]))
+            files = meta["files"]
+            probabilities = {f["name"]: saved[f"p{i}"] for i, f in enumerate(files)}
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        raise SoundnetError(f"{path}: not a readable out-of-fold file ({error})") from None
+    target = meta["target"]
+    events = {f["name"]: [Event(f["name"], on, off, target) for on, off in f["events"]] for f in files}
+    return OutOfFold(probabilities, events, {f["name"]: float(f["duration"]) for f in files}, target)
 
 
 @dataclass(frozen=True)

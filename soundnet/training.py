@@ -45,6 +45,7 @@ from soundnet.run import (
     MODEL_FILE,
     TFLITE_FILE,
     ModelCard,
+    OutOfFold,
     check_run_destination,
     file_digest,
     load_keras_model,
@@ -53,6 +54,7 @@ from soundnet.run import (
     seal,
     verify_network_files,
     write_card,
+    write_out_of_fold,
 )
 from soundnet.scoring import frame_scores
 from soundnet.storage import atomic_path, ensure_room, read_json, save_npy, write_json, write_text
@@ -676,6 +678,14 @@ def _cross_validated(
     }
     card = _final_card(plan, tuned, frames, calibration, epochs=epochs, split=split, val_entries=val_entries)
     card = dataclasses.replace(card, training={**card.training, "folds": records})
+    frame_seconds = dataset.feature_config.frame_seconds
+    oof = OutOfFold(
+        {e.source: probabilities[e.id] for e in val_entries},
+        {e.source: dataset.events(e) for e in val_entries},
+        {e.source: e.frames * frame_seconds for e in val_entries},
+        dataset.target,
+    )
+    write_out_of_fold(partial, oof)  # what the post-processing was tuned on: soundnet tune RUN re-tunes on it
     shutil.rmtree(partial / FOLDS_FOLDER, ignore_errors=True)
     return model, card, epochs
 

@@ -35,6 +35,8 @@ GRID = {
 CURVE_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))
 """The thresholds of the operating curve: 0.01, 0.02, ... 0.99."""
 
+OUT_OF_FOLD_NOTE = "out-of-fold predictions of the run's cross-validation (out_of_fold.npz)"
+
 BEST_F1 = "best event F1"
 FEWEST_MISSES = "fewest misses within the false alarm limit"
 
@@ -267,7 +269,7 @@ class Tuning:
 
 def tune(
     run: Path,
-    inputs: Path | str | Iterable[Path | str],
+    inputs: Path | str | Iterable[Path | str] | None = None,
     *,
     annotations: Path | None = None,
     grid: Mapping[str, Sequence[float]] | None = None,
@@ -284,7 +286,9 @@ def tune(
     run : Path
         A run folder (written by :func:`soundnet.training`).
     inputs : path or iterable of paths
-        Audio files and folders.
+        Audio files and folders. None (or empty) with no reviewed table: a
+        cross-validated run's own out-of-fold predictions (``out_of_fold.npz``, what
+        training tuned on), so another criterion or false alarm limit needs no audio.
     annotations : Path or None
         A DCASE or Raven table of reference events; None reads the label files beside
         the audio.
@@ -327,12 +331,22 @@ def tune(
         raise UsageError("a reviewed table needs the folder of its audio: give both reviewed and audio")
     detector = Detector(run)
     card = detector.card
-    if as_paths(inputs):
+    inputs = () if inputs is None else inputs
+    if not as_paths(inputs) and reviewed is None:
+        from soundnet.run import read_out_of_fold
+
+        oof = read_out_of_fold(run)
+        if oof is None:
+            raise UsageError(
+                f"nothing to tune on: give annotated audio or a reviewed table ({run} holds no out-of-fold "
+                "predictions: only a cross-validated run does, trained with --folds)"
+            )
+        probabilities, durations, events, target = oof.probabilities, oof.durations, oof.events, oof.target
+        tuned_on = [f"{OUT_OF_FOLD_NOTE}: {len(probabilities)} files"]
+    elif as_paths(inputs):
         references = read_references(inputs, annotations, target=card.target, label_column=label_column)
         probabilities, durations = reference_probabilities(detector, references)
         events, target, tuned_on = references.events, references.target, [str(p) for p in references.paths.values()]
-    elif reviewed is None:
-        raise UsageError("nothing to tune on: give annotated audio or a reviewed table")
     else:
         probabilities, durations, events, target, tuned_on = {}, {}, {}, card.target, []
     extra = {}
@@ -378,7 +392,7 @@ def tune(
     }
     card = dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration)
     write_card(run, card)
-    files = [Path(p) for p in tuned_on]
+    files = [Path(p) for p in tuned_on if not p.startswith(OUT_OF_FOLD_NOTE)]
     return Tuning(
         Path(run), result.post, result.scores, result.baseline, card, files, result.criterion, result.max_false_alarms_per_hour
     )

@@ -16,6 +16,8 @@ from planted import planted_set
 
 from soundnet.errors import SoundnetError
 from soundnet.groups import fold_splits
+from soundnet.run import read_card, read_out_of_fold
+from soundnet.tuning import tune
 
 
 @given(
@@ -120,3 +122,16 @@ def test_an_interrupted_cross_validation_resumes_after_its_finished_folds(tmp_pa
     assert len(card["training"]["files"]) == 6  # the shipped network trained on every file
     assert not (run / "folds").exists() and not (tmp_path / "run.partial").exists()
     ok(cli("detect", tmp_path / "audio" / names[0], "--model", run))
+
+    # the out-of-fold predictions stay in the run: tune re-tunes on them without audio
+    oof = read_out_of_fold(run)
+    assert sorted(oof.probabilities) == sorted(card["validation"]["files"]) and oof.target == card["target"]
+    assert all(len(p) == round(oof.durations[n] / 0.01) for n, p in oof.probabilities.items())
+    assert all(any(np.array_equal(p, q) for p in oof.probabilities.values()) for q in first.values())  # fold 1's, as saved
+    assert sum(len(e) for e in oof.events.values()) == card["validation"]["alarms"]["reference"]
+    tuned = tune(run)  # the same grid and criterion on the same predictions: what training chose
+    assert tuned.post == read_card(run).postprocessing and tuned.files == []
+    assert tuned.scores.event_onset.f_measure == card["validation"]["event_onset"]["f_measure"]
+    assert read_card(run).validation["tuned_on"][0].startswith("out-of-fold predictions")
+    out = ok(cli("tune", run, "--max-false-alarms-per-hour", "1000")).stdout
+    assert "fewest misses with at most 1000 false alarms per hour" in out
