@@ -762,7 +762,10 @@ def export_command(run, fmt, out, dataset, calibration_windows, report):
     "--on", "--threshold", "on", type=PROBABILITY, help="An event starts at this probability (default: the card's threshold)."
 )
 @click.option(
-    "--off", type=PROBABILITY, help="An event lasts while the probability stays at or above this (hysteresis; default: --on)."
+    "--off",
+    type=PROBABILITY,
+    help="An event lasts while the probability stays at or above this (hysteresis; default: the card's off_threshold, "
+    "else --on; with --on alone: --on).",
 )
 @click.option("--min-duration", type=SECONDS, help="Announce an event once it has lasted this long (default: the card's).")
 @click.option("--hold", type=SECONDS, help="An event ends after this long below --off (default: the card's merge gap).")
