@@ -10,7 +10,8 @@ reference), and the copy is evaluated on the test mixtures and run over the pure
 audio, as the original was. ``--grid scaled`` searches soundnet's grid (``tuning.GRID``) plus
 minimum durations and gaps of a quarter and a half of the median length of the validation
 events (:func:`grid_for`, a trial: not soundnet's default); ``--grid fixed`` ``tuning.GRID``
-alone; ``--grid hysteresis`` ``tuning.GRID`` plus off thresholds (:data:`HYSTERESIS`). The
+without its off thresholds (the grid before hysteresis); ``--grid hysteresis`` ``tuning.GRID``
+with them (:data:`HYSTERESIS`). The
 network is not retrained: only the post-processing differs from the original run.
 
 A cross-validated run (``training.folds``, e.g. variant ``cv3``) is tuned on its pooled
@@ -116,7 +117,7 @@ def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path
             raise SystemExit(f"{original}: a cross-validated run needs --out-of-fold (no fold-*/held_out.npz in {oof})")
         if grid == "scaled":
             raise SystemExit("--grid scaled needs a run validated on files; use fixed or hysteresis")
-        searched = {**GRID, "off_threshold": HYSTERESIS} if grid == "hysteresis" else GRID
+        searched = {**GRID, "off_threshold": HYSTERESIS if grid == "hysteresis" else (None,)}
         dataset_dir = work / f"data-{name.split('-')[1]}"
         tuning, files_tuned = retune_cross_validated(run_dir, oof, dataset_dir, searched)
         print(f"{name}: tuned on the out-of-fold probabilities of {files_tuned} files")
@@ -125,7 +126,7 @@ def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path
         if grid == "scaled":
             searched = grid_for(read_references(files, table, target=target).events, label=target)
         else:
-            searched = {**GRID, "off_threshold": HYSTERESIS} if grid == "hysteresis" else GRID
+            searched = {**GRID, "off_threshold": HYSTERESIS if grid == "hysteresis" else (None,)}
         tuning = tune(run_dir, files, annotations=table, grid=searched)
     test = mat / "test"
     evaluation = out / "test-evaluation.json"
