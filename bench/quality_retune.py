@@ -15,9 +15,10 @@ with them (:data:`HYSTERESIS`). The
 network is not retrained: only the post-processing differs from the original run.
 
 A cross-validated run (``training.folds``, e.g. variant ``cv3``) is tuned on its pooled
-out-of-fold probabilities, as ``soundnet train`` tuned it. Training deletes its folds when it
-ends, so give ``--out-of-fold DIR``: a copy of each ``run.partial/folds/fold-K/held_out.npz``
-made while it ran (``DIR/<material>/seed<S>/fold-K/held_out.npz``).
+out-of-fold probabilities, as ``soundnet train`` tuned it: ``soundnet tune RUN`` on the run's
+``out_of_fold.npz``. A run trained before soundnet kept that file gets it from
+``--out-of-fold DIR``: copies of its ``run.partial/folds/fold-K/held_out.npz`` made while it
+ran (``DIR/<material>/seed<S>/fold-K/held_out.npz``).
 """
 
 from __future__ import annotations
@@ -57,46 +58,34 @@ def grid_for(reference: dict, *, label: str) -> dict:
     return grid
 
 
-def out_of_fold(folder: Path, dataset_dir: Path) -> tuple[dict, dict, dict, float, str]:
-    """Pooled out-of-fold probabilities of a cross-validated run (copies of its folds'
-    ``held_out.npz`` in ``folder``), with their reference events and lengths from the dataset."""
+def restore_out_of_fold(run_dir: Path, folder: Path, dataset_dir: Path) -> int:
+    """Write ``run_dir/out_of_fold.npz`` as training now does, from copies of the run's folds'
+    ``held_out.npz`` in ``folder`` and its dataset; returns the number of files."""
     import numpy as np
 
     from soundnet.dataset import Dataset
+    from soundnet.run import OutOfFold, write_out_of_fold
 
     dataset = Dataset.open(dataset_dir)
-    probabilities = {}
+    held = {}
     for saved in sorted(folder.glob("fold-*/held_out.npz")):
-        with np.load(saved) as held:
-            probabilities.update({name: held[name] for name in held.files})
-    entries = {e.id: e for e in dataset.entries if e.id in probabilities}
+        with np.load(saved) as fold:
+            held.update({name: fold[name] for name in fold.files})
+    entries = [e for e in dataset.entries if e.id in held]
     frame = dataset.feature_config.frame_seconds
-    reference = {name: dataset.events(e) for name, e in entries.items()}
-    durations = {name: e.frames * frame for name, e in entries.items()}
-    return probabilities, reference, durations, frame, dataset.target
-
-
-def retune_cross_validated(run_dir: Path, oof: Path, dataset_dir: Path, grid: dict) -> tuple:
-    """Search the post-processing on the pooled out-of-fold probabilities (as training
-    did), refit the calibration for it, and write both into ``run_dir``'s card."""
-    import dataclasses
-
-    from soundnet.calibration import fit_event_calibration
-    from soundnet.run import read_card, write_card
-    from soundnet.tuning import search_postprocessing
-
-    probabilities, reference, durations, frame, target = out_of_fold(oof, dataset_dir)
-    search = dict(label=target, frame_seconds=frame, durations=durations)
-    tuned = search_postprocessing(probabilities, reference, grid=grid, **search)
-    calibration, note = fit_event_calibration(probabilities, reference, post=tuned.post, **search)
-    card = read_card(run_dir)
-    validation = {**card.validation, **tuned.scores.summary_json(), "calibration": note}
-    write_card(run_dir, dataclasses.replace(card, postprocessing=tuned.post, validation=validation, calibration=calibration))
-    return tuned, len(probabilities)
+    oof = OutOfFold(
+        {e.source: held[e.id] for e in entries},
+        {e.source: dataset.events(e) for e in entries},
+        {e.source: e.frames * frame for e in entries},
+        dataset.target,
+    )
+    write_out_of_fold(run_dir, oof)
+    return len(entries)
 
 
 def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path | None = None) -> dict | None:
     from soundnet.evaluation import read_references
+    from soundnet.run import OUT_OF_FOLD_FILE
     from soundnet.tuning import GRID, tune
 
     original = work / name
@@ -113,14 +102,14 @@ def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path
     table = mat / "train" / "annotations.tsv"
     target = card["target"]
     if card["validation"].get("split", {}).get("folds"):  # cross-validated: its pooled out-of-fold probabilities
-        if oof is None or not any(oof.glob("fold-*/held_out.npz")):
-            raise SystemExit(f"{original}: a cross-validated run needs --out-of-fold (no fold-*/held_out.npz in {oof})")
         if grid == "scaled":
             raise SystemExit("--grid scaled needs a run validated on files; use fixed or hysteresis")
+        if not (run_dir / OUT_OF_FOLD_FILE).is_file():
+            if oof is None or not any(oof.glob("fold-*/held_out.npz")):
+                raise SystemExit(f"{original}: a run without {OUT_OF_FOLD_FILE} needs --out-of-fold (none in {oof})")
+            restore_out_of_fold(run_dir, oof, work / f"data-{name.split('-')[1]}")
         searched = {**GRID, "off_threshold": HYSTERESIS if grid == "hysteresis" else (None,)}
-        dataset_dir = work / f"data-{name.split('-')[1]}"
-        tuning, files_tuned = retune_cross_validated(run_dir, oof, dataset_dir, searched)
-        print(f"{name}: tuned on the out-of-fold probabilities of {files_tuned} files")
+        tuning = tune(run_dir, grid=searched)
     else:
         files = sorted(card["validation"]["files"])
         if grid == "scaled":

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from soundnet.config import PostConfig
+from soundnet.config import PostConfig, to_dict
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
 from soundnet.postprocess import to_events
@@ -349,12 +349,9 @@ def fit_event_calibration(
         calibration = fit_calibration(data.confidence, data.true, seed=seed)
     except SoundnetError as error:
         return None, f"no calibration of event confidence: {error} in {len(probabilities)} file(s)"
-    calibration.fitted.update({"files": len(probabilities), "postprocessing": {k: getattr(post, k) for k in _POST_FIELDS}})
+    calibration.fitted.update({"files": len(probabilities), "postprocessing": to_dict(post)})
     f = calibration.fitted
     return calibration, (
         f"confidence calibrated ({calibration.method}) on {f['events']} events of {f['files']} file(s) "
         f"({f['true_events']} true): expected calibration error {f['raw_ece']:.3f} raw, {f['calibrated_ece']:.3f} calibrated"
     )
-
-
-_POST_FIELDS = ("threshold", "off_threshold", "median_seconds", "min_duration", "merge_gap")

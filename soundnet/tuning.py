@@ -112,11 +112,16 @@ def reference_probabilities(detector, references) -> tuple[dict[str, np.ndarray]
     return probabilities, durations
 
 
+def _off_below(off: float | None, threshold: float) -> float | None:
+    """``off`` as an off threshold for ``threshold``: at or above it, no hysteresis (None)."""
+    return off if off is not None and off < threshold else None
+
+
 def grid_points(grid: Mapping[str, Sequence[float]]) -> Iterable[tuple[float, float | None, float, float]]:
     """(threshold, off_threshold, min_duration, merge_gap) of a grid. An off threshold at
     or above a threshold is no hysteresis there: it counts as None (searched once)."""
     for threshold in grid["threshold"]:
-        offs = dict.fromkeys(o if o is not None and o < threshold else None for o in grid.get("off_threshold", (None,)))
+        offs = dict.fromkeys(_off_below(o, threshold) for o in grid.get("off_threshold", (None,)))
         for off, min_duration, gap in itertools.product(offs, grid["min_duration"], grid["merge_gap"]):
             yield threshold, off, min_duration, gap
 
@@ -247,7 +252,7 @@ def operating_curve(
     smoothed = _smoothed(probabilities, post.median_seconds, frame_seconds)
     curve = []
     for threshold in sorted(set(thresholds)):
-        off = post.off_threshold if post.off_threshold is not None and post.off_threshold < threshold else None
+        off = _off_below(post.off_threshold, threshold)
         at = dataclasses.replace(post, threshold=threshold, median_seconds=0.0, off_threshold=off)
         events = events_at(smoothed, post=at, label=label, frame_seconds=frame_seconds, durations=durations)
         _, _, alarms = onset_figures(reference, events, label=label, hours=hours)
