@@ -916,9 +916,12 @@ def review(detections, audio, out, sample, strategy, seed, threshold, context, p
     )
     if not no_browser and not open_browser(server.url):
         click.echo("soundnet: no browser found: open the address above", err=True)
+    from soundnet.listening import Stopped, StopSignals
+
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
+        with StopSignals():  # SIGINT and SIGTERM, even where the shell started it with SIGINT ignored
+            server.serve_forever()
+    except (KeyboardInterrupt, Stopped):
         progress = app.session.progress()
         click.echo(f"{out}: {progress['reviewed']} of {progress['total']} detection(s) reviewed", err=True)
 

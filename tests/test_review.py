@@ -333,7 +333,8 @@ def test_train_and_tune_want_the_reviewed_table_and_its_audio_together(tmp_path)
     fails(cli("tune", tmp_path), "give annotated audio (INPUTS) or a reviewed table", code=2)
 
 
-def test_the_review_command_serves_until_interrupted_and_says_what_was_reviewed(served, tmp_path):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_the_review_command_serves_until_interrupted_and_says_what_was_reviewed(served, tmp_path, stop):
     import re
     import signal
     import subprocess
@@ -349,7 +350,7 @@ def test_the_review_command_serves_until_interrupted_and_says_what_was_reviewed(
         assert found, line
         assert _post(found[1] + "api/decide", b'{"id": 0, "decision": "accepted"}')[0] == 200
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, stop))
         _, rest = process.communicate(timeout=120)
     assert process.returncode == 0, rest
     assert f"{out}: 1 of 2 detection(s) reviewed" in rest
