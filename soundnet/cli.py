@@ -921,7 +921,7 @@ def review(detections, audio, out, sample, strategy, seed, threshold, context, p
     try:
         with StopSignals():  # SIGINT and SIGTERM, even where the shell started it with SIGINT ignored
             server.serve_forever()
-    except (KeyboardInterrupt, Stopped):
+    except Stopped:  # raised by StopSignals' handlers in place of KeyboardInterrupt
         progress = app.session.progress()
         click.echo(f"{out}: {progress['reviewed']} of {progress['total']} detection(s) reviewed", err=True)
 
