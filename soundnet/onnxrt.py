@@ -19,11 +19,11 @@ import numpy as np
 
 from soundnet.errors import SoundnetError
 from soundnet.inputs import input_name, input_shapes, split_inputs
+from soundnet.run import ONNX_FILE
 from soundnet.storage import atomic_path
 
 __all__ = ["ONNX_FILE", "SOURCE_KEY", "CARD_KEY", "ONNXPredictor", "available", "export_onnx", "metadata"]
 
-ONNX_FILE = "model.onnx"  # where detect --runtime onnx looks for it in a run folder
 SOURCE_KEY = "soundnet_source_sha256"  # metadata: SHA-256 of the model.keras it was exported from
 CARD_KEY = "soundnet_card"  # metadata: what a board needs from the card (JSON)
 MISSING = "the ONNX runtime needs the onnxruntime package (pip install 'soundnet[export]')"

@@ -40,6 +40,9 @@ CARD_FILE = "card.json"
 HISTORY_FILE = "history.csv"
 LOG_FILE = "train.log"
 OUT_OF_FOLD_FILE = "out_of_fold.npz"
+ONNX_FILE = "model.onnx"  # soundnet export puts it here for detect --runtime onnx
+# what soundnet writes into a run folder: all that a new training may replace there
+RUN_FILES = frozenset({CARD_FILE, MODEL_FILE, TFLITE_FILE, HISTORY_FILE, LOG_FILE, OUT_OF_FOLD_FILE, ONNX_FILE})
 NETWORK_FILES = (MODEL_FILE, TFLITE_FILE)
 
 
@@ -203,13 +206,15 @@ def is_run(folder: Path) -> bool:
 def check_run_destination(out: Path, *, keep: Iterable[Path] = ()) -> None:
     """Refuse a run destination whose replacement could destroy the user's data.
 
-    ``out`` may be missing, an empty folder, or a soundnet run folder (which a finished
-    training replaces); it must not hold, or be, any of ``keep`` (the dataset, inputs).
+    ``out`` may be missing, an empty folder, or a soundnet run folder holding only what
+    soundnet writes there (:data:`RUN_FILES`), which a finished training replaces; it
+    must not hold, or be, any of ``keep`` (the dataset, inputs).
 
     Raises
     ------
     SoundnetError
-        ``out`` is a file, a non-empty folder that is not a soundnet run, or holds
+        ``out`` is a file, a non-empty folder that is not a soundnet run, a run that
+        also holds other files (the user's: a replacement would lose them), or holds
         one of ``keep``.
     """
     out = Path(out)
@@ -222,6 +227,18 @@ def check_run_destination(out: Path, *, keep: Iterable[Path] = ()) -> None:
         raise SoundnetError(f"{out}: exists and is not a folder: choose another --out")
     if out.is_dir() and not is_run(out) and any(out.iterdir()):
         raise SoundnetError(f"{out}: exists and is not a soundnet run (no {CARD_FILE}): choose another --out or empty it")
+    foreign = _not_soundnets(out) if out.is_dir() else []
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise SoundnetError(
+            f"{out}: a soundnet run that also holds {listed}, which replacing the run would delete: "
+            "move them out or choose another --out"
+        )
+
+
+def _not_soundnets(folder: Path) -> list[str]:
+    """The names in a run folder that soundnet did not write there (sorted)."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in RUN_FILES)
 
 
 def replace_run(partial: Path, out: Path) -> None:
@@ -234,12 +251,15 @@ def replace_run(partial: Path, out: Path) -> None:
     partial, out = Path(partial), Path(out)
     if not (partial / CARD_FILE).is_file():
         raise SoundnetError(f"{partial}: training did not finish (no {CARD_FILE}); nothing replaced")
-    check_run_destination(out)
+    try:
+        check_run_destination(out)
+    except SoundnetError as error:  # something came into the way during training: the new run waits beside it
+        raise SoundnetError(f"{error}; the new run is in {partial}") from None
     if not out.exists():
         os.replace(partial, out)
         return
     old = out.with_name(out.name + ".old")
-    if old.exists() and is_run(old):
+    if old.exists() and is_run(old) and not _not_soundnets(old):  # left by a replacement that was stopped
         shutil.rmtree(old)
     elif old.exists():
         raise SoundnetError(f"{old}: in the way of replacing {out} and not a soundnet run: move it")

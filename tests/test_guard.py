@@ -161,3 +161,48 @@ def test_file_names_that_are_not_utf8_are_processed_and_printed_escaped(tmp_path
     extracted = ok(cli("extract", folder, "--out", tmp_path / "data"))
     assert "3 file(s) extracted" in extracted.stderr
     assert '"source"' in (tmp_path / "data" / "manifest.json").read_text(encoding="utf-8")
+
+
+def test_train_out_on_a_run_holding_the_users_files_is_refused(recordings, tmp_path):
+    """A run folder is replaced whole by a new training: one that also holds the user's
+    files (a detections table, a reviewed table) is refused before any work, untouched."""
+    import shutil
+
+    from soundnet.run import RUN_FILES
+
+    folder, table = recordings
+    data = tmp_path / "data"
+    assert cli("extract", folder, "--annotations", table, "--out", data).exit_code == 0
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "soundnet" / "models" / "default", run)
+    assert {p.name for p in run.iterdir()} <= RUN_FILES
+    (run / "reviewed.tsv").write_text("filename\tonset\toffset\tdecision\n")
+    (run / "notes").mkdir()
+    before = {p.name: _digest(p) for p in run.iterdir() if p.is_file()}
+    fails(cli("train", data, "--out", run), str(run), "notes, reviewed.tsv", "--out", code=1)
+    assert {p.name: _digest(p) for p in run.iterdir() if p.is_file()} == before and (run / "notes").is_dir()
+    assert not (tmp_path / "run.partial").exists()
+
+
+def test_a_file_put_into_the_run_during_training_stops_the_replacement(tmp_path):
+    """Files that came into the old run while training ran: the new run waits beside it."""
+    import shutil
+
+    from soundnet.errors import SoundnetError
+    from soundnet.run import replace_run
+
+    default = Path(__file__).parents[1] / "soundnet" / "models" / "default"
+    run, partial = tmp_path / "run", tmp_path / "run.partial"
+    shutil.copytree(default, run)
+    shutil.copytree(default, partial)
+    (run / "detections.csv").write_text("filename,onset,offset\n")
+    with pytest.raises(SoundnetError, match=r"detections\.csv.*the new run is in .*run\.partial"):
+        replace_run(partial, run)
+    assert (run / "detections.csv").is_file() and (partial / "card.json").is_file()
+    (run / "detections.csv").unlink()
+    old = tmp_path / "run.old"  # a stopped replacement's leftover holding the user's file is never deleted
+    shutil.copytree(default, old)
+    (old / "mine.txt").write_text("mine\n")
+    with pytest.raises(SoundnetError, match="run.old: in the way"):
+        replace_run(partial, run)
+    assert (old / "mine.txt").is_file()
