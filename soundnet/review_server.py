@@ -192,7 +192,27 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str) -> None:
         self._json({"error": printable(message)}, status)
 
+    def _foreign(self, *, writing: bool = False) -> bool:
+        """Refuse (403) a request that does not come from the page itself: a Host other than
+        the server's (DNS rebinding), and for a decision an Origin other than the page's or
+        a body that is not JSON (another web site posting to 127.0.0.1)."""
+        port = self.server.server_address[1]
+        names = {f"{host}:{port}" for host in ("127.0.0.1", "localhost", "[::1]", self.server.server_address[0])}
+        if self.headers.get("Host") not in names:
+            self._error(HTTPStatus.FORBIDDEN, f"unexpected Host {self.headers.get('Host')!r}: open {sorted(names)[0]}")
+            return True
+        origin = self.headers.get("Origin")
+        if writing and origin is not None and origin.removeprefix("http://") not in names:
+            self._error(HTTPStatus.FORBIDDEN, f"decisions are taken from the review page only, not from {origin!r}")
+            return True
+        if writing and self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "a decision is a JSON body (Content-Type: application/json)")
+            return True
+        return False
+
     def do_GET(self):  # noqa: N802 - http.server's name
+        if self._foreign():
+            return None
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
             page = resources.files("soundnet").joinpath("review_page/index.html").read_bytes()
@@ -215,6 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(error))
 
     def do_POST(self):  # noqa: N802 - http.server's name
+        if self._foreign(writing=True):
+            return None
         if self.path != "/api/decide":
             return self._error(HTTPStatus.NOT_FOUND, f"no such page: {self.path}")
         try:

@@ -199,8 +199,9 @@ def _get(url):
         return response.headers["Content-Type"], response.read()
 
 
-def _post(url, body: bytes):
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+def _post(url, body: bytes, **headers):
+    headers = {"Content-Type": "application/json", **{k.replace("_", "-"): v for k, v in headers.items()}}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -355,3 +356,20 @@ def test_the_review_command_serves_until_interrupted_and_says_what_was_reviewed(
     assert process.returncode == 0, rest
     assert f"{out}: 1 of 2 detection(s) reviewed" in rest
     assert [r.decision for r in read_reviewed(out)] == [ACCEPTED]
+
+
+def test_only_the_page_itself_may_read_and_decide(served):
+    """Another web site in the same browser cannot post decisions (its Origin, or a form's
+    text/plain body), nor read the detections through a rebound DNS name (its Host)."""
+    server, out = served
+    url = server.url + "api/decide"
+    assert _post(url, b'{"id": 0, "decision": "accepted"}', Origin="http://evil.example")[0] == 403
+    assert _post(url, b'{"id": 0, "decision": "accepted"}', Content_Type="text/plain")[0] == 415
+    request = urllib.request.Request(server.url + "api/state", headers={"Host": "evil.example"})
+    with pytest.raises(urllib.error.HTTPError, match="403"):
+        urllib.request.urlopen(request, timeout=120)
+    assert not out.exists() or read_reviewed(out) == []
+    origin = server.url.rstrip("/")
+    assert _post(url, b'{"id": 0, "decision": "accepted"}', Origin=origin)[0] == 200
+    localhost = server.url.replace("127.0.0.1", "localhost")
+    assert _get(localhost + "api/state")[0] == "application/json"
