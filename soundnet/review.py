@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -123,10 +123,10 @@ def write_reviewed(path: Path, reviews: Sequence[Review]) -> None:
     write_text(Path(path), render_reviewed(reviews))
 
 
-def resolve_audio(names: Sequence[str], audio: Path) -> dict[str, Path]:
+def resolve_audio(names: Sequence[str], audio: Path, *, table: Path | None = None) -> dict[str, Path]:
     """The audio file under folder ``audio`` that each table file name names: its path
     relative to ``audio``, else a unique file whose path ends with the name (a bare
-    name matches by base name).
+    name matches by base name). ``table``, the table the names come from, is named in errors.
 
     Raises
     ------
@@ -147,11 +147,34 @@ def resolve_audio(names: Sequence[str], audio: Path) -> dict[str, Path]:
         candidates = [path for path in files if ".." not in parts and path.parts[-len(parts) :] == parts] if parts else []
         if len(candidates) != 1:
             problem = "no audio file" if not candidates else f"{len(candidates)} audio files ({candidates[0]}, {candidates[1]})"
-            raise SoundnetError(
-                f"{audio}: {problem} for the detections' file name {name!r}; give the folder the names are relative to"
-            )
+            source = f"{Path(table).name}'s" if table is not None else "the table's"
+            raise SoundnetError(f"{audio}: {problem} for {source} file name {name!r}; give the folder the names are relative to")
         resolved[name] = candidates[0]
     return resolved
+
+
+END_TOLERANCE = 0.05  # seconds a span may run past its recording's end (the writer's rounding)
+
+
+def check_within_recordings(table: Path, spans: Mapping[str, Iterable[tuple[float, float]]], paths: Mapping[str, Path]) -> None:
+    """Refuse a table whose spans (onset, offset by file name) end past their recording's end.
+
+    Raises
+    ------
+    SoundnetError
+        Naming the table, the first such span and the recording's duration.
+    """
+    from soundnet.audio import audio_duration
+
+    for name, pairs in spans.items():
+        duration = audio_duration(paths[name])
+        late = [(onset, offset) for onset, offset in pairs if offset > duration + END_TOLERANCE]
+        if late:
+            onset, offset = late[0]
+            raise SoundnetError(
+                f"{table}: the span {onset:.3f}-{offset:.3f} s of {name} ends past the recording's end ({duration:.3f} s):"
+                f" not the table of {paths[name]}?"
+            )
 
 
 def decision_counts(reviews: Sequence[Review]) -> dict[str, int]:

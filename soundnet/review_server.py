@@ -363,7 +363,7 @@ def review_app(
         A bad table, a file name that names no audio file, ``out`` the detections table.
     """
     from soundnet.guard import refuse_overwrites
-    from soundnet.review import read_detections, resolve_audio, sample_detections
+    from soundnet.review import check_within_recordings, read_detections, resolve_audio, sample_detections
 
     detections, audio, out = Path(detections), Path(audio), Path(out)
     if not audio.is_dir():
@@ -372,6 +372,10 @@ def review_app(
     events = read_detections(detections)
     if sample is not None:
         events = sample_detections(events, sample, strategy=strategy, seed=seed, threshold=threshold)
-    paths = resolve_audio([e.filename for e in events], audio)
+    paths = resolve_audio([e.filename for e in events], audio, table=detections)
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for event in events:
+        spans.setdefault(event.filename, []).append((event.onset, event.offset))
+    check_within_recordings(detections, spans, paths)
     session = ReviewSession(events, out)
     return ReviewApp(session, paths, title=f"soundnet review: {detections.name}", context=context)

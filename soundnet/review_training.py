@@ -26,20 +26,25 @@ from pathlib import Path
 import numpy as np
 
 from soundnet.annotations import frame_labels
-from soundnet.audio import audio_duration, iter_audio
+from soundnet.audio import iter_audio
 from soundnet.config import FeatureConfig
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
 from soundnet.features import iter_features
-from soundnet.review import ACCEPTED, REJECTED, Review, decision_counts, read_reviewed, resolve_audio
+from soundnet.review import (
+    ACCEPTED,
+    REJECTED,
+    Review,
+    check_within_recordings,
+    decision_counts,
+    read_reviewed,
+    resolve_audio,
+)
 from soundnet.run import file_digest
 from soundnet.storage import NpyRows, save_npy_chunks
 from soundnet.windows import window_starts
 
 log = logging.getLogger(__name__)
-
-#: A reviewed span may end this much past its recording's end (times rounded to ms).
-END_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -153,14 +158,8 @@ def _decided(table: Path, audio: Path) -> tuple[list[Review], dict[str, Spans], 
     spans = decided_spans(reviews)
     if not spans:
         raise SoundnetError(f"{table}: no accepted or rejected detection (skipped ones are ignored): nothing to learn from")
-    paths = resolve_audio(list(spans), audio)
-    for name, pairs in spans.items():
-        duration = audio_duration(paths[name])
-        late = [off for _, off in pairs.all if off > duration + END_TOLERANCE]
-        if late:
-            raise SoundnetError(
-                f"{table}: a reviewed span of {name} ends at {late[0]:.3f} s, past the recording's end ({duration:.3f} s)"
-            )
+    paths = resolve_audio(list(spans), audio, table=table)
+    check_within_recordings(table, {name: pairs.all for name, pairs in spans.items()}, paths)
     return reviews, spans, paths
 
 

@@ -172,9 +172,9 @@ def test_file_names_resolve_under_the_audio_folder(tmp_path):
         "x/b.wav": site / "x/b.wav",
         "c.wav": site / "c.wav",
     }
-    with pytest.raises(SoundnetError, match="2 audio files .* for the detections' file name 'b.wav'"):
+    with pytest.raises(SoundnetError, match="2 audio files .* for the table's file name 'b.wav'"):
         resolve_audio(["b.wav"], tmp_path / "site")
-    with pytest.raises(SoundnetError, match="no audio file for the detections' file name 'd.wav'"):
+    with pytest.raises(SoundnetError, match="no audio file for the table's file name 'd.wav'"):
         resolve_audio(["d.wav"], tmp_path / "site")
 
 
@@ -248,6 +248,18 @@ def test_review_refuses_to_write_over_its_detections_table(served, tmp_path):
         "--out is",
         code=2,
     )
+
+
+def test_review_refuses_detections_past_their_recordings_end(served, tmp_path):
+    """A table of other audio (a span past the end of its recording) is refused before a
+    page serves it, as training would refuse it later."""
+    detections = tmp_path / "late.csv"
+    detections.write_text(render_events([Event("a.wav", 3.0, 3.2, "beep", 0.9), Event("a.wav", 6.0, 8.0, "beep", 0.7)], "csv"))
+    with pytest.raises(
+        SoundnetError, match=r"late\.csv: the span 6\.000-8\.000 s of a\.wav ends past the recording's end \(4\.000 s\)"
+    ):
+        review_app(detections, tmp_path / "audio", out=tmp_path / "late.tsv")
+    assert not (tmp_path / "late.tsv").exists()
 
 
 def test_review_names_a_file_the_audio_folder_lacks(tmp_path):
