@@ -904,6 +904,9 @@ def review(detections, audio, out, sample, strategy, seed, threshold, context, p
     """Accept, reject or skip DETECTIONS (any table detect writes) one by one on a local page; decisions go to --out."""
     from soundnet.review_server import ReviewServer, open_browser, review_app
 
+    given = click.get_current_context().get_parameter_source
+    if sample is None and given("strategy") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--strategy chooses what --sample takes: give --sample N too")
     app = review_app(
         detections, audio, out=out, sample=sample, strategy=strategy, seed=seed, threshold=threshold, context=context
     )

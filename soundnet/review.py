@@ -74,12 +74,19 @@ def read_detections(path: Path) -> list[Event]:
     Raises
     ------
     SoundnetError
-        Unreadable or malformed table (naming the file and line), or a table without events.
+        Unreadable or malformed table (naming the file and line), a table without
+        events, or a confidence outside 0-1.
     """
     path = Path(path)
     events = read_events(path, table_format(path))
     if not events:
         raise SoundnetError(f"{path}: no detection to review")
+    odd = next((e for e in events if e.confidence is not None and not 0.0 <= e.confidence <= 1.0), None)
+    if odd is not None:
+        raise SoundnetError(
+            f"{path}: the detection of {odd.filename} at {odd.onset:.3f}-{odd.offset:.3f} s has confidence {odd.confidence:g},"
+            " outside 0-1"
+        )
     return events
 
 
@@ -201,7 +208,9 @@ def sample_detections(
         top: the highest confidences. stratified: evenly over ``bins`` equal-width
         confidence bins between the lowest and highest confidence (one from each bin in
         turn, drawn at random within a bin, a bin that runs out leaving its turns to the
-        others). uncertain: the confidences closest to ``threshold``.
+        others; each round visits the highest bin, the lowest, then the middle ones by
+        halving, so that a sample smaller than the bins still spans the range).
+        uncertain: the confidences closest to ``threshold``.
     seed : int
         Seeds the draw within bins and the order of equal confidences: the same seed
         gives the same sample.
@@ -249,10 +258,24 @@ def _stratified(confidence: np.ndarray, rng: np.random.Generator, bins: int) -> 
     queues = [list(rng.permutation(np.flatnonzero(which == b))) for b in range(bins)]
     order = []
     while any(queues):
-        for queue in queues:
-            if queue:
-                order.append(queue.pop(0))
+        present = [queue for queue in queues if queue]
+        for k in _spread(len(present)):
+            order.append(present[k].pop(0))
     return np.array(order, np.int64)
+
+
+def _spread(k: int) -> list[int]:
+    """``0 .. k-1`` with every prefix spread over the range: the last, the first, then
+    midpoints by halving (10: 9, 0, 4, 2, 6, 1, 3, 5, 7, 8)."""
+    order, intervals = ([k - 1, 0] if k > 1 else list(range(k))), [(0, k - 1)]
+    while intervals:
+        halves = []
+        for a, b in intervals:
+            if b - a > 1:
+                order.append((a + b) // 2)
+                halves += [(a, (a + b) // 2), ((a + b) // 2, b)]
+        intervals = halves
+    return order
 
 
 # ---------------------------------------------------------------------------------

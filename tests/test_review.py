@@ -106,11 +106,21 @@ def test_stratified_spreads_evenly_over_confidence_bins_and_is_seeded():
     detections = events(confidences)
     chosen = sample_detections(detections, 10, strategy="stratified", bins=5, seed=1)
     bins = np.minimum(((np.array([e.confidence for e in chosen]) - 0.5) / (0.49 / 5)).astype(int), 4)
-    # 90 detections crowd the lowest bin; the three bins holding detections take turns: 4, 3, 3
-    assert np.bincount(bins, minlength=5).tolist() == [4, 0, 3, 0, 3]
+    # 90 detections crowd the lowest bin; the three bins holding detections take turns, the highest first: 3, 3, 4
+    assert np.bincount(bins, minlength=5).tolist() == [3, 0, 3, 0, 4]
     assert chosen == sample_detections(detections, 10, strategy="stratified", bins=5, seed=1)
     assert chosen != sample_detections(detections, 10, strategy="stratified", bins=5, seed=2)
     assert len(set(chosen)) == 10
+
+
+def test_a_stratified_sample_smaller_than_the_bins_spans_the_confidences():
+    detections = events([0.1 * k + 0.05 for k in range(10)] * 3)  # 3 in each of 10 bins
+    chosen = sample_detections(detections, 3, strategy="stratified", bins=10, seed=0)
+    assert sorted(round(e.confidence, 2) for e in chosen) == [0.05, 0.45, 0.95]  # top, bottom, middle
+    from soundnet.review import _spread
+
+    for k in range(12):
+        assert sorted(_spread(k)) == list(range(k))
 
 
 def test_sampling_needs_confidences_and_a_known_strategy():
@@ -385,3 +395,19 @@ def test_only_the_page_itself_may_read_and_decide(served):
     assert _post(url, b'{"id": 0, "decision": "accepted"}', Origin=origin)[0] == 200
     localhost = server.url.replace("127.0.0.1", "localhost")
     assert _get(localhost + "api/state")[0] == "application/json"
+
+
+def test_a_strategy_without_a_sample_is_refused(served, tmp_path):
+    from clirun import cli, fails
+
+    audio, detections = tmp_path / "audio", tmp_path / "d.csv"
+    fails(cli("review", detections, "--audio", audio, "--strategy", "uncertain", "--no-browser"), "--sample", code=2)
+
+
+def test_a_confidence_outside_0_1_is_refused(tmp_path):
+    from soundnet.review import read_detections
+
+    table = tmp_path / "d.csv"
+    table.write_text(render_events([Event("a.wav", 1.0, 1.5, "beep", 0.9), Event("a.wav", 2.0, 2.5, "beep", 1.7)], "csv"))
+    with pytest.raises(SoundnetError, match=r"d\.csv: the detection of a\.wav at 2\.000-2\.500 s has confidence 1\.7"):
+        read_detections(table)
