@@ -160,6 +160,14 @@ def _decided(table: Path, audio: Path) -> tuple[list[Review], dict[str, Spans], 
         raise SoundnetError(f"{table}: no accepted or rejected detection (skipped ones are ignored): nothing to learn from")
     paths = resolve_audio(list(spans), audio, table=table)
     check_within_recordings(table, {name: pairs.all for name, pairs in spans.items()}, paths)
+    for name, pairs in spans.items():
+        both = [(a, r) for a in pairs.accepted for r in pairs.rejected if a[0] < r[1] and r[0] < a[1]]
+        if both:
+            (a, r), more = both[0], f" and {len(both) - 1} more" if len(both) > 1 else ""
+            log.warning(
+                "%s: in %s the accepted %.3f-%.3f s overlaps the rejected %.3f-%.3f s%s: the shared frames count as the target",
+                table, name, *a, *r, more,
+            )  # fmt: skip
     return reviews, spans, paths
 
 

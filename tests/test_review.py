@@ -411,3 +411,15 @@ def test_a_confidence_outside_0_1_is_refused(tmp_path):
     table.write_text(render_events([Event("a.wav", 1.0, 1.5, "beep", 0.9), Event("a.wav", 2.0, 2.5, "beep", 1.7)], "csv"))
     with pytest.raises(SoundnetError, match=r"d\.csv: the detection of a\.wav at 2\.000-2\.500 s has confidence 1\.7"):
         read_detections(table)
+
+
+def test_an_accepted_span_overlapping_a_rejected_one_is_warned_of(served, tmp_path, caplog):
+    from soundnet.review_training import _decided
+
+    table = tmp_path / "both.tsv"
+    write_reviewed(
+        table, [Review(Event("a.wav", 1.0, 1.5, "beep", 0.9), ACCEPTED), Review(Event("a.wav", 1.2, 2.0, "beep", 0.6), REJECTED)]
+    )
+    with caplog.at_level("WARNING", logger="soundnet.review_training"):
+        _decided(table, tmp_path / "audio")
+    assert "the accepted 1.000-1.500 s overlaps the rejected 1.200-2.000 s" in caplog.text
