@@ -100,11 +100,21 @@ def _check(config: ModelConfig, n_mfcc: int) -> int:
 
 
 def _head(
-    config: ModelConfig, pooled: keras.KerasTensor, delta: keras.KerasTensor, zcr: keras.KerasTensor, *, unroll: bool = False
+    config: ModelConfig,
+    pooled: keras.KerasTensor,
+    delta: keras.KerasTensor,
+    zcr: keras.KerasTensor,
+    *,
+    unroll: bool = False,
+    lstm: layers.Layer | None = None,
 ) -> keras.KerasTensor:
-    """Everything after the per-frame CNN: dropout, LSTM, the delta/ZCR branch, the output."""
+    """Everything after the per-frame CNN: dropout, LSTM, the delta/ZCR branch, the output.
+
+    ``lstm``: a layer computing the LSTM's function, in its place (bench/int8_layouts.py's
+    re-arranged LSTM); None builds the LSTM."""
     x = layers.Dropout(config.dropout, name="dropout")(pooled)
-    x = layers.LSTM(config.lstm_units, return_sequences=True, unroll=unroll, name="lstm")(x)
+    lstm = lstm or layers.LSTM(config.lstm_units, return_sequences=True, unroll=unroll, name="lstm")
+    x = lstm(x)
     aux = layers.Concatenate(name="aux_concat")([delta, zcr])
     aux = layers.Dense(config.aux_units, name="aux_dense")(aux)
     merged = layers.Concatenate(name="merge")([x, aux])
