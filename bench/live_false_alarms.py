@@ -33,9 +33,7 @@ RATE = 16000
 def feed(files: list[Path], pipe) -> None:
     try:
         for path in files:
-            y, sr = sf.read(path, dtype="int16", always_2d=True)
-            if sr != RATE:
-                raise SystemExit(f"{path}: {sr} Hz, expected {RATE}")
+            y, _ = sf.read(path, dtype="int16", always_2d=True)
             pipe.write(np.ascontiguousarray(y[:, 0]).tobytes())
     finally:
         pipe.close()
@@ -61,7 +59,13 @@ def main(argv=None) -> int:
     parser.add_argument("--setting", action="append", help="listen options of one setting (repeatable).")
     args = parser.parse_args(argv)
     files = sorted(args.folder.glob("*.wav"))
-    hours = sum(sf.info(p).frames for p in files) / RATE / 3600
+    if not files:
+        parser.error(f"{args.folder}: no WAV file")
+    infos = {p: sf.info(p) for p in files}
+    odd = next((p for p, i in infos.items() if i.samplerate != RATE), None)
+    if odd is not None:
+        parser.error(f"{odd}: {infos[odd].samplerate} Hz, expected {RATE} (as scripts/real_negatives.py writes)")
+    hours = sum(i.frames for i in infos.values()) / RATE / 3600
     print(f"{len(files)} files, {hours:.3f} h")
     print("| listen setting | false alarms | per hour |\n|---|---|---|")
     for setting in args.setting or SETTINGS:

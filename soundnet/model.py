@@ -111,9 +111,10 @@ def _head(
     """Everything after the per-frame CNN: dropout, LSTM, the delta/ZCR branch, the output.
 
     ``lstm``: a layer computing the LSTM's function, in its place (bench/int8_layouts.py's
-    re-arranged LSTM); None builds the LSTM."""
+    re-arranged LSTM; ``unroll`` is then unused); None builds the LSTM."""
     x = layers.Dropout(config.dropout, name="dropout")(pooled)
-    lstm = lstm or layers.LSTM(config.lstm_units, return_sequences=True, unroll=unroll, name="lstm")
+    if lstm is None:
+        lstm = layers.LSTM(config.lstm_units, return_sequences=True, unroll=unroll, name="lstm")
     x = lstm(x)
     aux = layers.Concatenate(name="aux_concat")([delta, zcr])
     aux = layers.Dense(config.aux_units, name="aux_dense")(aux)

@@ -196,10 +196,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Refuse (403) a request that does not come from the page itself: a Host other than
         the server's (DNS rebinding), and for a decision an Origin other than the page's or
         a body that is not JSON (another web site posting to 127.0.0.1)."""
-        port = self.server.server_address[1]
-        names = {f"{host}:{port}" for host in ("127.0.0.1", "localhost", "[::1]", self.server.server_address[0])}
+        address, port = self.server.server_address[:2]
+        hosts = ("127.0.0.1", "localhost", address)
+        names = {f"{host}:{port}" for host in hosts} | (set(hosts) if port == 80 else set())  # no port in Host for 80
         if self.headers.get("Host") not in names:
-            self._error(HTTPStatus.FORBIDDEN, f"unexpected Host {self.headers.get('Host')!r}: open {sorted(names)[0]}")
+            self._error(HTTPStatus.FORBIDDEN, f"unexpected Host {self.headers.get('Host')!r}: open http://127.0.0.1:{port}/")
             return True
         origin = self.headers.get("Origin")
         if writing and origin is not None and origin.removeprefix("http://") not in names:

@@ -32,7 +32,7 @@ from soundnet.config import FEATURE_CODE_VERSION, FeatureConfig, ModelConfig, Po
 from soundnet.errors import SoundnetError, check_label
 from soundnet.guard import holds
 from soundnet.inputs import input_shapes
-from soundnet.storage import read_json, write_json
+from soundnet.storage import is_temporary, read_json, write_json
 
 MODEL_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
@@ -43,6 +43,8 @@ OUT_OF_FOLD_FILE = "out_of_fold.npz"
 ONNX_FILE = "model.onnx"  # soundnet export puts it here for detect --runtime onnx
 # what soundnet writes into a run folder: all that a new training may replace there
 RUN_FILES = frozenset({CARD_FILE, MODEL_FILE, TFLITE_FILE, HISTORY_FILE, LOG_FILE, OUT_OF_FOLD_FILE, ONNX_FILE})
+# what file browsers leave in any folder they show: no one's data
+FOLDER_CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 NETWORK_FILES = (MODEL_FILE, TFLITE_FILE)
 
 
@@ -237,8 +239,10 @@ def check_run_destination(out: Path, *, keep: Iterable[Path] = ()) -> None:
 
 
 def _not_soundnets(folder: Path) -> list[str]:
-    """The names in a run folder that soundnet did not write there (sorted)."""
-    return sorted(p.name for p in folder.iterdir() if p.name not in RUN_FILES)
+    """The names in a run folder that soundnet did not write there (sorted): not a run
+    file, not a soundnet writer's temporary, not a file browser's clutter."""
+    ours = RUN_FILES | FOLDER_CLUTTER
+    return sorted(p.name for p in folder.iterdir() if p.name not in ours and not is_temporary(p.name))
 
 
 def replace_run(partial: Path, out: Path) -> None:
@@ -254,7 +258,9 @@ def replace_run(partial: Path, out: Path) -> None:
     try:
         check_run_destination(out)
     except SoundnetError as error:  # something came into the way during training: the new run waits beside it
-        raise SoundnetError(f"{error}; the new run is in {partial}") from None
+        raise SoundnetError(
+            f"{error}; the finished new run is {partial}: once {out} is out of the way, rename it to {out}"
+        ) from None
     if not out.exists():
         os.replace(partial, out)
         return
@@ -262,7 +268,8 @@ def replace_run(partial: Path, out: Path) -> None:
     if old.exists() and is_run(old) and not _not_soundnets(old):  # left by a replacement that was stopped
         shutil.rmtree(old)
     elif old.exists():
-        raise SoundnetError(f"{old}: in the way of replacing {out} and not a soundnet run: move it")
+        kind = f"a soundnet run that also holds {', '.join(_not_soundnets(old)[:3])}" if is_run(old) else "not a soundnet run"
+        raise SoundnetError(f"{old}: in the way of replacing {out}, and {kind}: move it")
     os.replace(out, old)
     os.replace(partial, out)
     shutil.rmtree(old, ignore_errors=True)

@@ -58,6 +58,11 @@ def _running(pid: int) -> bool:
     return True
 
 
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is a soundnet writer's temporary file name (``.part-PID-XXXXXXXX-NAME``)."""
+    return _TEMPORARY.match(name) is not None
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove the temporary files killed soundnet writers left in ``folder``; return them.
 

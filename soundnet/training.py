@@ -36,6 +36,7 @@ from soundnet.dataset import Dataset, Entry
 from soundnet.detection import frame_probabilities
 from soundnet.errors import SoundnetError, UsageError
 from soundnet.groups import Split, fold_splits, split_by_group
+from soundnet.guard import holds
 from soundnet.litert import export_tflite
 from soundnet.model import as_inputs, build_model, predict_fn, recalibrate_batchnorm
 from soundnet.review_training import ReviewedData, ReviewedFile, load_reviewed
@@ -543,6 +544,8 @@ def train(
     out = Path(out)
     keep = [dataset.root, *(Path(p) for p in (reviewed, audio, from_run) if p is not None)]
     check_run_destination(out, keep=keep)
+    if tensorboard is not None and holds(out, Path(tensorboard)):
+        raise SoundnetError(f"{tensorboard}: inside --out {out}, which a finished training replaces: write the logs elsewhere")
     inputs = {
         "reviewed": None if reviewed is None else file_digest(Path(reviewed)),
         "from": None if from_run is None else str(Path(from_run).resolve()),

@@ -196,13 +196,27 @@ def test_a_file_put_into_the_run_during_training_stops_the_replacement(tmp_path)
     shutil.copytree(default, run)
     shutil.copytree(default, partial)
     (run / "detections.csv").write_text("filename,onset,offset\n")
-    with pytest.raises(SoundnetError, match=r"detections\.csv.*the new run is in .*run\.partial"):
+    with pytest.raises(SoundnetError, match=r"detections\.csv.*the finished new run is .*run\.partial: once .* rename it"):
         replace_run(partial, run)
     assert (run / "detections.csv").is_file() and (partial / "card.json").is_file()
     (run / "detections.csv").unlink()
     old = tmp_path / "run.old"  # a stopped replacement's leftover holding the user's file is never deleted
     shutil.copytree(default, old)
     (old / "mine.txt").write_text("mine\n")
-    with pytest.raises(SoundnetError, match="run.old: in the way"):
+    with pytest.raises(SoundnetError, match="run.old: in the way of replacing .*a soundnet run that also holds mine.txt"):
         replace_run(partial, run)
     assert (old / "mine.txt").is_file()
+    shutil.rmtree(old)
+    (run / ".DS_Store").write_bytes(b"\0")  # a file browser's clutter and a killed writer's temporary are no one's data
+    (run / ".part-4194000-abcdefgh-card.json").write_text("{")
+    replace_run(partial, run)
+    assert (run / "card.json").is_file() and not partial.exists() and not old.exists()
+
+
+def test_tensorboard_logs_inside_the_run_are_refused_before_work(recordings, tmp_path):
+    folder, table = recordings
+    data = tmp_path / "data"
+    assert cli("extract", folder, "--annotations", table, "--out", data).exit_code == 0
+    run = tmp_path / "run"
+    fails(cli("train", data, "--out", run, "--tensorboard", run / "tb"), str(run / "tb"), "inside --out", code=1)
+    assert not run.exists() and not (tmp_path / "run.partial").exists()
