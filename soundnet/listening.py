@@ -27,8 +27,12 @@ from soundnet.live import DEFAULT_HOP_SECONDS, LiveDetector, LiveEvent, LivePost
 log = logging.getLogger(__name__)
 
 
-class Stopped(Exception):
-    """The run was asked to stop (a signal)."""
+class Stopped(BaseException):
+    """The run was asked to stop (a signal).
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way
+    swallows it: socketserver's request loop, for one, reports an Exception raised while
+    it starts a request's thread and serves on (a stop lost: the review page ran on)."""
 
     def __init__(self, why: str):
         super().__init__(why)

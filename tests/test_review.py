@@ -423,3 +423,36 @@ def test_an_accepted_span_overlapping_a_rejected_one_is_warned_of(served, tmp_pa
     with caplog.at_level("WARNING", logger="soundnet.review_training"):
         _decided(table, tmp_path / "audio")
     assert "the accepted 1.000-1.500 s overlaps the rejected 1.200-2.000 s" in caplog.text
+
+
+def test_a_stop_while_a_request_starts_ends_the_server_not_just_that_request(served, tmp_path):
+    """SIGINT landing while the main thread starts a request's thread (right after a
+    decision) must end serve_forever: socketserver reports and swallows any Exception
+    raised there, so Stopped is a BaseException, like KeyboardInterrupt."""
+    import threading
+
+    from soundnet.listening import Stopped
+
+    app = review_app(tmp_path / "d.csv", tmp_path / "audio", out=tmp_path / "stop.tsv")
+    server = ReviewServer(app)
+
+    def stopped(*_):
+        raise Stopped("SIGINT")
+
+    server.httpd.process_request = stopped
+    outcome = []
+
+    def serve():
+        try:
+            server.serve_forever()
+        except BaseException as error:  # noqa: BLE001 - the very thing under test
+            outcome.append(error)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        _get(server.url + "api/state")
+    thread.join(timeout=30)
+    if thread.is_alive():
+        server.httpd.shutdown()
+    assert [type(e) for e in outcome] == [Stopped]
