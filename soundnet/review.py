@@ -163,8 +163,8 @@ def resolve_audio(names: Sequence[str], audio: Path, *, table: Path | None = Non
 END_TOLERANCE = 0.05  # seconds a span may run past its recording's end (the writer's rounding)
 
 
-def check_within_recordings(table: Path, spans: Mapping[str, Iterable[tuple[float, float]]], paths: Mapping[str, Path]) -> None:
-    """Refuse a table whose spans (onset, offset by file name) end past their recording's end.
+def check_within_recordings(table: Path, spans: Iterable[tuple[str, float, float]], paths: Mapping[str, Path]) -> None:
+    """Refuse a table whose spans (file name, onset, offset) end past their recording's end.
 
     Raises
     ------
@@ -173,14 +173,14 @@ def check_within_recordings(table: Path, spans: Mapping[str, Iterable[tuple[floa
     """
     from soundnet.audio import audio_duration
 
-    for name, pairs in spans.items():
-        duration = audio_duration(paths[name])
-        late = [(onset, offset) for onset, offset in pairs if offset > duration + END_TOLERANCE]
-        if late:
-            onset, offset = late[0]
+    durations: dict[str, float] = {}
+    for name, onset, offset in spans:
+        if name not in durations:
+            durations[name] = audio_duration(paths[name])
+        if offset > durations[name] + END_TOLERANCE:
             raise SoundnetError(
-                f"{table}: the span {onset:.3f}-{offset:.3f} s of {name} ends past the recording's end ({duration:.3f} s):"
-                f" not the table of {paths[name]}?"
+                f"{table}: the span {onset:.3f}-{offset:.3f} s of {name} ends past the recording's end"
+                f" ({durations[name]:.3f} s): not the table of {paths[name]}?"
             )
 
 

@@ -374,9 +374,6 @@ def review_app(
     if sample is not None:
         events = sample_detections(events, sample, strategy=strategy, seed=seed, threshold=threshold)
     paths = resolve_audio([e.filename for e in events], audio, table=detections)
-    spans: dict[str, list[tuple[float, float]]] = {}
-    for event in events:
-        spans.setdefault(event.filename, []).append((event.onset, event.offset))
-    check_within_recordings(detections, spans, paths)
+    check_within_recordings(detections, ((e.filename, e.onset, e.offset) for e in events), paths)
     session = ReviewSession(events, out)
     return ReviewApp(session, paths, title=f"soundnet review: {detections.name}", context=context)

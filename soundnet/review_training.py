@@ -159,7 +159,7 @@ def _decided(table: Path, audio: Path) -> tuple[list[Review], dict[str, Spans], 
     if not spans:
         raise SoundnetError(f"{table}: no accepted or rejected detection (skipped ones are ignored): nothing to learn from")
     paths = resolve_audio(list(spans), audio, table=table)
-    check_within_recordings(table, {name: pairs.all for name, pairs in spans.items()}, paths)
+    check_within_recordings(table, ((name, on, off) for name, pairs in spans.items() for on, off in pairs.all), paths)
     for name, pairs in spans.items():
         both = [(a, r) for a in pairs.accepted for r in pairs.rejected if a[0] < r[1] and r[0] < a[1]]
         if both:

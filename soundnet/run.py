@@ -231,9 +231,8 @@ def check_run_destination(out: Path, *, keep: Iterable[Path] = ()) -> None:
         raise SoundnetError(f"{out}: exists and is not a soundnet run (no {CARD_FILE}): choose another --out or empty it")
     foreign = _not_soundnets(out) if out.is_dir() else []
     if foreign:
-        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise SoundnetError(
-            f"{out}: a soundnet run that also holds {listed}, which replacing the run would delete: "
+            f"{out}: a soundnet run that also holds {_listed(foreign)}, which replacing the run would delete: "
             "move them out or choose another --out"
         )
 
@@ -243,6 +242,10 @@ def _not_soundnets(folder: Path) -> list[str]:
     file, not a soundnet writer's temporary, not a file browser's clutter."""
     ours = RUN_FILES | FOLDER_CLUTTER
     return sorted(p.name for p in folder.iterdir() if p.name not in ours and not is_temporary(p.name))
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def replace_run(partial: Path, out: Path) -> None:
@@ -265,11 +268,12 @@ def replace_run(partial: Path, out: Path) -> None:
         os.replace(partial, out)
         return
     old = out.with_name(out.name + ".old")
-    if old.exists() and is_run(old) and not _not_soundnets(old):  # left by a replacement that was stopped
+    if old.exists():  # left by a replacement that was stopped: deleted only if it is a run of soundnet's files alone
+        foreign = _not_soundnets(old) if is_run(old) else None
+        if foreign is None or foreign:
+            kind = "not a soundnet run" if foreign is None else f"a soundnet run that also holds {_listed(foreign)}"
+            raise SoundnetError(f"{old}: in the way of replacing {out}, and {kind}: move it")
         shutil.rmtree(old)
-    elif old.exists():
-        kind = f"a soundnet run that also holds {', '.join(_not_soundnets(old)[:3])}" if is_run(old) else "not a soundnet run"
-        raise SoundnetError(f"{old}: in the way of replacing {out}, and {kind}: move it")
     os.replace(out, old)
     os.replace(partial, out)
     shutil.rmtree(old, ignore_errors=True)
