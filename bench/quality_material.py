@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-MATERIAL_VERSION = 2  # bump when the catalogue or the mixing changes: the cache key holds it
+MATERIAL_VERSION = 3  # bump when the catalogue or the mixing changes: the cache key holds it
 SR = 16000
 MIX_SECONDS = 10.0
 EBRS = (-6.0, 0.0, 6.0)
@@ -69,6 +69,7 @@ LICENCES = {
     "colobot-common-sounds": "GPL-3+ (Files: *)",
     "asterisk-core-sounds-en-wav": "CC-BY-SA-3.0 (Allison Smith prompts)",
     "asterisk-moh-opsound-wav": "CC-BY-SA-3.0 (by permission of the authors)",
+    "0ad-data": "CC-BY-SA-3.0 (Files: *; audio/LICENSE.txt: Wildfire Games)",
 }
 
 _TUX = "tuxpaint-stamps-default:usr/share/tuxpaint/stamps/"
@@ -81,6 +82,7 @@ _ST = "supertux-data:usr/share/games/supertux2/"
 _COL = "colobot-common-sounds:usr/share/games/colobot/"
 _AST = "asterisk-core-sounds-en-wav:usr/share/asterisk/sounds/en_US_f_Allison/"
 _MOH = "asterisk-moh-opsound-wav:usr/share/asterisk/moh/"
+_0AD = "0ad-data:usr/share/games/0ad/mods/public/public.zip!audio/"  # "!": members of the zip archive
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ TARGETS = {
             S("tuxpaint_cow_white", _TUX + "animals/mammals/bovines/cow_white.ogg"),
             S("tuxpaint_bison", _TUX + "animals/mammals/bovines/bison.ogg"),
             S("megaglest_mudchute_cow", _MG + "tilesets/pine_peat/sounds/mudchute_cow_*.ogg"),
+            S("0ad_cattle", _0AD + "actor/fauna/animal/cattle_0*.ogg"),
         ),
         exclude=r"(?i)cow|bull|bison|ox_|\box\b|farm_animal|moo|buffalo|yak|tilesets/",
     ),
@@ -236,9 +239,29 @@ def package_dir(package: str, cache: Path) -> Path:
 
 
 def expand(pattern: str, cache: Path) -> list[Path]:
+    """The files of ``package:glob``; ``package:archive.zip!glob`` globs inside a zip archive."""
     package, rel = pattern.split(":", 1)
     root = package_dir(package, cache)
+    if "!" in rel:
+        archive, rel = rel.split("!", 1)
+        root = archive_members(root / archive, rel, cache / "archives" / package / Path(archive).name)
     return sorted(Path(p) for p in glob.glob(str(root / rel), recursive=True) if Path(p).is_file())
+
+
+def archive_members(archive: Path, pattern: str, into: Path) -> Path:
+    """Unpack the members of the zip ``archive`` matching ``pattern`` into ``into`` (once)."""
+    import fnmatch
+    import zipfile
+
+    with zipfile.ZipFile(archive) as z:
+        for name in fnmatch.filter(z.namelist(), pattern):
+            target = into / name
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(target.name + ".part")
+                tmp.write_bytes(z.read(name))
+                tmp.rename(target)
+    return into
 
 
 def source_files(source: Source, cache: Path) -> list[Path]:
