@@ -216,7 +216,9 @@ def training_entries(data: Dataset, card: ModelCard) -> list[Entry]:
 
 def validation_entries(data: Dataset, card: ModelCard) -> list[Entry]:
     """The dataset's recordings the card's validation figures were measured on."""
-    names = set(card.validation.get("files", {}))
+    from soundnet.tuning import training_validation
+
+    names = set(training_validation(card.validation).get("files", {}))
     return [e for e in data.entries if not e.copy and e.source in names]
 
 

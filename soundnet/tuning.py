@@ -72,6 +72,19 @@ class CurvePoint(NamedTuple):
     miss_rate: float | None
 
 
+#: keys of a card's validation figures that only ``tune`` writes
+_TUNE_ONLY = ("tuned_on", "tuned_on_reviewed", "training_validation")
+
+
+def training_validation(validation: Mapping) -> dict:
+    """The figures training measured on its own held-out files, from a card's validation
+    record: the record itself as training wrote it, or what an earlier ``tune`` on other
+    audio set aside in its ``training_validation``."""
+    if "training_validation" in validation:
+        return dict(validation["training_validation"])
+    return {k: v for k, v in validation.items() if k not in _TUNE_ONLY}
+
+
 def check_false_alarm_limit(value: float | None) -> None:
     """Refuse a false alarm limit that is not a number >= 0 (NaN included)."""
     if value is not None and not value >= 0:
@@ -323,8 +336,13 @@ def tune(
         The card now in ``run`` holds the new post-processing and a calibration of event
         confidence fitted on these files for it (none when they hold too few true or
         false events: raw confidences, and ``validation.calibration`` says why); its validation figures
-        become the scores on these files (``tuned_on`` lists them, ``criterion`` and
-        ``max_false_alarms_per_hour`` say what chose it).
+        become the scores on these files (``tuned_on`` lists them, ``files`` gives each
+        one's counts, ``criterion`` and ``max_false_alarms_per_hour`` say what chose it).
+        Tuned on other audio or a reviewed table, the figures training measured on its
+        held-out files (their ``split``, ``frame`` scores and per-file counts, at the
+        post-processing training chose) move to ``validation.training_validation``;
+        re-tuned on the run's out-of-fold predictions, they are those same files, and
+        ``split`` and ``frame`` stay.
 
     Raises
     ------
@@ -392,14 +410,18 @@ def tune(
         frame_seconds=card.features.frame_seconds,
         durations=durations,
     )
-    validation = {
-        **{k: v for k, v in card.validation.items() if k != "tuned_on_reviewed"},
+    figures = {
         "tuned_on": tuned_on,
         **extra,
         **result.criterion_json(),
-        **result.scores.summary_json(),
+        **result.scores.to_json(),
+        "untuned_event_onset": result.baseline.event_onset.to_json(),
         "calibration": note,
     }
+    if as_paths(inputs) or reviewed is not None:
+        validation = {**figures, "training_validation": training_validation(card.validation)}
+    else:  # the out-of-fold predictions: the files training validated on, so its split and frame figures still hold
+        validation = {**{k: v for k, v in card.validation.items() if k not in _TUNE_ONLY}, **figures}
     card = dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration)
     write_card(run, card)
     files = [Path(p) for p in tuned_on if not p.startswith(OUT_OF_FOLD_NOTE)]

@@ -242,6 +242,15 @@ def test_tune_replaces_a_bad_postprocessing_with_the_searched_optimum(trained, t
     assert post != bad
     assert post == {name: tuned["plain"]["postprocessing"][name] for name in POST_NAMES}
     assert card["validation"]["tuned_on"] == [str(trained.test / f"clip_{i:02d}.wav") for i in range(4)]
+    # these files' figures, each file's counts among them; training's held-out figures set aside whole
+    validation = card["validation"]
+    assert len(validation["files"]) == 4
+    assert sum(f["reference"] for f in validation["files"].values()) == validation["alarms"]["reference"]
+    assert sum(f["false_alarms"] for f in validation["files"].values()) == validation["alarms"]["false_alarms"]
+    assert "split" not in validation and "frame" not in validation
+    assert validation["training_validation"] == card_of(trained.run)["validation"]
+    ok(cli("tune", run, *args, "--max-false-alarms-per-hour", "1000"))  # tuned again: still training's, not nested
+    assert card_of(run)["validation"]["training_validation"] == card_of(trained.run)["validation"]
 
     # the card's figures are evaluate's with that post-processing (the card's own, and given explicitly)
     scores = evaluated(tmp_path, "tuned", *args, "--model", tmp_path / "bad")

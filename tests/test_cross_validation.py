@@ -133,5 +133,8 @@ def test_an_interrupted_cross_validation_resumes_after_its_finished_folds(tmp_pa
     assert tuned.post == read_card(run).postprocessing and tuned.files == []
     assert tuned.scores.event_onset.f_measure == card["validation"]["event_onset"]["f_measure"]
     assert read_card(run).validation["tuned_on"][0].startswith("out-of-fold predictions")
+    retuned = read_card(run).validation  # the same files: training's split and frame figures stay, counts refreshed
+    assert retuned["split"] == split and retuned["frame"] == card["validation"]["frame"] and "training_validation" not in retuned
+    assert retuned["files"] == card["validation"]["files"]
     out = ok(cli("tune", run, "--max-false-alarms-per-hour", "1000")).stdout
     assert "fewest misses with at most 1000 false alarms per hour" in out

@@ -3,6 +3,7 @@ each checked against the Keras model; detect --runtime onnx."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -12,7 +13,7 @@ from clirun import cli, fails, ok
 
 from soundnet.cli import EXPORT_FORMATS
 from soundnet.dataset import Dataset
-from soundnet.export import FORMATS, calibration_set, export_model, training_entries
+from soundnet.export import FORMATS, calibration_set, export_model, training_entries, validation_entries
 from soundnet.litert import LiteRTPredictor
 from soundnet.onnxrt import CARD_KEY, SOURCE_KEY, ONNXPredictor, metadata
 from soundnet.run import file_digest, read_card
@@ -135,6 +136,15 @@ def test_calibration_windows_come_from_the_training_files(trained):
     per_file = [len(range(0, e.frames - card.model.window + 1, card.training["config"]["stride"])) for e in train]
     assert len(x) >= sum(per_file) and np.isfinite(x).all()
     assert abs(float(x[..., : card.features.n_mfcc].mean())) < 0.5  # normalised with the card's statistics
+
+
+def test_accuracy_is_measured_on_trainings_validation_files_after_tuning_on_other_audio(trained):
+    card = read_card(trained.run)
+    data = Dataset.open(trained.data)
+    held_out = validation_entries(data, card)
+    assert held_out and {e.source for e in held_out} == set(card.validation["files"])
+    tuned = dataclasses.replace(card, validation={"files": {"elsewhere.wav": {}}, "training_validation": card.validation})
+    assert validation_entries(data, tuned) == held_out
 
 
 def test_detect_runtime_onnx_gives_the_keras_events(trained, tmp_path):
