@@ -110,6 +110,11 @@ VARIANTS = {
     # ---- the fifth session, on top of "plain": 3-fold cross-validation over the material's 5 folds
     # chooses the epoch count and the post-processing on out-of-fold predictions, then trains on all
     "cv3": Variant(config={"training": {"folds": 3}}, needs=(("config", "training.folds"),)),
+    # ---- the ninth session, on top of "cv3": the target's real negative recordings (training backgrounds
+    # and distractors strung together) as --negatives, without augmented copies
+    "cv3-negatives": Variant(
+        config={"training": {"folds": 3}}, extract_options=("--negatives", "{negatives}"), needs=(("extract", "--negatives"),)
+    ),
     # + SpecAugment-style masks
     "masking": Variant(
         config={"training": {**_ON["training"], "time_mask_frames": 10, "feature_mask_columns": 8}},
