@@ -11,14 +11,17 @@ audio, as the original was. ``--grid scaled`` searches soundnet's grid (``tuning
 minimum durations and gaps of a quarter and a half of the median length of the validation
 events (:func:`grid_for`, a trial: not soundnet's default); ``--grid fixed`` ``tuning.GRID``
 without its off thresholds (the grid before hysteresis); ``--grid hysteresis`` ``tuning.GRID``
-with them (:data:`HYSTERESIS`). The
+with them (:data:`HYSTERESIS`); ``--grid default`` soundnet's search as installed (``tuning.GRID``
+and its criterion: for a cross-validated run, the event F1 averaged over the folds). The
 network is not retrained: only the post-processing differs from the original run.
 
 A cross-validated run (``training.folds``, e.g. variant ``cv3``) is tuned on its pooled
 out-of-fold probabilities, as ``soundnet train`` tuned it: ``soundnet tune RUN`` on the run's
 ``out_of_fold.npz``. A run trained before soundnet kept that file gets it from
 ``--out-of-fold DIR``: copies of its ``run.partial/folds/fold-K/held_out.npz`` made while it
-ran (``DIR/<material>/seed<S>/fold-K/held_out.npz``).
+ran (``DIR/<material>/seed<S>/fold-K/held_out.npz``). An ``out_of_fold.npz`` written before
+soundnet kept each file's fold in it gets them from the run's dataset, dealt again by
+``soundnet.training.fold_files`` with the card's fold count and seed, as training dealt them.
 """
 
 from __future__ import annotations
@@ -67,10 +70,11 @@ def restore_out_of_fold(run_dir: Path, folder: Path, dataset_dir: Path) -> int:
     from soundnet.run import OutOfFold, write_out_of_fold
 
     dataset = Dataset.open(dataset_dir)
-    held = {}
+    held, fold_of = {}, {}
     for saved in sorted(folder.glob("fold-*/held_out.npz")):
         with np.load(saved) as fold:
             held.update({name: fold[name] for name in fold.files})
+            fold_of.update(dict.fromkeys(fold.files, int(saved.parent.name.split("-")[1])))
     entries = [e for e in dataset.entries if e.id in held]
     frame = dataset.feature_config.frame_seconds
     oof = OutOfFold(
@@ -78,9 +82,29 @@ def restore_out_of_fold(run_dir: Path, folder: Path, dataset_dir: Path) -> int:
         {e.source: dataset.events(e) for e in entries},
         {e.source: e.frames * frame for e in entries},
         dataset.target,
+        {e.source: fold_of[e.id] for e in entries},
     )
     write_out_of_fold(run_dir, oof)
     return len(entries)
+
+
+def add_folds(run_dir: Path, dataset_dir: Path) -> None:
+    """Give a run's ``out_of_fold.npz`` each file's fold where it lacks them, dealt again from
+    its dataset as training dealt them (``fold_files``, the card's fold count and seed)."""
+    import dataclasses
+
+    from soundnet.dataset import Dataset
+    from soundnet.run import read_card, read_out_of_fold, write_out_of_fold
+    from soundnet.training import fold_files
+
+    oof = read_out_of_fold(run_dir)
+    if oof.folds is not None:
+        return
+    config = read_card(run_dir).training["config"]
+    folds = fold_files(Dataset.open(dataset_dir).entries, folds=config["folds"], seed=config["seed"])
+    fold_of = {e.source: k for k, (_, val, _) in enumerate(folds, 1) for e in val}
+    assert set(fold_of) == set(oof.probabilities), f"{run_dir}: its dataset's folds are not its out-of-fold files"
+    write_out_of_fold(run_dir, dataclasses.replace(oof, folds=fold_of))
 
 
 def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path | None = None) -> dict | None:
@@ -108,12 +132,18 @@ def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path
             if oof is None or not any(oof.glob("fold-*/held_out.npz")):
                 raise SystemExit(f"{original}: a run without {OUT_OF_FOLD_FILE} needs --out-of-fold (none in {oof})")
             restore_out_of_fold(run_dir, oof, work / f"data-{name.split('-')[1]}")
-        searched = {**GRID, "off_threshold": HYSTERESIS if grid == "hysteresis" else (None,)}
+        if grid == "default":
+            add_folds(run_dir, work / f"data-{name.split('-')[1]}")
+            searched = dict(GRID)
+        else:
+            searched = {**GRID, "off_threshold": HYSTERESIS if grid == "hysteresis" else (None,)}
         tuning = tune(run_dir, grid=searched)
     else:
         files = sorted(card["validation"]["files"])
         if grid == "scaled":
             searched = grid_for(read_references(files, table, target=target).events, label=target)
+        elif grid == "default":
+            searched = dict(GRID)
         else:
             searched = {**GRID, "off_threshold": HYSTERESIS if grid == "hysteresis" else (None,)}
         tuning = tune(run_dir, files, annotations=table, grid=searched)
@@ -134,6 +164,7 @@ def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path
         "validation_event_f1": validation,
         "validation_gap": None if validation is None else validation - figures["event_f1"],
         "post": dataclasses.asdict(tuning.post),
+        "criterion": tuning.criterion,
         "before": {k: before[k] for k in ("event_f1", "validation_event_f1", "false_alarms_per_hour_mixtures")},
         "grid": {k: list(v) for k, v in searched.items()},
     }
@@ -168,7 +199,7 @@ def main() -> int:
     parser.add_argument("--variant", default="plain")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--grid", choices=("scaled", "fixed", "hysteresis"), default="scaled")
+    parser.add_argument("--grid", choices=("scaled", "fixed", "hysteresis", "default"), default="scaled")
     parser.add_argument("--out-of-fold", type=Path, help="copies of cross-validated runs' folds (see above)")
     parser.add_argument("--train", type=int, default=250)
     parser.add_argument("--test", type=int, default=100)

@@ -585,7 +585,7 @@ def tune(run, inputs, annotations, label_column, max_false_alarms_per_hour, revi
     )
     before, after = tuning.baseline.event_onset.f_measure, tuning.scores.event_onset.f_measure
     alarms, limit = tuning.scores.alarms, tuning.max_false_alarms_per_hour
-    chosen = "best event F1" if limit is None else f"fewest misses with at most {limit:g} false alarms per hour"
+    chosen = tuning.criterion if limit is None else f"fewest misses with at most {limit:g} false alarms per hour"
     click.echo(
         f"{run}: {tuning.post}; chosen for {chosen}: event F1 {_fmt(after)}, "
         f"{_fmt_rate(alarms.false_alarms_per_hour)} false alarms per hour, miss rate {_fmt(alarms.miss_rate)} "

@@ -323,12 +323,14 @@ def load_keras_model(run: Path, card: ModelCard):
 class OutOfFold:
     """A cross-validated run's out-of-fold predictions: each training file's per-frame
     probabilities by the network of the fold that held its group out, with its reference
-    events and length, by file name (what ``soundnet tune RUN`` tunes on without audio)."""
+    events, length and that fold (1, 2, ...), by file name (what ``soundnet tune RUN``
+    tunes on without audio; ``folds`` is None in a file written before soundnet kept them)."""
 
     probabilities: dict[str, np.ndarray]
     events: dict[str, list]
     durations: dict[str, float]
     target: str
+    folds: dict[str, int] | None = None
 
 
 def write_out_of_fold(run: Path, oof: OutOfFold) -> None:
@@ -342,7 +344,12 @@ def write_out_of_fold(run: Path, oof: OutOfFold) -> None:
     meta = {
         "target": oof.target,
         "files": [
-            {"name": n, "duration": oof.durations[n], "events": [[e.onset, e.offset] for e in oof.events.get(n, [])]}
+            {
+                "name": n,
+                "duration": oof.durations[n],
+                "events": [[e.onset, e.offset] for e in oof.events.get(n, [])],
+                **({} if oof.folds is None else {"fold": oof.folds[n]}),
+            }
             for n in names
         ],
     }
@@ -369,7 +376,8 @@ def read_out_of_fold(run: Path) -> OutOfFold | None:
         raise SoundnetError(f"{path}: not a readable out-of-fold file ({error})") from None
     target = meta["target"]
     events = {f["name"]: [Event(f["name"], on, off, target) for on, off in f["events"]] for f in files}
-    return OutOfFold(probabilities, events, {f["name"]: float(f["duration"]) for f in files}, target)
+    folds = {f["name"]: int(f["fold"]) for f in files} if all("fold" in f for f in files) else None
+    return OutOfFold(probabilities, events, {f["name"]: float(f["duration"]) for f in files}, target, folds)
 
 
 @dataclass(frozen=True)

@@ -668,7 +668,8 @@ def _cross_validated(
     keras.utils.set_random_seed(t.seed)
     model, _, _ = _fit(plan, partial, resume=resume and (partial / PROGRESS).is_file(), tensorboard=tensorboard, epochs=epochs)
     val_entries = [e for _, val, _ in folds for e in val]
-    tuned, frames, calibration = _tune(dataset, val_entries, [probabilities[e.id] for e in val_entries], config)
+    fold_of = {e.id: k for k, (_, val, _) in enumerate(folds, 1) for e in val}
+    tuned, frames, calibration = _tune(dataset, val_entries, [probabilities[e.id] for e in val_entries], config, folds=fold_of)
     split = {
         "by": "group",
         "groups": dataset.groups_by,
@@ -677,7 +678,8 @@ def _cross_validated(
         "validation_files": len(val_entries),
         "negative_files": sum(e.negative for e in val_entries),
         "figures": f"out-of-fold: each file scored by the network of the fold that held its group out, at that fold's kept "
-        f"epoch; the shipped network trained on every file for {epochs} epochs (the median kept epoch)",
+        f"epoch; the post-processing chosen for its event F1 averaged over the folds; the shipped network trained on "
+        f"every file for {epochs} epochs (the median kept epoch)",
     }
     card = _final_card(plan, tuned, frames, calibration, epochs=epochs, split=split, val_entries=val_entries)
     card = dataclasses.replace(card, training={**card.training, "folds": records})
@@ -687,6 +689,7 @@ def _cross_validated(
         {e.source: dataset.events(e) for e in val_entries},
         {e.source: e.frames * frame_seconds for e in val_entries},
         dataset.target,
+        {e.source: fold_of[e.id] for e in val_entries},
     )
     write_out_of_fold(partial, oof)  # what the post-processing was tuned on: soundnet tune RUN re-tunes on it
     shutil.rmtree(partial / FOLDS_FOLDER, ignore_errors=True)
@@ -958,15 +961,20 @@ def _kept_probabilities(validation: Validation, checkpoint: Checkpoint) -> list[
     return validation.probabilities()
 
 
-def _tune(dataset: Dataset, val_entries: list[Entry], probs: list[np.ndarray], config: Config):
+def _tune(
+    dataset: Dataset, val_entries: list[Entry], probs: list[np.ndarray], config: Config, *, folds: dict[str, int] | None = None
+):
     """Search the post-processing on the validation files' probabilities (as detect
-    sees them), and fit the calibration of the confidence of the events it finds there."""
+    sees them), and fit the calibration of the confidence of the events it finds there.
+    ``folds``: each validation file's fold (by entry id) in a cross-validation."""
     names = [e.id for e in val_entries]
     by_name = dict(zip(names, probs, strict=True))
     reference = {e.id: dataset.events(e) for e in val_entries}
     durations = {e.id: e.frames * dataset.feature_config.frame_seconds for e in val_entries}
     frame_seconds = dataset.feature_config.frame_seconds
-    tuned = search_postprocessing(by_name, reference, label=dataset.target, frame_seconds=frame_seconds, durations=durations)
+    tuned = search_postprocessing(
+        by_name, reference, label=dataset.target, frame_seconds=frame_seconds, durations=durations, folds=folds
+    )
     calibration, note = fit_event_calibration(
         by_name,
         reference,
@@ -979,9 +987,10 @@ def _tune(dataset: Dataset, val_entries: list[Entry], probs: list[np.ndarray], c
     log.info("validation: %s", note)
     frames = frame_scores([dataset.labels(e) for e in val_entries], probs)
     log.info(
-        "validation: event F1 %.3f (ER %.3f) with %s; plain threshold 0.5: F1 %.3f; frame AP %s",
+        "validation: event F1 %.3f (ER %.3f%s) with %s; plain threshold 0.5: F1 %.3f; frame AP %s",
         tuned.scores.event_onset.f_measure or 0.0,
         tuned.scores.event_onset.error_rate,
+        "" if tuned.fold_f1 is None else "; per fold " + ", ".join(f"{f:.3f}" for f in tuned.fold_f1),
         tuned.post,
         tuned.baseline.event_onset.f_measure or 0.0,
         "n/a" if frames.average_precision is None else f"{frames.average_precision:.3f}",

@@ -43,24 +43,28 @@ CURVE_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))
 OUT_OF_FOLD_NOTE = "out-of-fold predictions of the run's cross-validation (out_of_fold.npz)"
 
 BEST_F1 = "best event F1"
+BEST_FOLD_F1 = "best event F1 averaged over the folds"
 FEWEST_MISSES = "fewest misses within the false alarm limit"
 
 
 @dataclass(frozen=True)
 class TuneResult:
     """The post-processing found, its scores, the scores of the plain rule (threshold
-    0.5, no filtering) on the same files, and what chose it: ``criterion`` (BEST_F1 or
-    FEWEST_MISSES) and the false alarm limit (None for BEST_F1)."""
+    0.5, no filtering) on the same files, and what chose it: ``criterion`` (BEST_F1,
+    BEST_FOLD_F1 or FEWEST_MISSES), the false alarm limit (None unless FEWEST_MISSES)
+    and, where the files came in folds, each fold's event F1 at the point chosen."""
 
     post: PostConfig
     scores: EventScores
     baseline: EventScores
     criterion: str = BEST_F1
     max_false_alarms_per_hour: float | None = None
+    fold_f1: tuple[float, ...] | None = None
 
     def criterion_json(self) -> dict:
         """What chose the post-processing, as recorded in a card's validation figures."""
-        return {"criterion": self.criterion, "max_false_alarms_per_hour": self.max_false_alarms_per_hour}
+        folds = {} if self.fold_f1 is None else {"fold_event_f1": list(self.fold_f1)}
+        return {"criterion": self.criterion, "max_false_alarms_per_hour": self.max_false_alarms_per_hour, **folds}
 
 
 class CurvePoint(NamedTuple):
@@ -148,11 +152,18 @@ def search_postprocessing(
     durations: Mapping[str, float],
     grid: Mapping[str, Sequence[float]] = GRID,
     max_false_alarms_per_hour: float | None = None,
+    folds: Mapping[str, int] | None = None,
 ) -> TuneResult:
     """The post-processing with the best event-based F-score (onset collar 0.5 s) on
     labelled files; ties go to the lower error rate, then to the threshold nearest
     0.5, then to more smoothing (longer median filter and minimum duration: safer on
     unseen audio), then to the smaller gap, then to less hysteresis.
+
+    With ``folds`` (the files of a cross-validation, each in the fold that held its
+    group out), the best F-score averaged over the folds that hold reference events,
+    then the F-score of all files pooled, then as above: a point must hold on each set
+    of groups the training never heard, not only on the pooled whole, where the folds
+    it suits best can carry one on which it finds nothing.
 
     With ``max_false_alarms_per_hour``, the point of the grid with the fewest misses
     (lowest miss rate) among those with at most that many false alarms per hour;
@@ -176,6 +187,9 @@ def search_postprocessing(
         (None: no hysteresis; a value at or above a threshold is none there).
     max_false_alarms_per_hour : float >= 0 or None
         The false alarm limit; None chooses by F-score.
+    folds : mapping name -> fold, optional
+        Each file's fold (every file of ``reference``); used by the F-score criterion.
+        Fewer than two folds with reference events: the pooled F-score alone.
 
     Raises
     ------
@@ -185,7 +199,8 @@ def search_postprocessing(
     """
     check_false_alarm_limit(max_false_alarms_per_hour)
     hours = hours_of(durations, reference)
-    best_key, best_post, fewest = None, None, None
+    by_fold = _by_fold(reference, folds, label=label) if max_false_alarms_per_hour is None else []
+    best_key, best_post, best_folds, fewest = None, None, None, None
     for median in grid["median_seconds"]:
         smoothed = _smoothed(probabilities, median, frame_seconds)
         for threshold, off, min_duration, gap in grid_points(grid):
@@ -193,6 +208,9 @@ def search_postprocessing(
             events = events_at(smoothed, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
             f, er, alarms = onset_figures(reference, events, label=label, hours=hours)
             key = (round(f, 9), -round(er, 9), -abs(threshold - 0.5), median, min_duration, -gap, -(threshold - post.off))
+            fold_f1 = tuple(onset_figures(part, events, label=label)[0] for part in by_fold)
+            if fold_f1:
+                key = (round(sum(fold_f1) / len(fold_f1), 9), *key)
             if max_false_alarms_per_hour is not None:
                 rate, miss_rate = _rate(alarms), alarms.miss_rate or 0.0
                 if fewest is None or (rate, miss_rate) < fewest:
@@ -201,7 +219,7 @@ def search_postprocessing(
                     continue
                 key = (-round(miss_rate, 9), -round(rate, 9), *key)
             if best_key is None or key > best_key:
-                best_key = key
+                best_key, best_folds = key, fold_f1 or None
                 best_post = dataclasses.replace(post, median_seconds=median)
     if best_post is None:
         raise FalseAlarmLimitError(max_false_alarms_per_hour, *fewest)
@@ -218,8 +236,25 @@ def search_postprocessing(
         durations=durations,
     )
     if max_false_alarms_per_hour is None:
-        return TuneResult(best_post, scores, baseline)
+        return TuneResult(best_post, scores, baseline, BEST_FOLD_F1 if best_folds else BEST_F1, fold_f1=best_folds)
     return TuneResult(best_post, scores, baseline, FEWEST_MISSES, max_false_alarms_per_hour)
+
+
+def _by_fold(
+    reference: Mapping[str, Sequence[Event]], folds: Mapping[str, int] | None, *, label: str
+) -> list[dict[str, Sequence[Event]]]:
+    """``reference`` split by fold, in fold order, the folds without a reference event of
+    ``label`` left out; empty when fewer than two folds remain (nothing to average)."""
+    if folds is None:
+        return []
+    missing = set(reference) - set(folds)
+    if missing:
+        raise ValueError(f"folds: no fold for {sorted(missing)[:3]}")
+    parts: dict[int, dict[str, Sequence[Event]]] = {}
+    for name in reference:
+        parts.setdefault(folds[name], {})[name] = reference[name]
+    held = [part for _, part in sorted(parts.items()) if any(e.label == label for n in part for e in part[n])]
+    return held if len(held) >= 2 else []
 
 
 def operating_curve(
@@ -360,6 +395,7 @@ def tune(
     detector = Detector(run)
     card = detector.card
     inputs = () if inputs is None else inputs
+    folds = None  # the out-of-fold predictions' folds: the F-score averaged over them chooses
     if not as_paths(inputs) and reviewed is None:
         from soundnet.run import read_out_of_fold
 
@@ -370,6 +406,7 @@ def tune(
                 "predictions: only a cross-validated run does, trained with --folds)"
             )
         probabilities, durations, events, target = oof.probabilities, oof.durations, oof.events, oof.target
+        folds = oof.folds
         tuned_on = [f"{OUT_OF_FOLD_NOTE}: {len(probabilities)} files"]
     elif as_paths(inputs):
         references = read_references(inputs, annotations, target=card.target, label_column=label_column)
@@ -401,6 +438,7 @@ def tune(
         durations=durations,
         grid=grid or GRID,
         max_false_alarms_per_hour=max_false_alarms_per_hour,
+        folds=folds,
     )
     calibration, note = fit_event_calibration(
         probabilities,

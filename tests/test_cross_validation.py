@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from planted import planted_set
 
 from soundnet.errors import SoundnetError
+from soundnet.events import Event
 from soundnet.groups import fold_splits
 from soundnet.run import read_card, read_out_of_fold
-from soundnet.tuning import tune
+from soundnet.tuning import BEST_F1, BEST_FOLD_F1, search_postprocessing, tune
 
 
 @given(
@@ -65,6 +66,46 @@ def grouped_dataset(tmp_path, *, files=6, groups=3):
     config = tmp_path / "fast.yaml"
     config.write_text("training:\n  epochs: 3\n  patience: 2\n  batch_size: 8\n  stride: 25\n")
     return tmp_path / "data", config, names
+
+
+def _fold_case():
+    """Fold 1: 8 files whose event peaks at 0.95, each with a 0.8 look-alike 3 s later;
+    fold 2: 2 files of a quieter source whose event peaks at 0.75; fold 3: 2 files with no
+    event at all. Threshold 0.9 finds fold 1's events only (pooled F1 16/18 = 0.889, but
+    nothing in fold 2); 0.7 finds every event and fold 1's look-alikes (pooled 20/28 = 0.714;
+    fold 1 0.667, fold 2 1.0)."""
+    probabilities, reference, folds = {}, {}, {}
+    for i in range(12):
+        name, p = f"f{i:02d}.wav", np.full(1000, 0.05, np.float32)  # 10 s at 10 ms frames
+        fold, peak = (1, 0.95) if i < 8 else (2, 0.75) if i < 10 else (3, None)
+        if peak is not None:
+            p[200:300] = peak
+            reference[name] = [Event(name, 2.0, 3.0, "moo")]
+        else:
+            reference[name] = []
+        if fold == 1:
+            p[500:560] = 0.8
+        probabilities[name], folds[name] = p, fold
+    return probabilities, reference, folds
+
+
+def test_cross_validated_tuning_chooses_what_holds_on_every_fold():
+    probabilities, reference, folds = _fold_case()
+    grid = {"threshold": (0.7, 0.9), "median_seconds": (0.0,), "min_duration": (0.0,), "merge_gap": (0.0,)}
+    durations = dict.fromkeys(probabilities, 10.0)
+    kwargs = dict(label="moo", frame_seconds=0.01, durations=durations, grid=grid)
+    pooled = search_postprocessing(probabilities, reference, **kwargs)
+    assert (pooled.post.threshold, pooled.criterion, pooled.fold_f1) == (0.9, BEST_F1, None)
+    assert pooled.scores.event_onset.f_measure == pytest.approx(16 / 18)
+    by_fold = search_postprocessing(probabilities, reference, folds=folds, **kwargs)
+    assert (by_fold.post.threshold, by_fold.criterion) == (0.7, BEST_FOLD_F1)
+    assert by_fold.fold_f1 == pytest.approx((16 / 24, 1.0))  # fold 3 holds no event: not averaged
+    assert by_fold.scores.event_onset.f_measure == pytest.approx(20 / 28)  # the card's figures stay pooled
+    assert by_fold.criterion_json()["fold_event_f1"] == pytest.approx([16 / 24, 1.0])
+    one_fold = search_postprocessing(probabilities, reference, folds=dict.fromkeys(folds, 1), **kwargs)
+    assert (one_fold.post, one_fold.criterion) == (pooled.post, BEST_F1)  # nothing to average
+    limited = search_postprocessing(probabilities, reference, folds=folds, max_false_alarms_per_hour=0.0, **kwargs)
+    assert limited.post.threshold == 0.9 and limited.fold_f1 is None  # a false alarm limit ranks misses, pooled
 
 
 def test_too_few_groups_for_the_folds_is_a_clear_error(tmp_path):
@@ -126,6 +167,11 @@ def test_an_interrupted_cross_validation_resumes_after_its_finished_folds(tmp_pa
     # the out-of-fold predictions stay in the run: tune re-tunes on them without audio
     oof = read_out_of_fold(run)
     assert sorted(oof.probabilities) == sorted(card["validation"]["files"]) and oof.target == card["target"]
+    assert sorted(set(oof.folds.values())) == [1, 2, 3]
+    assert all(
+        oof.folds[n] == 1 for n in oof.probabilities if any(np.array_equal(oof.probabilities[n], q) for q in first.values())
+    )
+    assert card["validation"]["criterion"] == BEST_FOLD_F1 and len(card["validation"]["fold_event_f1"]) in (2, 3)
     assert all(len(p) == round(oof.durations[n] / 0.01) for n, p in oof.probabilities.items())
     assert all(any(np.array_equal(p, q) for p in oof.probabilities.values()) for q in first.values())  # fold 1's, as saved
     assert sum(len(e) for e in oof.events.values()) == card["validation"]["alarms"]["reference"]
