@@ -9,8 +9,10 @@ run's dataset, as training dealt them) and the test mixtures, and prints, per cr
 (``pooled``: the event F1 of all out-of-fold files together; ``mean`` / ``min``: the mean /
 lowest F1 of the folds; ``test``: the test side itself, the best any choice could do), the
 point it picks and that point's test F1, and how each criterion ranks the grid against the
-test (Spearman). Ties go to the pooled F1, then to the threshold nearest 0.5. Nothing is
-written to the runs; the per-point figures go to ``<run>-criteria.json`` beside each run.
+test (Spearman). Ties go to the pooled F1, then to the threshold nearest 0.5. A fold without
+reference events counts with F1 0 here (soundnet's search leaves it out of its average; the
+material's folds all hold events). Nothing is written to the runs; the per-point figures go to
+``<run>-criteria.json`` beside each run.
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ def grid_figures(run: Path, data: Path, test: Path) -> list[dict]:
 
     card, oof = read_card(run), read_out_of_fold(run)
     config = card.training["config"]
-    folds = fold_files(Dataset.open(data).entries, folds=config["folds"], seed=config["seed"])
-    fold_of = {e.source: k for k, (_, val, _) in enumerate(folds) for e in val}
-    assert set(fold_of) == set(oof.probabilities), f"{run}: its dataset's folds are not its out-of-fold files"
-    parts = [[n for n in oof.probabilities if fold_of[n] == k] for k in range(len(folds))]
+    fold_of = oof.folds  # kept by training since 3a40515; else dealt again as training dealt them
+    if fold_of is None:
+        folds = fold_files(Dataset.open(data).entries, folds=config["folds"], seed=config["seed"])
+        fold_of = {e.source: k for k, (_, val, _) in enumerate(folds, 1) for e in val}
+    if set(fold_of) != set(oof.probabilities):
+        raise SystemExit(f"{run}: the folds dealt from {data} are not those its out-of-fold files came from")
+    parts = [[n for n in oof.probabilities if fold_of[n] == k] for k in sorted(set(fold_of.values()))]
     references = read_references(test, test / "annotations.tsv", target=card.target)
     detector = Detector(run)
     tested = {name: detector.probabilities(path) for name, path in references.paths.items()}

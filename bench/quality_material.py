@@ -258,9 +258,9 @@ def archive_members(archive: Path, pattern: str, into: Path) -> Path:
             target = into / name
             if not target.is_file():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".part")
+                tmp = target.with_name(f"{target.name}.{os.getpid()}.part")  # each process its own
                 tmp.write_bytes(z.read(name))
-                tmp.rename(target)
+                os.replace(tmp, target)
     return into
 
 

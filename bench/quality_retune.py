@@ -100,14 +100,16 @@ def add_folds(run_dir: Path, dataset_dir: Path) -> None:
     oof = read_out_of_fold(run_dir)
     if oof.folds is not None:
         return
-    config = read_card(run_dir).training["config"]
-    folds = fold_files(Dataset.open(dataset_dir).entries, folds=config["folds"], seed=config["seed"])
+    training = read_card(run_dir).training
+    folds = fold_files(Dataset.open(dataset_dir).entries, folds=training["config"]["folds"], seed=training["config"]["seed"])
     fold_of = {e.source: k for k, (_, val, _) in enumerate(folds, 1) for e in val}
-    assert set(fold_of) == set(oof.probabilities), f"{run_dir}: its dataset's folds are not its out-of-fold files"
+    sizes = [sum(1 for k in fold_of.values() if k == record["fold"]) for record in training["folds"]]
+    if set(fold_of) != set(oof.probabilities) or sizes != [record["validation_files"] for record in training["folds"]]:
+        raise SystemExit(f"{run_dir}: the folds dealt from {dataset_dir} are not those its out-of-fold files came from")
     write_out_of_fold(run_dir, dataclasses.replace(oof, folds=fold_of))
 
 
-def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path | None = None) -> dict | None:
+def retune(mat: Path, work: Path, name: str, variant: str, grid: str, info: dict, *, oof: Path | None = None) -> dict | None:
     from soundnet.evaluation import read_references
     from soundnet.run import OUT_OF_FOLD_FILE
     from soundnet.tuning import GRID, tune
@@ -131,9 +133,9 @@ def retune(mat: Path, work: Path, name: str, grid: str, info: dict, *, oof: Path
         if not (run_dir / OUT_OF_FOLD_FILE).is_file():
             if oof is None or not any(oof.glob("fold-*/held_out.npz")):
                 raise SystemExit(f"{original}: a run without {OUT_OF_FOLD_FILE} needs --out-of-fold (none in {oof})")
-            restore_out_of_fold(run_dir, oof, work / f"data-{name.split('-')[1]}")
+            restore_out_of_fold(run_dir, oof, work / f"data-{variant}")
         if grid == "default":
-            add_folds(run_dir, work / f"data-{name.split('-')[1]}")
+            add_folds(run_dir, work / f"data-{variant}")
             searched = dict(GRID)
         else:
             searched = {**GRID, "off_threshold": HYSTERESIS if grid == "hysteresis" else (None,)}
@@ -218,7 +220,7 @@ def main() -> int:
             for seed in (int(s) for s in args.seeds.split(",")):
                 name = f"soundnet-{variant}-epochs{args.epochs}-seed{seed}"
                 oof = None if args.out_of_fold is None else args.out_of_fold / mat.name / f"seed{seed}"
-                figures = retune(mat, work, name, args.grid, info, oof=oof)
+                figures = retune(mat, work, name, variant, args.grid, info, oof=oof)
                 if figures is None:
                     print(f"{target} {variant} seed {seed}: no finished run in {work}")
                     continue

@@ -599,7 +599,7 @@ def retune(
     from soundnet.detection import Detector
     from soundnet.evaluation import read_references
     from soundnet.run import write_card
-    from soundnet.tuning import FalseAlarmLimitError, reference_probabilities, search_postprocessing
+    from soundnet.tuning import FalseAlarmLimitError, reference_probabilities, search_postprocessing, tuned_validation
 
     inputs, table = [folder], (folder / "annotations.tsv").read_text(encoding="utf-8")
     if negatives is not None:
@@ -626,13 +626,7 @@ def retune(
         probabilities, references.events, post=result.post, **{k: v for k, v in search.items() if k != "grid"}
     )
     print(f"  {note}", flush=True)
-    validation = {
-        **card.validation,
-        "tuned_on": [str(p) for p in references.paths.values()],
-        **result.criterion_json(),
-        **result.scores.summary_json(),
-        "calibration": note,
-    }
+    validation = tuned_validation(card.validation, result, tuned_on=[str(p) for p in references.paths.values()], calibration=note)
     write_card(run, dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration))
     hours_negative = sum(d for n, d in durations.items() if not references.events.get(n)) / 3600
     return {

@@ -372,11 +372,11 @@ def read_out_of_fold(run: Path) -> OutOfFold | None:
             meta = json.loads(str(saved["meta"]))
             files = meta["files"]
             probabilities = {f["name"]: saved[f"p{i}"] for i, f in enumerate(files)}
+            folds = {f["name"]: int(f["fold"]) for f in files} if all("fold" in f for f in files) else None
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
         raise SoundnetError(f"{path}: not a readable out-of-fold file ({error})") from None
     target = meta["target"]
     events = {f["name"]: [Event(f["name"], on, off, target) for on, off in f["events"]] for f in files}
-    folds = {f["name"]: int(f["fold"]) for f in files} if all("fold" in f for f in files) else None
     return OutOfFold(probabilities, events, {f["name"]: float(f["duration"]) for f in files}, target, folds)
 
 

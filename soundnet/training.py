@@ -678,8 +678,7 @@ def _cross_validated(
         "validation_files": len(val_entries),
         "negative_files": sum(e.negative for e in val_entries),
         "figures": f"out-of-fold: each file scored by the network of the fold that held its group out, at that fold's kept "
-        f"epoch; the post-processing chosen for its event F1 averaged over the folds; the shipped network trained on "
-        f"every file for {epochs} epochs (the median kept epoch)",
+        f"epoch; the shipped network trained on every file for {epochs} epochs (the median kept epoch)",
     }
     card = _final_card(plan, tuned, frames, calibration, epochs=epochs, split=split, val_entries=val_entries)
     card = dataclasses.replace(card, training={**card.training, "folds": records})

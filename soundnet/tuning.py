@@ -89,6 +89,35 @@ def training_validation(validation: Mapping) -> dict:
     return {k: v for k, v in validation.items() if k not in _TUNE_ONLY}
 
 
+def tuned_validation(
+    validation: Mapping,
+    result: TuneResult,
+    *,
+    tuned_on: list[str],
+    calibration: str,
+    out_of_fold: bool = False,
+    extra: Mapping | None = None,
+) -> dict:
+    """A card's validation record after ``result`` was tuned on the files ``tuned_on``:
+    their figures (criterion, scores, per-file counts, the plain rule's F-score, what the
+    calibration fitted; ``extra`` beside them), and what training measured on its own
+    held-out files (:func:`training_validation`) set aside whole as ``training_validation``.
+    ``out_of_fold``: the files are those held-out files again (a cross-validated run's
+    out-of-fold predictions), so training's ``split`` and ``frame`` figures stay instead."""
+    figures = {
+        "tuned_on": tuned_on,
+        **(extra or {}),
+        **result.criterion_json(),
+        **result.scores.to_json(),
+        "untuned_event_onset": result.baseline.event_onset.to_json(),
+        "calibration": calibration,
+    }
+    held_out = training_validation(validation)
+    if out_of_fold:
+        return {**{k: held_out[k] for k in ("split", "frame") if k in held_out}, **figures}
+    return {**figures, "training_validation": held_out}
+
+
 def check_false_alarm_limit(value: float | None) -> None:
     """Refuse a false alarm limit that is not a number >= 0 (NaN included)."""
     if value is not None and not value >= 0:
@@ -448,18 +477,10 @@ def tune(
         frame_seconds=card.features.frame_seconds,
         durations=durations,
     )
-    figures = {
-        "tuned_on": tuned_on,
-        **extra,
-        **result.criterion_json(),
-        **result.scores.to_json(),
-        "untuned_event_onset": result.baseline.event_onset.to_json(),
-        "calibration": note,
-    }
-    if as_paths(inputs) or reviewed is not None:
-        validation = {**figures, "training_validation": training_validation(card.validation)}
-    else:  # the out-of-fold predictions: the files training validated on, so its split and frame figures still hold
-        validation = {**{k: v for k, v in card.validation.items() if k not in _TUNE_ONLY}, **figures}
+    out_of_fold = not as_paths(inputs) and reviewed is None
+    validation = tuned_validation(
+        card.validation, result, tuned_on=tuned_on, calibration=note, out_of_fold=out_of_fold, extra=extra
+    )
     card = dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration)
     write_card(run, card)
     files = [Path(p) for p in tuned_on if not p.startswith(OUT_OF_FOLD_NOTE)]

@@ -184,3 +184,10 @@ def test_an_interrupted_cross_validation_resumes_after_its_finished_folds(tmp_pa
     assert retuned["files"] == card["validation"]["files"]
     out = ok(cli("tune", run, "--max-false-alarms-per-hour", "1000")).stdout
     assert "fewest misses with at most 1000 false alarms per hour" in out
+    limited = read_card(run).validation  # a limit ranks misses, pooled: no fold figures of another point linger
+    assert "fold_event_f1" not in limited and limited["split"] == split
+    tune(run, tmp_path / "audio", annotations=tmp_path / "grouped.tsv")  # on audio: training's figures set aside
+    assert read_card(run).validation["training_validation"]["split"] == split
+    tune(run)  # back on the out-of-fold predictions: training's split and frame figures again
+    again = read_card(run).validation
+    assert again["split"] == split and again["frame"] == card["validation"]["frame"] and "training_validation" not in again
