@@ -39,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality_material as material  # noqa: E402
 from _common import CACHE, PYTHON, QUIET_ENV, ROOT, loadavg, machine_header, measure  # noqa: E402
 
-ENV = {**QUIET_ENV, "PYTHONPATH": str(ROOT) + os.pathsep + QUIET_ENV.get("PYTHONPATH", "")}
+# soundnet of this checkout: PYTHONSAFEPATH keeps ``python -m`` from putting the working directory
+# (perhaps another checkout) ahead of it on sys.path
+ENV = {**QUIET_ENV, "PYTHONPATH": str(ROOT) + os.pathsep + QUIET_ENV.get("PYTHONPATH", ""), "PYTHONSAFEPATH": "1"}
 SOUNDNET = [PYTHON, "-m", "soundnet"]
 BASELINE = [PYTHON, str(Path(__file__).resolve().parent / "dcase2017_baseline.py")]
 
