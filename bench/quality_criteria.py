@@ -4,8 +4,8 @@ predict the test side? For finished cross-validated runs of ``bench/quality.py``
     PYTHONPATH=. python bench/quality_criteria.py --targets cattle --variant cv3 --seeds 0,1,2
 
 For every point of soundnet's search grid (``tuning.GRID``) it scores the run's out-of-fold
-predictions per fold (the folds dealt again by ``soundnet.training.fold_files`` from the
-run's dataset, as training dealt them) and the test mixtures, and prints, per criterion
+predictions per fold (those the run kept, else dealt again from its dataset as training dealt
+them: ``quality_retune.dealt_folds``) and the test mixtures, and prints, per criterion
 (``pooled``: the event F1 of all out-of-fold files together; ``mean`` / ``min``: the mean /
 lowest F1 of the folds; ``test``: the test side itself, the best any choice could do), the
 point it picks and that point's test F1, and how each criterion ranks the grid against the
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_material as material  # noqa: E402
 from _common import CACHE  # noqa: E402
+from quality_retune import dealt_folds  # noqa: E402
 
 CRITERIA = ("pooled", "mean", "min", "test")
 
@@ -35,22 +36,14 @@ CRITERIA = ("pooled", "mean", "min", "test")
 def grid_figures(run: Path, data: Path, test: Path) -> list[dict]:
     """Per grid point: its post-processing, each fold's, the pooled and the test event F1."""
     from soundnet.config import PostConfig
-    from soundnet.dataset import Dataset
     from soundnet.detection import Detector
     from soundnet.evaluation import read_references
     from soundnet.run import read_card, read_out_of_fold
     from soundnet.scoring import onset_figures
-    from soundnet.training import fold_files
     from soundnet.tuning import GRID, _smoothed, events_at, grid_points
 
     card, oof = read_card(run), read_out_of_fold(run)
-    config = card.training["config"]
-    fold_of = oof.folds  # kept by training since 3a40515; else dealt again as training dealt them
-    if fold_of is None:
-        folds = fold_files(Dataset.open(data).entries, folds=config["folds"], seed=config["seed"])
-        fold_of = {e.source: k for k, (_, val, _) in enumerate(folds, 1) for e in val}
-    if set(fold_of) != set(oof.probabilities):
-        raise SystemExit(f"{run}: the folds dealt from {data} are not those its out-of-fold files came from")
+    fold_of = dealt_folds(run, data, oof)
     parts = [[n for n in oof.probabilities if fold_of[n] == k] for k in sorted(set(fold_of.values()))]
     references = read_references(test, test / "annotations.tsv", target=card.target)
     detector = Detector(run)

@@ -88,25 +88,34 @@ def restore_out_of_fold(run_dir: Path, folder: Path, dataset_dir: Path) -> int:
     return len(entries)
 
 
-def add_folds(run_dir: Path, dataset_dir: Path) -> None:
-    """Give a run's ``out_of_fold.npz`` each file's fold where it lacks them, dealt again from
-    its dataset as training dealt them (``fold_files``, the card's fold count and seed)."""
-    import dataclasses
-
+def dealt_folds(run_dir: Path, dataset_dir: Path, oof) -> dict[str, int]:
+    """Each out-of-fold file's fold (``oof``: the run's ``OutOfFold``): as the run kept them,
+    else dealt again from its dataset as training dealt them (``fold_files``, the card's fold
+    count and seed), checked against the card's record of the folds."""
     from soundnet.dataset import Dataset
-    from soundnet.run import read_card, read_out_of_fold, write_out_of_fold
+    from soundnet.run import read_card
     from soundnet.training import fold_files
 
-    oof = read_out_of_fold(run_dir)
     if oof.folds is not None:
-        return
+        return oof.folds
     training = read_card(run_dir).training
     folds = fold_files(Dataset.open(dataset_dir).entries, folds=training["config"]["folds"], seed=training["config"]["seed"])
     fold_of = {e.source: k for k, (_, val, _) in enumerate(folds, 1) for e in val}
     sizes = [sum(1 for k in fold_of.values() if k == record["fold"]) for record in training["folds"]]
     if set(fold_of) != set(oof.probabilities) or sizes != [record["validation_files"] for record in training["folds"]]:
         raise SystemExit(f"{run_dir}: the folds dealt from {dataset_dir} are not those its out-of-fold files came from")
-    write_out_of_fold(run_dir, dataclasses.replace(oof, folds=fold_of))
+    return fold_of
+
+
+def add_folds(run_dir: Path, dataset_dir: Path) -> None:
+    """Give a run's ``out_of_fold.npz`` each file's fold where it lacks them (:func:`dealt_folds`)."""
+    import dataclasses
+
+    from soundnet.run import read_out_of_fold, write_out_of_fold
+
+    oof = read_out_of_fold(run_dir)
+    if oof.folds is None:
+        write_out_of_fold(run_dir, dataclasses.replace(oof, folds=dealt_folds(run_dir, dataset_dir, oof)))
 
 
 def retune(mat: Path, work: Path, name: str, variant: str, grid: str, info: dict, *, oof: Path | None = None) -> dict | None:

@@ -424,7 +424,7 @@ def tune(
     detector = Detector(run)
     card = detector.card
     inputs = () if inputs is None else inputs
-    folds = None  # the out-of-fold predictions' folds: the F-score averaged over them chooses
+    oof = None  # a cross-validated run's out-of-fold predictions, when tuned on them
     if not as_paths(inputs) and reviewed is None:
         from soundnet.run import read_out_of_fold
 
@@ -435,7 +435,6 @@ def tune(
                 "predictions: only a cross-validated run does, trained with --folds)"
             )
         probabilities, durations, events, target = oof.probabilities, oof.durations, oof.events, oof.target
-        folds = oof.folds
         tuned_on = [f"{OUT_OF_FOLD_NOTE}: {len(probabilities)} files"]
     elif as_paths(inputs):
         references = read_references(inputs, annotations, target=card.target, label_column=label_column)
@@ -467,7 +466,7 @@ def tune(
         durations=durations,
         grid=grid or GRID,
         max_false_alarms_per_hour=max_false_alarms_per_hour,
-        folds=folds,
+        folds=None if oof is None else oof.folds,
     )
     calibration, note = fit_event_calibration(
         probabilities,
@@ -477,9 +476,8 @@ def tune(
         frame_seconds=card.features.frame_seconds,
         durations=durations,
     )
-    out_of_fold = not as_paths(inputs) and reviewed is None
     validation = tuned_validation(
-        card.validation, result, tuned_on=tuned_on, calibration=note, out_of_fold=out_of_fold, extra=extra
+        card.validation, result, tuned_on=tuned_on, calibration=note, out_of_fold=oof is not None, extra=extra
     )
     card = dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration)
     write_card(run, card)
