@@ -537,7 +537,7 @@ def rebuild_command(args: argparse.Namespace) -> str:
     for name in ("negatives", "tune_negative_packages", "max_false_alarms_per_hour", "heldout_negatives"):
         if getattr(args, name) is not None:
             parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    return " ".join(parts + ["--install"])
+    return " ".join(parts + (["--verify"] if args.verify else []) + ["--install"])
 
 
 def heldout_summary(evaluation: dict) -> dict:
@@ -574,7 +574,13 @@ RETUNE_GRID = {
 
 
 def retune(
-    run: Path, folder: Path, *, work: Path, negatives: Path | None = None, max_false_alarms_per_hour: float | None = None
+    run: Path,
+    folder: Path,
+    *,
+    work: Path,
+    negatives: Path | None = None,
+    max_false_alarms_per_hour: float | None = None,
+    verify: bool = False,
 ) -> dict:
     """Re-tune the run's post-processing on the tuning mixtures in ``folder`` (and the
     real non-alarm audio in ``negatives``, every detection there a false alarm), over
@@ -590,7 +596,10 @@ def retune(
     alarms is kept (and the result says so). The calibration of event confidence is then
     fitted on the events of the chosen post-processing there, as ``soundnet tune`` fits it
     (:func:`soundnet.calibration.fit_event_calibration`). The probabilities are saved in
-    ``WORK/tune_probabilities.npz``. Returns what it found (for the log).
+    ``WORK/tune_probabilities.npz``. With ``verify``, the first stage and a verifier of its
+    events are chosen together on the same audio, as ``soundnet tune --verify`` chooses
+    them (:func:`soundnet.tuning.search_verified`), and the calibration is fitted on the
+    events the verifier keeps. Returns what it found (for the log).
     """
     import dataclasses
 
@@ -599,7 +608,13 @@ def retune(
     from soundnet.detection import Detector
     from soundnet.evaluation import read_references
     from soundnet.run import write_card
-    from soundnet.tuning import FalseAlarmLimitError, reference_probabilities, search_postprocessing, tuned_validation
+    from soundnet.tuning import (
+        FalseAlarmLimitError,
+        reference_probabilities,
+        search_postprocessing,
+        search_verified,
+        tuned_validation,
+    )
 
     inputs, table = [folder], (folder / "annotations.tsv").read_text(encoding="utf-8")
     if negatives is not None:
@@ -615,19 +630,32 @@ def retune(
     probabilities, durations = reference_probabilities(detector, references)
     np.savez_compressed(work / "tune_probabilities.npz", **{n.replace("/", "|"): p for n, p in probabilities.items()})
     search = dict(label=references.target, frame_seconds=card.features.frame_seconds, durations=durations, grid=RETUNE_GRID)
-    limit, met = max_false_alarms_per_hour, True
-    try:
-        result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
-    except FalseAlarmLimitError as error:  # nothing meets the limit: the fewest false alarms the grid reaches
-        print(f"  {error}", flush=True)
-        limit, met = round(error.fewest, 2) + 0.005, False
-        result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
+    limit, met, verifier, kept = max_false_alarms_per_hour, True, None, None
+    if verify:
+        result, verifier, kept = search_verified(
+            detector, references.paths, probabilities, references.events, label=references.target, durations=durations,
+            grid=RETUNE_GRID, max_false_alarms_per_hour=limit,
+        )  # fmt: skip
+        met = limit is None or verifier.fitted["out_of_fold"]["false_alarms_per_hour"] <= limit
+    else:
+        try:
+            result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
+        except FalseAlarmLimitError as error:  # nothing meets the limit: the fewest false alarms the grid reaches
+            print(f"  {error}", flush=True)
+            limit, met = round(error.fewest, 2) + 0.005, False
+            result = search_postprocessing(probabilities, references.events, max_false_alarms_per_hour=limit, **search)
     calibration, note = fit_event_calibration(
-        probabilities, references.events, post=result.post, **{k: v for k, v in search.items() if k != "grid"}
+        probabilities, references.events, post=result.post, estimated=kept, **{k: v for k, v in search.items() if k != "grid"}
     )
     print(f"  {note}", flush=True)
-    validation = tuned_validation(card.validation, result, tuned_on=[str(p) for p in references.paths.values()], calibration=note)
-    write_card(run, dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration))
+    extra = None if verifier is None else {"verifier": dict(verifier.fitted)}
+    validation = tuned_validation(
+        card.validation, result, tuned_on=[str(p) for p in references.paths.values()], calibration=note, extra=extra
+    )
+    card = dataclasses.replace(
+        card, postprocessing=result.post, validation=validation, calibration=calibration, verifier=verifier
+    )
+    write_card(run, card)
     hours_negative = sum(d for n, d in durations.items() if not references.events.get(n)) / 3600
     return {
         "tuned_on": f"{folder.relative_to(work)}: {sum(1 for n in references.events if references.events[n])} "
@@ -638,6 +666,7 @@ def retune(
         "train_postprocessing": to_dict(card.postprocessing),
         "postprocessing": to_dict(result.post),
         "calibration": None if calibration is None else calibration.to_json(),
+        "verifier": None if verifier is None else verifier.to_json(),
         **result.scores.summary_json(),
     }
 
@@ -746,6 +775,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Build nothing: measure --model on --heldout-negatives into WORK/heldout.json.",
     )  # fmt: skip
     parser.add_argument("--model", type=Path, help="With --measure-only: the run folder (default: the bundled detector).")
+    parser.add_argument(
+        "--verify", action="store_true",
+        help="Re-tune with a verifier of events (soundnet tune --verify): the first stage of post-processing and "
+        "the verifier chosen together on the tuning audio.",
+    )  # fmt: skip
     for name, default in DEFAULTS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"(default {default})")
     args = parser.parse_args(argv)
@@ -851,7 +885,7 @@ def main(argv=None) -> int:
     step = time.monotonic()
     retuned = retune(
         work / "run", work / "tune", work=work, negatives=tune_negatives,
-        max_false_alarms_per_hour=args.max_false_alarms_per_hour,
+        max_false_alarms_per_hour=args.max_false_alarms_per_hour, verify=args.verify,
     )  # fmt: skip
     write_text(work / "retune.json", json.dumps(retuned, indent=1) + "\n")
     print(

@@ -339,11 +339,15 @@ def fit_event_calibration(
     frame_seconds: float,
     durations: Mapping[str, float],
     seed: int = 0,
+    estimated: Mapping[str, Sequence[Event]] | None = None,
 ) -> tuple[Calibration | None, str]:
     """The calibration of the events that ``post`` finds in labelled files (validation, or
     the tuning files), and a line saying what was fitted, or why nothing was (too few
-    true or false events: the card then keeps raw confidences)."""
-    estimated = events_at(probabilities, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
+    true or false events: the card then keeps raw confidences). ``estimated``: the
+    events reported there (raw confidence) when not simply ``post``'s (a verifier kept
+    some of them)."""
+    if estimated is None:
+        estimated = events_at(probabilities, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
     data = pooled(outcomes({name: reference.get(name, []) for name in probabilities}, estimated, label=label))
     try:
         calibration = fit_calibration(data.confidence, data.true, seed=seed)

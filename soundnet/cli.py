@@ -558,8 +558,14 @@ def _fmt_rate(value) -> str:
     help="Reviewed table (soundnet review): also tune on the clips around its accepted and rejected detections.",
 )
 @click.option("--audio", type=EXISTING_FOLDER, help="Folder of the reviewed table's recordings (with --reviewed).")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Also fit a verifier: a second stage that keeps the events whose first seconds sound like the target "
+    "(needs annotated INPUTS; see docs/api.md).",
+)
 @library_errors
-def tune(run, inputs, annotations, label_column, max_false_alarms_per_hour, reviewed, audio):
+def tune(run, inputs, annotations, label_column, max_false_alarms_per_hour, reviewed, audio, verify):
     """Search RUN's post-processing (threshold, median, minimum duration, gap) on labelled audio; update its card.
 
     With no INPUTS and no --reviewed, a cross-validated run (train --folds) re-tunes on its own out-of-fold predictions.
@@ -582,6 +588,7 @@ def tune(run, inputs, annotations, label_column, max_false_alarms_per_hour, revi
         reviewed=reviewed,
         audio=audio,
         label_column=label_column,
+        verify=verify,
     )
     before, after = tuning.baseline.event_onset.f_measure, tuning.scores.event_onset.f_measure
     alarms, limit = tuning.scores.alarms, tuning.max_false_alarms_per_hour
@@ -591,6 +598,14 @@ def tune(run, inputs, annotations, label_column, max_false_alarms_per_hour, revi
         f"{_fmt_rate(alarms.false_alarms_per_hour)} false alarms per hour, miss rate {_fmt(alarms.miss_rate)} "
         f"(threshold 0.5 without filtering: event F1 {_fmt(before)})"
     )
+    verifier = tuning.card.verifier
+    if verifier is not None:
+        oof = verifier.fitted["out_of_fold"]
+        click.echo(
+            f"  with a verifier (score at least {verifier.threshold:.3f} on each event's first {verifier.span_seconds:g} s), "
+            f"fitted on {verifier.fitted['events']} events ({verifier.fitted['true_events']} true); out of fold it kept "
+            f"{oof['found']} of {oof['references']} reference events with {oof['false_alarms_per_hour']:.2f} false alarms per hour"
+        )
 
 
 @main.command()

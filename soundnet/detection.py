@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from soundnet.audio import STDIN, STDIN_NAME, RawPCM, as_paths, audio_info, find_audio, iter_audio, spooled_stdin
+from soundnet.audio import STDIN, STDIN_NAME, RawPCM, as_paths, audio_info, find_audio, iter_audio, load_audio, spooled_stdin
 from soundnet.batch import BatchResult, Failure, run_batch
 from soundnet.config import PostConfig, to_dict
 from soundnet.errors import SoundnetError, UsageError, printable
@@ -39,6 +39,7 @@ from soundnet.run import (
     read_card,
     verify_network_files,
 )
+from soundnet.verification import SPAN_SECONDS, span_descriptors, verified
 from soundnet.windows import stream_probabilities
 
 if TYPE_CHECKING:
@@ -325,9 +326,31 @@ class Detector:
             filename=name or Path(path).name,
             label=self.card.target,
         )
-        events = self.confidences(events)
+        events = self.confidences(self.verified(path, probs, events))
         log.debug("%s: %d event(s) with %s", path, len(events), post)
         return Detection(Path(path), duration, self.card.features.frame_seconds, probs, events, name=name or Path(path).name)
+
+    def verified(self, path: Path, probs: np.ndarray, events: list[Event]) -> list[Event]:
+        """The events the card's verifier keeps (all of them without one; see
+        :mod:`soundnet.verification`): each event's first seconds read from ``path``."""
+        verifier = self.card.verifier
+        if verifier is None or not events:
+            return events
+        return verified(events, self.descriptors(path, probs, events), verifier)
+
+    def descriptors(self, path: Path, probs: np.ndarray, events: list[Event]) -> np.ndarray:
+        """The verifier's descriptors of ``events`` of the file ``path`` (probabilities ``probs``)."""
+        rate = self.card.features.sample_rate
+        native = audio_info(path).samplerate
+
+        def audio_of(start: int, stop: int) -> np.ndarray:
+            at = native / rate
+            return load_audio(path, sample_rate=rate, start=round(start * at), stop=max(round(stop * at), round(start * at) + 1))
+
+        span = self.card.verifier.span_seconds if self.card.verifier is not None else SPAN_SECONDS
+        return span_descriptors(
+            events, audio_of, probs, sample_rate=rate, frame_seconds=self.card.features.frame_seconds, span_seconds=span
+        )
 
     def postprocessing(self, post: PostConfig | Mapping[str, float | None] | None = None) -> PostConfig:
         """The post-processing to use: ``post`` if a PostConfig, else the card's with the

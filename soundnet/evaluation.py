@@ -422,11 +422,10 @@ def evaluate(
     estimated = {name: d.events for name, d in detections.items()}
     durations = _durations(references, reference)
     label = references.target
-    raw = outcomes(
-        reference,
-        events_at(probabilities, post=post, label=label, frame_seconds=frame_seconds, durations=durations),
-        label=label,
-    )
+    raw_events = events_at(probabilities, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
+    if detector.card.verifier is not None:  # the events reported, with their raw confidence
+        raw_events = {n: detector.verified(detections[n].path, probabilities[n], e) for n, e in raw_events.items()}
+    raw = outcomes(reference, raw_events, label=label)
     reported = raw
     if detector.calibrated:
         reported = {n: o._replace(confidence=detector.card.calibration.apply(o.confidence)) for n, o in raw.items()}

@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from soundnet.config import MAX_SECONDS, PostConfig
 from soundnet.errors import SoundnetError
+from soundnet.events import Event
 from soundnet.features import iter_features, silent_frames
 from soundnet.run import ModelCard
+from soundnet.verification import describe, span_bounds
 from soundnet.windows import pad_window
 
 DEFAULT_HOP_SECONDS = 0.1
@@ -125,6 +127,8 @@ class _Open:
     last: int
     peak: float
     announced: bool = False
+    rejected: bool = False  # the verifier turned it down: followed to its end, never told
+    probabilities: list[float] = field(default_factory=list)  # from its first frame on (with a verifier)
 
 
 @dataclass
@@ -139,6 +143,10 @@ class CausalEvents:
     post: LivePost
     frame_seconds: float
     label: str
+    # with a verifier: verify(onset, offset, probabilities of the frames from onset on) -> keep? (soundnet.verification),
+    # asked once an event has lasted span_seconds (or ended sooner): the rule detect applies to the event's first seconds
+    verify: Callable[[float, float, list[float]], bool] | None = None
+    span_seconds: float = 0.0
     frames: int = 0  # frames seen
     open: _Open | None = None
     quiet_until: float = -math.inf  # the refractory time ends here (seconds)
@@ -160,8 +168,12 @@ class CausalEvents:
             if event is None:
                 if p >= post.on and self.onset(i) >= self.quiet_until:
                     self.open = event = _Open(i, i, p)
+                    if self.verify is not None:
+                        event.probabilities.append(p)
                     self._check_duration(event, out)
                 continue
+            if self.verify is not None:
+                event.probabilities.append(p)
             if p >= post.off:
                 event.last, event.peak = i, max(event.peak, p)
                 self._check_duration(event, out)
@@ -169,12 +181,26 @@ class CausalEvents:
                 self._close(event, self.offset(event.last), out)
         return out
 
-    def _check_duration(self, event: _Open, out: list[LiveEvent]) -> None:
-        if not event.announced and self.offset(event.last) - self.onset(event.first) >= self.post.min_duration:
-            event.announced = True
-            out.append(LiveEvent("start", self.label, self.onset(event.first), round(event.peak, 6)))
+    def _check_duration(self, event: _Open, out: list[LiveEvent], *, ending: float | None = None) -> None:
+        """Announce ``event`` once it has lasted the minimum duration and, with a verifier,
+        its span (or it ends, at ``ending``), if the verifier keeps it."""
+        if event.announced or event.rejected:
+            return
+        onset = self.onset(event.first)
+        offset = self.offset(event.last) if ending is None else ending
+        if offset <= onset or offset - onset < self.post.min_duration:
+            return
+        if self.verify is not None:
+            if ending is None and offset - onset < self.span_seconds:
+                return
+            if not self.verify(onset, min(offset, onset + self.span_seconds), event.probabilities):
+                event.rejected = True
+                return
+        event.announced = True
+        out.append(LiveEvent("start", self.label, onset, round(event.peak, 6)))
 
     def _close(self, event: _Open, offset: float, out: list[LiveEvent]) -> None:
+        self._check_duration(event, out, ending=offset)
         self.open = None
         if event.announced:
             out.append(LiveEvent("end", self.label, offset, round(event.peak, 6)))
@@ -188,10 +214,6 @@ class CausalEvents:
         if event is None:
             return out
         offset = self.offset(event.last) if end_time is None else round(min(end_time, self.offset(event.last)), 6)
-        onset = self.onset(event.first)
-        if not event.announced and offset > onset and offset - onset >= self.post.min_duration:
-            event.announced = True
-            out.append(LiveEvent("start", self.label, onset, round(event.peak, 6)))
         self._close(event, offset, out)
         return out
 
@@ -301,9 +323,22 @@ class LiveDetector:
     hop_seconds : float > 0
         Stream time between scored windows; rounded to whole frames (at least one,
         at most the network's window).
+    verify : bool
+        Apply the card's verifier (if it has one; :mod:`soundnet.verification`): an
+        event is told once it has lasted the verifier's span (or ended sooner), if the
+        verifier keeps it, as detect keeps it on the same audio. The last seconds of
+        audio are kept for it.
     """
 
-    def __init__(self, card: ModelCard, predict, *, post: LivePost, hop_seconds: float = DEFAULT_HOP_SECONDS):
+    def __init__(
+        self,
+        card: ModelCard,
+        predict,
+        *,
+        post: LivePost,
+        hop_seconds: float = DEFAULT_HOP_SECONDS,
+        verify: bool = True,
+    ):
         fs = card.features.frame_seconds
         if not hop_seconds > 0:
             raise SoundnetError(f"the hop must be > 0 seconds. Received: {hop_seconds}")
@@ -318,6 +353,12 @@ class LiveDetector:
         self._samples = 0  # samples of the current segment
         self._events: CausalEvents | None = None
         self._scorer: WindowScorer | None = None
+        self.verifier = card.verifier if verify else None
+        self._audio: list[np.ndarray] = []  # the segment's last blocks (with a verifier)
+        self._audio_start = 0  # the segment's sample where self._audio begins
+        if self.verifier is not None:  # what the verifier may still ask for: the span of an event not yet told
+            keep = self.verifier.span_seconds + post.min_duration + post.hold + card.model.window * fs + 2.0
+            self._keep_samples = int(math.ceil(keep * card.features.sample_rate))
 
     def warm_up(self) -> None:
         """Run the feature code and the network once on silence, so that their first use
@@ -359,8 +400,15 @@ class LiveDetector:
     def _segment(self, source: Iterator) -> Iterator[LiveEvent]:
         """Events of the blocks up to the next gap (returned) or the end (None)."""
         sr = self.card.features.sample_rate
-        self._events = CausalEvents(self.post, self.card.features.frame_seconds, self.card.target)
+        self._events = CausalEvents(
+            self.post,
+            self.card.features.frame_seconds,
+            self.card.target,
+            verify=None if self.verifier is None else self._verify,
+            span_seconds=0.0 if self.verifier is None else self.verifier.span_seconds,
+        )
         self._scorer = WindowScorer(self.card, self.predict, hop=self.hop)
+        self._audio, self._audio_start = [], 0
         gap = None
 
         def audio() -> Iterator[np.ndarray]:
@@ -375,6 +423,8 @@ class LiveDetector:
                 self._samples += len(block)
                 self._update_time()
                 waiting.append(block)
+                if self.verifier is not None:
+                    self._remember(block)
                 if self._samples >= self._next_scoring_sample():
                     yield np.concatenate(waiting) if len(waiting) > 1 else waiting[0]
                     waiting = []
@@ -391,6 +441,28 @@ class LiveDetector:
         yield from self._shift(self._events.finish(end_time=self._samples / sr))
         self._events = None
         return gap
+
+    def _remember(self, block: np.ndarray) -> None:
+        """Keep ``block`` (the segment's newest) and drop what the verifier can no longer ask for."""
+        self._audio.append(block)
+        while len(self._audio) > 1 and self._samples - self._audio_start - len(self._audio[0]) >= self._keep_samples:
+            self._audio_start += len(self._audio.pop(0))
+
+    def _verify(self, onset: float, offset: float, probabilities: list[float]) -> bool:
+        """Whether the verifier keeps the event from ``onset`` (segment time) whose frames
+        from its first on have ``probabilities``: the descriptors of its span, as detect reads them."""
+        c = self.card.features
+        event = Event("", onset, offset, self.card.target)
+        start, stop, first, last = span_bounds(
+            event, self.verifier.span_seconds, sample_rate=c.sample_rate, frame_seconds=c.frame_seconds
+        )
+        if start < self._audio_start:
+            raise SoundnetError(f"listen: the audio of an event at {onset:.2f} s was no longer kept (internal error)")
+        kept = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+        audio = kept[start - self._audio_start : stop - self._audio_start]
+        probs = np.asarray(probabilities[: last - first], np.float64)
+        row = describe(audio, probs, sample_rate=c.sample_rate, frame_seconds=c.frame_seconds)
+        return bool(self.verifier.score(row) >= self.verifier.threshold)
 
     def _next_scoring_sample(self) -> int:
         """Samples of the segment after which the next window's last frame has its features

@@ -33,6 +33,7 @@ from soundnet.errors import SoundnetError, check_label
 from soundnet.guard import holds
 from soundnet.inputs import input_shapes
 from soundnet.storage import is_temporary, read_json, write_json
+from soundnet.verification import Verifier
 
 MODEL_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
@@ -74,6 +75,7 @@ class ModelCard:
     calibration: Calibration | None = (
         None  # of event confidence; None: raw confidences (a card written before, or too few events)
     )
+    verifier: Verifier | None = None  # the second stage of events (soundnet.verification); None: none
     extra: dict = dataclasses.field(default_factory=dict)  # other top-level fields (a description...), kept as they are
 
     def __post_init__(self) -> None:
@@ -97,6 +99,7 @@ class ModelCard:
             "training": self.training,
             "checksums": self.checksums,
             "calibration": None if self.calibration is None else self.calibration.to_json(),
+            **({} if self.verifier is None else {"verifier": self.verifier.to_json()}),
             **{k: v for k, v in self.extra.items() if k not in _CARD_FIELDS},
         }
 
@@ -125,6 +128,7 @@ class ModelCard:
                 calibration=None
                 if data.get("calibration") is None
                 else Calibration.from_json(data["calibration"], f"{where} calibration"),
+                verifier=None if data.get("verifier") is None else Verifier.from_json(data["verifier"], f"{where} verifier"),
                 extra={k: v for k, v in data.items() if k not in _CARD_FIELDS},
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -146,7 +150,7 @@ class ModelCard:
 
 _CARD_FIELDS = frozenset(
     {"soundnet_version", "target", "features", "feature_code_version", "model", "normalisation", "postprocessing"}
-    | {"detection_hop", "validation", "training", "checksums", "calibration"}
+    | {"detection_hop", "validation", "training", "checksums", "calibration", "verifier"}
 )
 
 

@@ -15,12 +15,13 @@ from typing import NamedTuple
 import numpy as np
 
 from soundnet.calibration import events_at, fit_event_calibration
-from soundnet.config import PostConfig
+from soundnet.config import PostConfig, to_dict
 from soundnet.errors import SoundnetError, UsageError
 from soundnet.events import Event
 from soundnet.postprocess import median_frames, smooth
 from soundnet.run import ModelCard
 from soundnet.scoring import Alarms, EventScores, event_scores, hours_of, onset_figures
+from soundnet.verification import DESCRIPTORS, Verifier
 
 # The post-processing search: 9 thresholds x 5 median lengths x 4 minimum durations x 4 gaps,
 # and "off_threshold" values (hysteresis; None: none; one at or above a threshold is none
@@ -83,9 +84,15 @@ _TUNE_ONLY = ("tuned_on", "tuned_on_reviewed", "training_validation")
 def training_validation(validation: Mapping) -> dict:
     """The figures training measured on its own held-out files, from a card's validation
     record: the record itself as training wrote it, or what an earlier ``tune`` on other
-    audio set aside in its ``training_validation``."""
+    audio set aside in its ``training_validation`` (or, for a card tuned on other audio
+    before that record existed, its ``split`` and ``frame`` figures alone)."""
     if "training_validation" in validation:
         return dict(validation["training_validation"])
+    tuned_on = validation.get("tuned_on") or []
+    if tuned_on and not str(tuned_on[0]).startswith(OUT_OF_FOLD_NOTE):
+        # tuned on other audio by a soundnet that kept no training_validation: its event figures are that
+        # audio's, so only training's split and frame figures are left of what training measured
+        return {k: validation[k] for k in ("split", "frame") if k in validation}
     return {k: v for k, v in validation.items() if k not in _TUNE_ONLY}
 
 
@@ -227,9 +234,38 @@ def search_postprocessing(
         the fewest false alarms per hour reachable, and that point's miss rate).
     """
     check_false_alarm_limit(max_false_alarms_per_hour)
-    hours = hours_of(durations, reference)
     by_fold = _by_fold(reference, folds, label=label) if max_false_alarms_per_hour is None else []
-    best_key, best_post, best_folds, fewest = None, None, None, None
+    points = _grid_figures(
+        probabilities, reference, label=label, frame_seconds=frame_seconds, durations=durations, grid=grid, by_fold=by_fold
+    )
+    best_post, best_folds = _best_point(points, max_false_alarms_per_hour)
+    return _tune_result(
+        probabilities, reference, best_post, label=label, frame_seconds=frame_seconds, durations=durations,
+        max_false_alarms_per_hour=max_false_alarms_per_hour, fold_f1=best_folds,
+    )  # fmt: skip
+
+
+class _Point(NamedTuple):
+    post: PostConfig
+    key: tuple  # the F-score criterion's ranking key
+    rate: float  # false alarms per hour (for ranking)
+    miss_rate: float
+    fold_f1: tuple[float, ...] | None
+
+
+def _grid_figures(
+    probabilities: Mapping[str, np.ndarray],
+    reference: Mapping[str, Sequence[Event]],
+    *,
+    label: str,
+    frame_seconds: float,
+    durations: Mapping[str, float],
+    grid: Mapping[str, Sequence[float]],
+    by_fold: Sequence[Mapping[str, Sequence[Event]]] = (),
+) -> list[_Point]:
+    """Every point of the grid with its figures on these files (see :func:`search_postprocessing`)."""
+    hours = hours_of(durations, reference)
+    points = []
     for median in grid["median_seconds"]:
         smoothed = _smoothed(probabilities, median, frame_seconds)
         for threshold, off, min_duration, gap in grid_points(grid):
@@ -240,18 +276,36 @@ def search_postprocessing(
             fold_f1 = tuple(onset_figures(part, events, label=label)[0] for part in by_fold)
             if fold_f1:
                 key = (round(sum(fold_f1) / len(fold_f1), 9), *key)
-            if max_false_alarms_per_hour is not None:
-                rate, miss_rate = _rate(alarms), alarms.miss_rate or 0.0
-                if fewest is None or (rate, miss_rate) < fewest:
-                    fewest = (rate, miss_rate)
-                if round(rate, 9) > max_false_alarms_per_hour:
-                    continue
-                key = (-round(miss_rate, 9), -round(rate, 9), *key)
-            if best_key is None or key > best_key:
-                best_key, best_folds = key, fold_f1 or None
-                best_post = dataclasses.replace(post, median_seconds=median)
-    if best_post is None:
-        raise FalseAlarmLimitError(max_false_alarms_per_hour, *fewest)
+            post = dataclasses.replace(post, median_seconds=median)
+            points.append(_Point(post, key, _rate(alarms), alarms.miss_rate or 0.0, fold_f1 or None))
+    return points
+
+
+def _best_point(points: Sequence[_Point], limit: float | None) -> tuple[PostConfig, tuple[float, ...] | None]:
+    """The best point: by the F-score key, or with ``limit`` the fewest misses within it
+    (then fewer false alarms, then the key). Raises FalseAlarmLimitError if none meets it."""
+    if limit is None:
+        best = max(points, key=lambda point: point.key)
+        return best.post, best.fold_f1
+    within = [point for point in points if round(point.rate, 9) <= limit]
+    if not within:
+        raise FalseAlarmLimitError(limit, *min((point.rate, point.miss_rate) for point in points))
+    best = max(within, key=lambda point: (-round(point.miss_rate, 9), -round(point.rate, 9), *point.key))
+    return best.post, best.fold_f1
+
+
+def _tune_result(
+    probabilities: Mapping[str, np.ndarray],
+    reference: Mapping[str, Sequence[Event]],
+    best_post: PostConfig,
+    *,
+    label: str,
+    frame_seconds: float,
+    durations: Mapping[str, float],
+    max_false_alarms_per_hour: float | None,
+    fold_f1: tuple[float, ...] | None = None,
+) -> TuneResult:
+    best_folds = fold_f1
     baseline = event_scores(
         reference,
         events_at(probabilities, post=PostConfig(), label=label, frame_seconds=frame_seconds, durations=durations),
@@ -354,6 +408,101 @@ class Tuning:
     max_false_alarms_per_hour: float | None = None
 
 
+VERIFY_STAGE_FACTORS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+"""With a verifier and a false alarm limit X, the first stages tried: the points with the
+fewest misses within these multiples of X false alarms per hour (the verifier then
+removes what it can of their false alarms)."""
+
+
+class Verified(NamedTuple):
+    """A first stage (its post-processing search result) and the verifier fitted on its events."""
+
+    result: TuneResult
+    verifier: Verifier
+    events: dict[str, list[Event]]  # each file's events that the verifier keeps (raw confidence)
+
+
+def search_verified(
+    detector,
+    paths: Mapping[str, Path],
+    probabilities: Mapping[str, np.ndarray],
+    reference: Mapping[str, Sequence[Event]],
+    *,
+    label: str,
+    durations: Mapping[str, float],
+    grid: Mapping[str, Sequence[float]] = GRID,
+    max_false_alarms_per_hour: float | None = None,
+    seed: int = 0,
+) -> Verified:
+    """A first stage of post-processing and a verifier of its events
+    (:mod:`soundnet.verification`), chosen together on labelled files.
+
+    Without a limit the first stage is the best-F1 point and the verifier's threshold
+    the best F1 of its out-of-fold scores. With ``max_false_alarms_per_hour`` X, each
+    first stage of :data:`VERIFY_STAGE_FACTORS` (the fewest misses within k X) gets a
+    verifier whose threshold has the fewest out-of-fold misses within X; the pair that
+    finds the most reference events out of fold is kept (ties: fewer false alarms, then
+    the smaller k). Every figure that chooses is out of fold (grouped by file), so the
+    choice does not rest on events the regression has seen.
+
+    Raises
+    ------
+    SoundnetError
+        Too few true or false events to fit a verifier on any first stage.
+    """
+    from soundnet.calibration import matched_events
+    from soundnet.verification import fit_verifier
+
+    frame_seconds = detector.card.features.frame_seconds
+    search = dict(label=label, frame_seconds=frame_seconds, durations=durations)
+    points = _grid_figures(probabilities, reference, grid=grid, **search)
+    hours = sum(durations.values()) / 3600
+    references = sum(1 for events in reference.values() for e in events if e.label == label)
+    limits = [None] if max_false_alarms_per_hour is None else [k * max_false_alarms_per_hour for k in VERIFY_STAGE_FACTORS]
+    cache: dict[tuple[str, float, float], np.ndarray] = {}
+    best, tried, failures = None, set(), []
+    for limit in limits:
+        try:
+            post, _ = _best_point(points, limit)
+        except FalseAlarmLimitError:
+            continue
+        if post in tried:
+            continue
+        tried.add(post)
+        found = events_at(probabilities, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
+        rows, truth, files = [], [], []
+        for name, events in found.items():
+            missing = [e for e in events if (name, e.onset, e.offset) not in cache]
+            if missing:
+                described = detector.descriptors(paths[name], probabilities[name], missing)
+                cache.update({(name, e.onset, e.offset): row for e, row in zip(missing, described, strict=True)})
+            rows += [cache[(name, e.onset, e.offset)] for e in events]
+            truth += matched_events(reference.get(name, []), events, label=label).tolist()
+            files += [name] * len(events)
+        descriptors = np.array(rows, np.float64).reshape(len(rows), len(DESCRIPTORS))
+        try:
+            verifier = fit_verifier(
+                descriptors, np.array(truth, bool), files, references=references, hours=hours,
+                max_false_alarms_per_hour=max_false_alarms_per_hour, seed=seed,
+            )  # fmt: skip
+        except SoundnetError as error:
+            failures.append(f"first stage {post}: {error}")
+            continue
+        oof = verifier.fitted["out_of_fold"]
+        key = (oof["found"] if limit is not None else oof["event_f1"], -oof["false_alarms"])
+        if best is None or key > best[0]:
+            verifier.fitted.update({"first_stage": to_dict(post), "first_stage_limit": limit})
+            best = (key, post, verifier, found, descriptors)
+    if best is None:
+        raise SoundnetError("no verifier could be fitted: " + ("; ".join(failures) or "no first stage meets the limit"))
+    _, post, verifier, found, descriptors = best
+    keep = iter((verifier.score(descriptors) >= verifier.threshold).tolist())
+    kept = {name: [e for e in events if next(keep)] for name, events in found.items()}
+    stage = _tune_result(probabilities, reference, post, max_false_alarms_per_hour=max_false_alarms_per_hour, **search)
+    stage = dataclasses.replace(stage, scores=event_scores(reference, kept, label=label, durations=durations))
+    return Verified(stage, verifier, kept)
+
+
 def tune(
     run: Path,
     inputs: Path | str | Iterable[Path | str] | None = None,
@@ -365,6 +514,7 @@ def tune(
     reviewed: Path | None = None,
     audio: Path | None = None,
     context: float = 1.0,
+    verify: bool = False,
 ) -> Tuning:
     """Search ``run``'s post-processing on labelled audio and write it to the run's card.
 
@@ -393,6 +543,11 @@ def tune(
         seconds either side) join the tuning files, the accepted spans as their
         reference events (:func:`soundnet.review_training.reviewed_clips`). Their
         false alarms per hour count the clips' time only. ``inputs`` may then be empty.
+    verify : bool
+        Also fit a verifier of events (:mod:`soundnet.verification`) with its first
+        stage of post-processing (:func:`search_verified`): annotated audio only (the
+        verifier reads each event's sound), no reviewed table. Without it, a verifier
+        the card held is dropped (it was fitted for another post-processing).
 
     Returns
     -------
@@ -421,6 +576,10 @@ def tune(
 
     if (reviewed is None) != (audio is None):
         raise UsageError("a reviewed table needs the folder of its audio: give both reviewed and audio")
+    if verify and (reviewed is not None or not as_paths(inputs or ())):
+        raise UsageError(
+            "a verifier is fitted on annotated audio only (it reads each event's sound): give INPUTS, no reviewed table"
+        )
     detector = Detector(run)
     card = detector.card
     inputs = () if inputs is None else inputs
@@ -458,16 +617,25 @@ def tune(
                 **clips.counts,
             }
         }
-    result = search_postprocessing(
-        probabilities,
-        events,
-        label=target,
-        frame_seconds=card.features.frame_seconds,
-        durations=durations,
-        grid=grid or GRID,
-        max_false_alarms_per_hour=max_false_alarms_per_hour,
-        folds=None if oof is None else oof.folds,
-    )
+    verifier, kept = None, None
+    if verify:
+        chosen = search_verified(
+            detector, references.paths, probabilities, events, label=target, durations=durations, grid=grid or GRID,
+            max_false_alarms_per_hour=max_false_alarms_per_hour,
+        )  # fmt: skip
+        result, verifier, kept = chosen
+        extra = {"verifier": {k: v for k, v in verifier.fitted.items()}}
+    else:
+        result = search_postprocessing(
+            probabilities,
+            events,
+            label=target,
+            frame_seconds=card.features.frame_seconds,
+            durations=durations,
+            grid=grid or GRID,
+            max_false_alarms_per_hour=max_false_alarms_per_hour,
+            folds=None if oof is None else oof.folds,
+        )
     calibration, note = fit_event_calibration(
         probabilities,
         events,
@@ -475,11 +643,14 @@ def tune(
         label=target,
         frame_seconds=card.features.frame_seconds,
         durations=durations,
+        estimated=kept,
     )
     validation = tuned_validation(
         card.validation, result, tuned_on=tuned_on, calibration=note, out_of_fold=oof is not None, extra=extra
     )
-    card = dataclasses.replace(card, postprocessing=result.post, validation=validation, calibration=calibration)
+    card = dataclasses.replace(
+        card, postprocessing=result.post, validation=validation, calibration=calibration, verifier=verifier
+    )
     write_card(run, card)
     files = [Path(p) for p in tuned_on if not p.startswith(OUT_OF_FOLD_NOTE)]
     return Tuning(

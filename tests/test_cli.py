@@ -251,6 +251,14 @@ def test_tune_replaces_a_bad_postprocessing_with_the_searched_optimum(trained, t
     assert validation["training_validation"] == card_of(trained.run)["validation"]
     ok(cli("tune", run, *args, "--max-false-alarms-per-hour", "1000"))  # tuned again: still training's, not nested
     assert card_of(run)["validation"]["training_validation"] == card_of(trained.run)["validation"]
+    # a card tuned before training_validation existed: its event figures are the tuning audio's; only split and frame are kept
+    old_layout = {k: v for k, v in validation.items() if k != "training_validation"}
+    old_layout |= {k: card_of(trained.run)["validation"][k] for k in ("split", "frame")}
+    card = card_of(run)
+    card["validation"] = old_layout
+    (run / "card.json").write_text(json.dumps(card))
+    ok(cli("tune", run, *args))
+    assert card_of(run)["validation"]["training_validation"] == {k: old_layout[k] for k in ("split", "frame")}
 
     # the card's figures are evaluate's with that post-processing (the card's own, and given explicitly)
     scores = evaluated(tmp_path, "tuned", *args, "--model", tmp_path / "bad")
