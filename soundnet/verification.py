@@ -81,15 +81,17 @@ def span_bounds(event: Event, span_seconds: float, *, sample_rate: int, frame_se
 
 
 def _power_spectrogram(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(frames, bins)`` power of Hann-windowed frames, and the bins' frequencies (200 Hz and up)."""
+    """``(frames, bins)`` power of Hann-windowed frames (librosa's STFT, no padding), and the bins'
+    frequencies (200 Hz and up)."""
     n_fft = 1 << max(4, math.ceil(math.log2(WINDOW_SECONDS * sample_rate)))
     hop = max(1, round(HOP_SECONDS * sample_rate))
+    import librosa
+
     y = np.asarray(audio, np.float64)
     if len(y) < n_fft:
         y = np.pad(y, (0, n_fft - len(y)))
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop] * np.hanning(n_fft)
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)
+    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, window="hann", center=False)).T ** 2
+    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)
     keep = freqs >= FMIN
     return power[:, keep], freqs[keep]
 
