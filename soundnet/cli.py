@@ -318,6 +318,13 @@ def post_options(command):
     return command
 
 
+no_verify_option = click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Ignore the model card's verifier (soundnet tune --verify): report every event of the post-processing.",
+)
+
+
 def _overrides(threshold, off_threshold, median_seconds, min_duration, merge_gap) -> dict:
     """The post-processing options given (None: keep the model card's value)."""
     return {
@@ -382,6 +389,7 @@ def _overrides(threshold, off_threshold, median_seconds, min_duration, merge_gap
     is_flag=True,
     help="Report the network's confidence (an event's highest frame probability), not the model card's calibrated one.",
 )
+@no_verify_option
 @jobs_option
 @scheduler_option
 @click.option(
@@ -408,6 +416,7 @@ def detect(
     rate,
     channels,
     raw_confidence,
+    no_verify,
     jobs,
     scheduler,
     resume,
@@ -445,6 +454,7 @@ def detect(
         fail_fast=fail_fast,
         raw=raw,
         raw_confidence=raw_confidence,
+        verify=not no_verify,
         jobs=jobs,
         scheduler=scheduler,
         resume=resume,
@@ -480,6 +490,7 @@ def detect(
     help="Resample the files this many times (with replacement) for 95% intervals of every figure.",
 )
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the bootstrap.")
+@no_verify_option
 @fail_fast_option
 @post_options
 @library_errors
@@ -494,6 +505,7 @@ def evaluate(
     plot_dir,
     resamples,
     seed,
+    no_verify,
     fail_fast,
     threshold,
     off_threshold,
@@ -534,6 +546,7 @@ def evaluate(
             label_column=label_column,
             bootstrap=resamples,
             seed=seed,
+            verify=not no_verify,
         )
     click.echo(render_report(evaluation), nl=False)
     _fail_batch(evaluation.failures, attempted=len(evaluation.scores.files) + len(evaluation.failures))
@@ -806,6 +819,7 @@ def export_command(run, fmt, out, dataset, calibration_windows, report):
 @click.option(
     "--hook-retries", type=click.IntRange(0, 100), default=3, show_default=True, help="Retries of a failed hook attempt."
 )
+@no_verify_option
 @library_errors
 def listen(
     model,
@@ -831,6 +845,7 @@ def listen(
     mqtt_topic,
     hook_timeout,
     hook_retries,
+    no_verify,
 ):
     """Detect the target sound on a live stream (a sound device, or stdin) until stopped: a JSON line per event start and end."""
     if list_devices:
@@ -880,6 +895,7 @@ def listen(
         hop_seconds=hop,
         sinks=sinks,
         on_event=print_event,
+        verify=not no_verify,
     )
     log.info("%s", summary(report))
 

@@ -169,12 +169,21 @@ class Detector:
         Events carry the network's confidence (their highest frame probability) instead
         of the card's calibrated one (:mod:`soundnet.calibration`). A card without a
         calibration always gives raw confidences (a note says so).
+    verify : bool
+        Keep only the events the card's verifier keeps (:mod:`soundnet.verification`),
+        if it has one; False reports the first stage's events, all of them.
     """
 
     RUNTIMES = ("auto", "litert", "keras", "onnx")
 
     def __init__(
-        self, run: Path | None = None, *, runtime: str = "auto", threads: int | None = None, raw_confidence: bool = False
+        self,
+        run: Path | None = None,
+        *,
+        runtime: str = "auto",
+        threads: int | None = None,
+        raw_confidence: bool = False,
+        verify: bool = True,
     ):
         if runtime not in self.RUNTIMES:
             raise SoundnetError(f"runtime must be one of {', '.join(self.RUNTIMES)}. Received: runtime={runtime!r}")
@@ -185,6 +194,7 @@ class Detector:
             raise SoundnetError("no bundled default model in this installation: pass --model RUN")
         self.card: ModelCard = read_card(self.run)
         self.raw_confidence = raw_confidence
+        self.verify = verify
         self._predict = None
 
     @property
@@ -333,7 +343,7 @@ class Detector:
     def verified(self, path: Path, probs: np.ndarray, events: list[Event]) -> list[Event]:
         """The events the card's verifier keeps (all of them without one; see
         :mod:`soundnet.verification`): each event's first seconds read from ``path``."""
-        verifier = self.card.verifier
+        verifier = self.card.verifier if self.verify else None
         if verifier is None or not events:
             return events
         return verified(events, self.descriptors(path, probs, events), verifier)
@@ -388,14 +398,17 @@ class DetectorSpec:
     runtime: str = "auto"
     threads: int | None = None
     raw_confidence: bool = False
+    verify: bool = True
 
     def open(self) -> Detector:
         model = self.model.digest if isinstance(self.model, RunFiles) else str(self.model)
-        key = (model, self.runtime, self.threads, self.raw_confidence)
+        key = (model, self.runtime, self.threads, self.raw_confidence, self.verify)
         detectors = _WORKER_DETECTORS.__dict__.setdefault("by_spec", {})  # per thread: a LiteRT interpreter is not shared
         if key not in detectors:
             run = self.model.folder() if isinstance(self.model, RunFiles) else self.model
-            detector = Detector(run, runtime=self.runtime, threads=self.threads, raw_confidence=self.raw_confidence)
+            detector = Detector(
+                run, runtime=self.runtime, threads=self.threads, raw_confidence=self.raw_confidence, verify=self.verify
+            )
             detector.load()
             detectors[key] = detector
         return detectors[key]
@@ -442,6 +455,7 @@ def detect(
     jobs: int | None = None,
     scheduler: str | None = None,
     resume: bool = False,
+    verify: bool = True,
 ) -> DetectReport:
     """Detect the target sound in audio files and folders.
 
@@ -467,6 +481,8 @@ def detect(
         Standard input (``"-"``) is headerless PCM of this format, not a file with a header.
     raw_confidence : bool
         Report the network's confidence, not the card's calibrated one (see :class:`Detector`).
+    verify : bool
+        Apply the card's verifier, if it has one (see :class:`Detector`).
     jobs : int >= 1 or None
         Worker processes (None: the usable cores), detecting whole files and the pieces
         of long ones (:mod:`soundnet.pieces`). The results are the same, byte for byte,
@@ -506,13 +522,12 @@ def detect(
                 raw_confidence=raw_confidence,
                 jobs=jobs,
                 resume=resume,
+                verify=verify,
             )
     paths = find_audio(roots)
     names = {path: display_name(path, roots) for path in paths}
-    detector = Detector(model, runtime=runtime, raw_confidence=raw_confidence)
+    detector = Detector(model, runtime=runtime, raw_confidence=raw_confidence, verify=verify)
     post = detector.postprocessing(post)
-    if not raw_confidence and detector.card.calibration is None:  # once per call, not per worker's detector
-        log.info("%s: the model card has no calibration: event confidences are the network's raw values", detector.run)
     if detector.calibrated and post != detector.card.postprocessing:
         log.info(
             "confidences are calibrated for the card's post-processing (%s), not the one given", detector.card.postprocessing
@@ -526,6 +541,7 @@ def detect(
             "runtime": runtime,
             "post": to_dict(post),
             "raw_confidence": raw_confidence,
+            "verify": verify,
         }
         done = writer.resume(settings)
         skipped = [path for path in paths if names[path] in done]
@@ -567,10 +583,10 @@ def detect(
             detector.load()
             shared = workers.share(detector)
         elif scheduler is not None:
-            shared = workers.share(DetectorSpec(RunFiles.read(detector.run), runtime, threads=1, raw_confidence=raw_confidence))
+            shared = workers.share(DetectorSpec(RunFiles.read(detector.run), runtime, 1, raw_confidence, verify))
         else:
             threads = max(1, usable_cores() // workers.processes)
-            shared = workers.share(DetectorSpec(detector.run.resolve(), runtime, threads=threads, raw_confidence=raw_confidence))
+            shared = workers.share(DetectorSpec(detector.run.resolve(), runtime, threads, raw_confidence, verify))
         batch: BatchResult[FileWork, Detection | PieceSums] = run_batch(
             detect_task,
             todo,
@@ -581,6 +597,8 @@ def detect(
             on_failure=lambda item: joins.pop(item.path, None),
         )
     failures = [Failure(given[failure.item.path], failure.message) for failure in batch.failures]
+    if not raw_confidence and detector.card.calibration is None and any(d.events for d in detections):  # once per call
+        log.info("%s: the model card has no calibration: event confidences are the network's raw values", detector.run)
     return DetectReport(detections, failures, writer.finish(detections), skipped)
 
 

@@ -332,6 +332,7 @@ def evaluate(
     label_column: str | None = None,
     bootstrap: int = 0,
     seed: int = 0,
+    verify: bool = True,
 ) -> Evaluation:
     """Run a detector on annotated audio and score it: the DCASE metrics of sed_eval,
     PSDS of sed_scores_eval, and the calibration of event confidence.
@@ -370,6 +371,8 @@ def evaluate(
         intervals of every figure (``Evaluation.bootstrap``); 0: none.
     seed : int
         The bootstrap's seed.
+    verify : bool
+        Apply the card's verifier, if it has one (:class:`soundnet.Detector`).
 
     Returns
     -------
@@ -381,7 +384,7 @@ def evaluate(
     from soundnet.detection import Detection, Detector
 
     _check_bootstrap(bootstrap)
-    detector = Detector(model)
+    detector = Detector(model, verify=verify)
     references = read_references(inputs, annotations, target=target or detector.card.target, label_column=label_column)
     post = detector.postprocessing(post)
 
@@ -423,7 +426,7 @@ def evaluate(
     durations = _durations(references, reference)
     label = references.target
     raw_events = events_at(probabilities, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
-    if detector.card.verifier is not None:  # the events reported, with their raw confidence
+    if detector.verify and detector.card.verifier is not None:  # the events reported, with their raw confidence
         raw_events = {n: detector.verified(detections[n].path, probabilities[n], e) for n, e in raw_events.items()}
     raw = outcomes(reference, raw_events, label=label)
     reported = raw

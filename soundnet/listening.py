@@ -129,6 +129,7 @@ def listen(
     sinks: Sequence[object] = (),
     on_event: Callable[[LiveEvent], None] | None = None,
     hook_grace: float = 5.0,
+    verify: bool = True,
 ) -> ListenReport:
     """Detect the target sound on a live stream until it ends or a signal stops it.
 
@@ -155,6 +156,8 @@ def listen(
         Called with each event in the detector's thread (the command line prints it).
     hook_grace : float
         Seconds the sinks get at the end to send what is queued.
+    verify : bool
+        Apply the card's verifier, if it has one (:class:`soundnet.live.LiveDetector`).
     """
     from soundnet.detection import Detector
     from soundnet.features import one_blas_thread
@@ -165,7 +168,7 @@ def listen(
     if not isinstance(post, LivePost):
         post = LivePost.from_card(card.postprocessing, **dict(post or {}))
     source = open_source(device=device, stdin=stdin, raw=raw, sample_rate=card.features.sample_rate)
-    live = LiveDetector(card, detector.predict, post=post, hop_seconds=hop_seconds)
+    live = LiveDetector(card, detector.predict, post=post, hop_seconds=hop_seconds, verify=verify)
     with one_blas_thread():
         live.warm_up()
     log.info(

@@ -36,6 +36,7 @@ from soundnet.config import MAX_SECONDS, PostConfig
 from soundnet.errors import SoundnetError
 from soundnet.events import Event
 from soundnet.features import iter_features, silent_frames
+from soundnet.postprocess import median_frames
 from soundnet.run import ModelCard
 from soundnet.verification import describe, span_bounds
 from soundnet.windows import pad_window
@@ -59,6 +60,10 @@ class LivePost:
         Seconds below ``off`` that end an event (shorter dips do not).
     refractory : float >= 0
         Seconds after an event's end during which no new event starts.
+    median_seconds : float >= 0
+        The median filter of the probabilities (0: none), centred as detect's: a frame's
+        filtered value is known half the filter's length after it, which delays every
+        decision by that much.
     """
 
     on: float = 0.5
@@ -66,13 +71,14 @@ class LivePost:
     min_duration: float = 0.0
     hold: float = 0.0
     refractory: float = 0.0
+    median_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.on <= 1:  # also refuses NaN
             raise SoundnetError(f"on must be in [0, 1]. Received: on={self.on}")
         if not 0 <= self.off <= self.on:
             raise SoundnetError(f"off must be in [0, on]. Received: off={self.off}, on={self.on}")
-        for name in ("min_duration", "hold", "refractory"):
+        for name in ("min_duration", "hold", "refractory", "median_seconds"):
             if not 0 <= getattr(self, name) <= MAX_SECONDS:
                 raise SoundnetError(f"{name} must be in [0, {MAX_SECONDS:g}] seconds. Received: {name}={getattr(self, name)}")
 
@@ -81,7 +87,13 @@ class LivePost:
         """Live post-processing from a model card's tuned offline one: ``on`` its threshold,
         ``off`` its ``off_threshold`` (or the threshold, without hysteresis), ``min_duration`` its own, ``hold`` its merge gap, no refractory time; the
         ``overrides`` given (None: keep) replace them (``off`` follows a new ``on`` unless given)."""
-        values = {"on": post.threshold, "off": post.off, "min_duration": post.min_duration, "hold": post.merge_gap}
+        values = {
+            "on": post.threshold,
+            "off": post.off,
+            "min_duration": post.min_duration,
+            "hold": post.merge_gap,
+            "median_seconds": post.median_seconds,
+        }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if overrides.get("on") is not None and overrides.get("off") is None:
             values["off"] = values["on"]
@@ -90,7 +102,7 @@ class LivePost:
     def __str__(self) -> str:
         return (
             f"on {self.on:g}, off {self.off:g}, minimum duration {self.min_duration:g} s, "
-            f"hold {self.hold:g} s, refractory {self.refractory:g} s"
+            f"hold {self.hold:g} s, refractory {self.refractory:g} s, median filter {self.median_seconds:g} s"
         )
 
 
@@ -131,6 +143,40 @@ class _Open:
     probabilities: list[float] = field(default_factory=list)  # from its first frame on (with a verifier)
 
 
+class StreamingMedian:
+    """The median filter of :func:`soundnet.postprocess.smooth` (odd length ``frames``,
+    edges repeating the end values) over a stream: each frame's filtered value comes out
+    ``frames // 2`` frames after it, with the frame's own value beside it."""
+
+    def __init__(self, frames: int):
+        self.half = frames // 2
+        self.window: list[float] = []  # the last `frames` values (the first one repeated before the stream's start)
+        self.raw: list[float] = []  # the values whose filtered value is not out yet
+
+    def feed(self, values) -> list[tuple[float, float]]:
+        """(filtered, own value) of the frames now known."""
+        out = []
+        for value in values:
+            if not self.window:
+                self.window = [value] * self.half
+            self.window.append(value)
+            self.raw.append(value)
+            if len(self.window) == 2 * self.half + 1:
+                out.append((float(np.median(self.window)), self.raw.pop(0)))
+                self.window.pop(0)
+        return out
+
+    def finish(self) -> list[tuple[float, float]]:
+        """The frames left at the stream's end (the last value repeated after it)."""
+        out = []
+        if self.window:
+            self.window.extend([self.window[-1]] * self.half)
+        while self.raw:
+            out.append((float(np.median(self.window[: 2 * self.half + 1])), self.raw.pop(0)))
+            self.window.pop(0)
+        return out
+
+
 @dataclass
 class CausalEvents:
     """Frame probabilities in, event starts and ends out, frame by frame (see :class:`LivePost`).
@@ -150,6 +196,9 @@ class CausalEvents:
     frames: int = 0  # frames seen
     open: _Open | None = None
     quiet_until: float = -math.inf  # the refractory time ends here (seconds)
+    run: int | None = None  # the first frame of the current run of frames at or above off (None: below off)
+    run_on: bool = False  # whether that run has reached on
+    run_own: list[float] = field(default_factory=list)  # its frames' own probabilities
 
     def onset(self, frame: int) -> float:
         return round(max(0.0, (frame - 0.5) * self.frame_seconds), 6)
@@ -157,28 +206,53 @@ class CausalEvents:
     def offset(self, frame: int) -> float:
         return round((frame + 0.5) * self.frame_seconds, 6)  # the end of frame `frame`
 
+    def __post_init__(self) -> None:
+        frames = median_frames(self.post.median_seconds, frame_seconds=self.frame_seconds)
+        self.median = StreamingMedian(frames) if frames > 1 else None
+
     def feed(self, probabilities: np.ndarray) -> list[LiveEvent]:
         """Events found on the next frames' probabilities."""
+        values = np.asarray(probabilities, np.float64).tolist()
+        return self._decide(self.median.feed(values) if self.median is not None else [(v, v) for v in values])
+
+    def _decide(self, frames: list[tuple[float, float]]) -> list[LiveEvent]:
+        """Events of the next frames: (filtered probability, own probability) each.
+
+        As detect's hysteresis: a run of frames at or above ``off`` becomes an event (or
+        joins the open one, if it starts within ``hold`` of its last kept frame) once one
+        of its frames reaches ``on``, from the run's first frame; a run that never
+        reaches ``on`` is not part of any event."""
         out: list[LiveEvent] = []
         post, fs = self.post, self.frame_seconds
-        for p in np.asarray(probabilities, np.float64).tolist():
+        for p, own in frames:
             i = self.frames
             self.frames += 1
+            above = p >= post.off
+            if above:
+                if self.run is None:
+                    self.run, self.run_on, self.run_own = i, False, []
+                self.run_own.append(own)
+                self.run_on = self.run_on or p >= post.on
             event = self.open
-            if event is None:
-                if p >= post.on and self.onset(i) >= self.quiet_until:
-                    self.open = event = _Open(i, i, p)
-                    if self.verify is not None:
-                        event.probabilities.append(p)
+            if event is not None:
+                if self.verify is not None:
+                    event.probabilities.append(own)
+                if above and self.run_on:  # a kept run, which began within the hold (else the event had ended)
+                    event.last, event.peak = i, max(event.peak, *self.run_own)
                     self._check_duration(event, out)
-                continue
-            if self.verify is not None:
-                event.probabilities.append(p)
-            if p >= post.off:
-                event.last, event.peak = i, max(event.peak, p)
-                self._check_duration(event, out)
-            elif (i - event.last) * fs > post.hold:  # even if the next frame were on, the gap is too long
-                self._close(event, self.offset(event.last), out)
+                elif not above and (i - event.last) * fs > post.hold:  # even if the next frame began a kept run
+                    self._close(event, self.offset(event.last), out)
+            elif above and self.run_on:
+                start = self.run
+                while self.onset(start) < self.quiet_until and start < i:  # not inside the refractory time
+                    start += 1
+                if self.onset(start) >= self.quiet_until:
+                    self.open = event = _Open(start, i, max(self.run_own[start - self.run :]))
+                    if self.verify is not None:
+                        event.probabilities.extend(self.run_own[start - self.run :])
+                    self._check_duration(event, out)
+            if not above:
+                self.run, self.run_on, self.run_own = None, False, []
         return out
 
     def _check_duration(self, event: _Open, out: list[LiveEvent], *, ending: float | None = None) -> None:
@@ -210,7 +284,8 @@ class CausalEvents:
         """Close the open event (the stream ended, or was stopped) at the end of its last
         active frame, cut to ``end_time`` (the stream's length) when given: an event
         that by then has lasted ``min_duration`` is announced and ended, a shorter one dropped."""
-        event, out = self.open, []
+        out = self._decide(self.median.finish()) if self.median is not None else []
+        event = self.open
         if event is None:
             return out
         offset = self.offset(event.last) if end_time is None else round(min(end_time, self.offset(event.last)), 6)

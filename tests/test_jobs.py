@@ -81,8 +81,9 @@ def test_two_jobs_write_the_same_bytes_as_one(tmp_path, audio, fmt):
 
 
 def test_text_on_stdout_and_the_report_keep_input_order(audio):
-    one = detect([audio], jobs=1, post={"threshold": float(LOW)})
-    two = detect([audio], jobs=2, post={"threshold": float(LOW)})
+    # the planted tones are no alarm to the card's verifier: the first stage's events, to compare
+    one = detect([audio], jobs=1, post={"threshold": float(LOW)}, verify=False)
+    two = detect([audio], jobs=2, post={"threshold": float(LOW)}, verify=False)
     assert [d.name for d in two.detections] == [d.name for d in one.detections]
     assert [d.name for d in one.detections] == sorted(d.name for d in one.detections)
     for a, b in zip(one.detections, two.detections, strict=True):

@@ -71,10 +71,14 @@ def wav_bytes(y: np.ndarray, *, sr: int = SR, subtype: str = "PCM_16", channels:
         PostConfig(threshold=0.6, min_duration=0.15),
         PostConfig(threshold=0.4, merge_gap=0.05),
         PostConfig(threshold=0.5, min_duration=0.3, merge_gap=0.12),
+        PostConfig(threshold=0.5, median_seconds=0.11, min_duration=0.1, merge_gap=0.05),
+        PostConfig(threshold=0.7, off_threshold=0.4, median_seconds=0.51, merge_gap=0.2),
+        PostConfig(threshold=0.8, off_threshold=0.3, min_duration=0.2, merge_gap=0.1),
     ],
 )
 def test_causal_events_equal_detects_on_the_same_probabilities(post):
-    """on == off, hold = merge gap, no refractory: frame by frame, the events of to_events."""
+    """Hold = merge gap, no refractory: frame by frame, the events of to_events (its
+    median filter too, and its hysteresis)."""
     rng = np.random.default_rng(0)
     for trial in range(20):
         n = int(rng.integers(1, 400))
@@ -91,6 +95,26 @@ def test_causal_events_equal_detects_on_the_same_probabilities(post):
             trial,
             got,
         )
+
+
+@pytest.mark.parametrize("seconds", [0.05, 0.11, 0.51])
+def test_the_streaming_median_is_detects_median_filter(seconds):
+    """Any stream split any way: the filtered values of soundnet.postprocess.smooth (scipy's
+    median filter), each with its own frame's value, in frame order."""
+    from soundnet.live import StreamingMedian
+    from soundnet.postprocess import median_frames, smooth
+
+    rng = np.random.default_rng(4)
+    frames = median_frames(seconds, frame_seconds=0.01)
+    for n in (1, 2, frames // 2, frames, 300):
+        probs = rng.random(n).astype(np.float32)
+        median = StreamingMedian(frames)
+        out = []
+        for piece in np.array_split(probs, int(rng.integers(1, 5))):
+            out += median.feed(piece.astype(np.float64).tolist())
+        out += median.finish()
+        assert [own for _, own in out] == pytest.approx(probs.tolist())
+        np.testing.assert_allclose([m for m, _ in out], smooth(probs, frames=frames), rtol=0, atol=1e-7)
 
 
 def test_hysteresis_keeps_an_event_through_a_dip_above_off():
@@ -246,8 +270,12 @@ def test_bad_streams_are_one_line_errors():
 
 
 def test_listen_and_detect_agree_on_the_events_within_one_hop(tmp_path):
-    """The bundled detector with its card's post-processing: the example recording and a
-    scene of planted alarms, through listen on stdin (a WAV) and through detect."""
+    """The bundled detector with its card's post-processing (median filter, hysteresis,
+    verifier): the example recording and a scene of planted alarms, through listen on
+    stdin (a WAV) and through detect. The same events, starting within one hop; an
+    event's end follows the probability's tail down to the off level, where live's
+    probabilities (each frame at its window's end) and detect's (stitched windows)
+    differ most: within half a second."""
     y, truth = alarm_scene(40.0, [5.0, 20.0, 31.3], seed=5)
     scene = tmp_path / "scene.wav"
     sf.write(scene, y, SR, subtype="PCM_16")
@@ -258,7 +286,7 @@ def test_listen_and_detect_agree_on_the_events_within_one_hop(tmp_path):
         live = live_intervals(json_lines(ok(cli("listen", "--input", "-", input=path.read_bytes())).stdout))
         assert len(live) == len(offline), (path, live, offline)
         for (on_live, off_live), (on_off, off_off) in zip(live, offline, strict=True):
-            assert abs(on_live - on_off) <= HOP + 1e-9 and abs(off_live - off_off) <= HOP + 1e-9, (path, live, offline)
+            assert abs(on_live - on_off) <= HOP + 1e-9 and abs(off_live - off_off) <= 0.5, (path, live, offline)
     assert len(live_intervals(json_lines(ok(cli("listen", "--input", "-", input=scene.read_bytes())).stdout))) == len(truth)
 
 

@@ -88,6 +88,19 @@ def test_median_frames(seconds, frames):
     assert median_frames(seconds, frame_seconds=FS) == frames
 
 
+def test_smooth_is_scipys_median_filter(monkeypatch):
+    from scipy.ndimage import median_filter
+
+    import soundnet.postprocess as postprocess
+
+    monkeypatch.setattr(postprocess, "MEDIAN_CHUNK", 37)  # several chunks, uneven
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 100, 1000):
+        p = rng.random(n).astype(np.float32)
+        for frames in (3, 5, 21, 51):
+            np.testing.assert_array_equal(smooth(p, frames=frames), median_filter(p, size=frames, mode="nearest"))
+
+
 def test_smooth_keeps_length_and_edges():
     p = np.array([0.9, 0.1, 0.1, 0.9, 0.9, 0.1, 0.9], np.float32)
     s = smooth(p, frames=3)

@@ -63,6 +63,19 @@ def test_descriptors_tell_beeps_a_held_tone_and_noise_apart():
     assert silence.tolist() == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
 
 
+def test_the_power_spectrogram_is_librosas():
+    import librosa
+
+    from soundnet.verification import _power_spectrogram
+
+    y = np.random.default_rng(4).normal(0, 0.1, SR + 123)
+    power, freqs = _power_spectrogram(y, SR)
+    expected = np.abs(librosa.stft(y, n_fft=1024, hop_length=160, window="hann", center=False)).T ** 2
+    keep = librosa.fft_frequencies(sr=SR, n_fft=1024) >= 200
+    np.testing.assert_allclose(power, expected[:, keep], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(freqs, librosa.fft_frequencies(sr=SR, n_fft=1024)[keep])
+
+
 def test_a_span_is_the_events_first_seconds_in_samples_and_frames():
     assert span_bounds(Event("f", 1.005, 5.0, "x"), 2.0, sample_rate=SR, frame_seconds=FRAME) == (16080, 48080, 101, 301)
     assert span_bounds(Event("f", 0.0, 0.5, "x"), 2.0, sample_rate=SR, frame_seconds=FRAME) == (0, 8000, 0, 50)
@@ -95,7 +108,10 @@ def test_the_verifier_scores_as_scikit_learn_predicts_and_is_the_same_for_a_seed
 
     x, y, files = _planted_descriptors(0)
     verifier = fit_verifier(x, y, files, references=30, hours=2.0, max_false_alarms_per_hour=2.0)
-    library = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000, random_state=0))
+    penalty = verifier.fitted["penalty_c"]
+    library = make_pipeline(
+        StandardScaler(), LogisticRegression(C=penalty, class_weight="balanced", max_iter=1000, random_state=0)
+    )
     np.testing.assert_allclose(verifier.score(x), library.fit(x, y).predict_proba(x)[:, 1], rtol=1e-9, atol=1e-12)
     assert verifier == fit_verifier(x, y, files, references=30, hours=2.0, max_false_alarms_per_hour=2.0)
     assert verifier.fitted["out_of_fold"]["false_alarms_per_hour"] <= 2.0
@@ -136,8 +152,9 @@ def _verifier(*, threshold: float, depth_weight: float = 1.0, intercept: float =
 def test_the_card_keeps_its_verifier_and_refuses_a_broken_one(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(BUNDLED_MODEL, run)
-    card = read_card(run)
-    assert card.verifier is None and "verifier" not in json.loads((run / "card.json").read_text())
+    card = dataclasses.replace(read_card(run), verifier=None)
+    write_card(run, card)
+    assert read_card(run).verifier is None and "verifier" not in json.loads((run / "card.json").read_text())
     write_card(run, dataclasses.replace(card, verifier=_verifier(threshold=0.7)))
     assert read_card(run).verifier == _verifier(threshold=0.7)
     data = json.loads((run / "card.json").read_text())
@@ -202,12 +219,15 @@ def test_detect_and_listen_apply_the_cards_verifier_alike(tmp_path):
     pass keeps every event in detect and listen; one no event reaches keeps none in
     either; a verifier that keeps all changes nothing."""
     scene = alarm_scene(tmp_path)
-    plain = soundnet.detect(scene).detections[0].events
-    assert len(plain) == 2
     run = tmp_path / "run"
     shutil.copytree(BUNDLED_MODEL, run)
     card = read_card(run)
-    depths = Detector(run).descriptors(scene, soundnet.detect(scene).detections[0].probabilities, plain)[:, D["band_depth_db"]]
+    write_card(run, dataclasses.replace(card, verifier=None))
+    plain = soundnet.detect(scene, model=run).detections[0].events
+    assert len(plain) == 2
+    depths = Detector(run).descriptors(scene, soundnet.detect(scene, model=run).detections[0].probabilities, plain)[
+        :, D["band_depth_db"]
+    ]
     assert np.all(depths > 25), depths  # the beeps switch on and off
     for verifier, expected in [
         (_verifier(threshold=0.5), len(plain)),  # depth above 20 dB: kept
@@ -216,6 +236,8 @@ def test_detect_and_listen_apply_the_cards_verifier_alike(tmp_path):
         write_card(run, dataclasses.replace(card, verifier=verifier))
         offline = soundnet.detect(scene, model=run).detections[0].events
         assert len(offline) == expected
+        assert soundnet.detect(scene, model=run, jobs=2).detections[0].events == offline  # in worker processes too
+        assert soundnet.detect(scene, model=run, verify=False).detections[0].events == plain
         if expected:
             assert [(e.onset, e.offset) for e in offline] == [(e.onset, e.offset) for e in plain]
         lines = [
