@@ -12,7 +12,10 @@ minimum durations and gaps of a quarter and a half of the median length of the v
 events (:func:`grid_for`, a trial: not soundnet's default); ``--grid fixed`` ``tuning.GRID``
 without its off thresholds (the grid before hysteresis); ``--grid hysteresis`` ``tuning.GRID``
 with them (:data:`HYSTERESIS`); ``--grid default`` soundnet's search as installed (``tuning.GRID``
-and its criterion: for a cross-validated run, the event F1 averaged over the folds). The
+and its criterion: for a cross-validated run, the event F1 averaged over the folds); ``--grid
+verify`` ``soundnet tune --verify`` (``tuning.GRID``, a first stage and a verifier of its
+events chosen together for the best event F1, on the pooled out-of-fold files read where
+extract found them). The
 network is not retrained: only the post-processing differs from the original run.
 
 A cross-validated run (``training.folds``, e.g. variant ``cv3``) is tuned on its pooled
@@ -143,21 +146,21 @@ def retune(mat: Path, work: Path, name: str, variant: str, grid: str, info: dict
             if oof is None or not any(oof.glob("fold-*/held_out.npz")):
                 raise SystemExit(f"{original}: a run without {OUT_OF_FOLD_FILE} needs --out-of-fold (none in {oof})")
             restore_out_of_fold(run_dir, oof, work / f"data-{variant}")
-        if grid == "default":
+        if grid in ("default", "verify"):
             add_folds(run_dir, work / f"data-{variant}")
             searched = dict(GRID)
         else:
             searched = {**GRID, "off_threshold": HYSTERESIS if grid == "hysteresis" else (None,)}
-        tuning = tune(run_dir, grid=searched)
+        tuning = tune(run_dir, grid=searched, verify=grid == "verify")
     else:
         files = sorted(card["validation"]["files"])
         if grid == "scaled":
             searched = grid_for(read_references(files, table, target=target).events, label=target)
-        elif grid == "default":
+        elif grid in ("default", "verify"):
             searched = dict(GRID)
         else:
             searched = {**GRID, "off_threshold": HYSTERESIS if grid == "hysteresis" else (None,)}
-        tuning = tune(run_dir, files, annotations=table, grid=searched)
+        tuning = tune(run_dir, files, annotations=table, grid=searched, verify=grid == "verify")
     test = mat / "test"
     evaluation = out / "test-evaluation.json"
     quality.run([*quality.SOUNDNET, "-q", "evaluate", test, "-a", test / "annotations.tsv", "-m", run_dir, "-o", evaluation])
@@ -210,7 +213,7 @@ def main() -> int:
     parser.add_argument("--variant", default="plain")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--grid", choices=("scaled", "fixed", "hysteresis", "default"), default="scaled")
+    parser.add_argument("--grid", choices=("scaled", "fixed", "hysteresis", "default", "verify"), default="scaled")
     parser.add_argument("--out-of-fold", type=Path, help="copies of cross-validated runs' folds (see above)")
     parser.add_argument("--train", type=int, default=250)
     parser.add_argument("--test", type=int, default=100)

@@ -545,8 +545,10 @@ def tune(
         false alarms per hour count the clips' time only. ``inputs`` may then be empty.
     verify : bool
         Also fit a verifier of events (:mod:`soundnet.verification`) with its first
-        stage of post-processing (:func:`search_verified`): annotated audio only (the
-        verifier reads each event's sound), no reviewed table. Without it, a verifier
+        stage of post-processing (:func:`search_verified`): on annotated audio, or a
+        cross-validated run's out-of-fold files where extract read them (the verifier
+        reads each event's sound; the first stage is then chosen on the pooled files),
+        no reviewed table. Without it, a verifier
         the card held is dropped (it was fitted for another post-processing).
 
     Returns
@@ -576,10 +578,8 @@ def tune(
 
     if (reviewed is None) != (audio is None):
         raise UsageError("a reviewed table needs the folder of its audio: give both reviewed and audio")
-    if verify and (reviewed is not None or not as_paths(inputs or ())):
-        raise UsageError(
-            "a verifier is fitted on annotated audio only (it reads each event's sound): give INPUTS, no reviewed table"
-        )
+    if verify and reviewed is not None:
+        raise UsageError("a verifier is fitted on annotated audio only (it reads each event's sound): no reviewed table")
     detector = Detector(run)
     card = detector.card
     inputs = () if inputs is None else inputs
@@ -619,8 +619,18 @@ def tune(
         }
     verifier, kept = None, None
     if verify:
+        if oof is not None:  # the out-of-fold files' audio, where extract read it
+            paths = {name: Path(name) for name in probabilities}
+            missing = [p for p in paths.values() if not p.is_file()]
+            if missing:
+                raise UsageError(
+                    f"{missing[0]}: not found ({len(missing)} of the run's {len(paths)} out-of-fold files): the verifier "
+                    "reads each event's sound; give the annotated audio as INPUTS instead"
+                )
+        else:
+            paths = references.paths
         chosen = search_verified(
-            detector, references.paths, probabilities, events, label=target, durations=durations, grid=grid or GRID,
+            detector, paths, probabilities, events, label=target, durations=durations, grid=grid or GRID,
             max_false_alarms_per_hour=max_false_alarms_per_hour,
         )  # fmt: skip
         result, verifier, kept = chosen

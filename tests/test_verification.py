@@ -295,14 +295,40 @@ def test_tuning_with_a_verifier_drops_the_false_events_the_post_processing_lets_
     assert chosen.verifier.fitted["first_stage"]["threshold"] == 0.5
 
 
-def test_tune_verify_needs_annotated_audio_and_enough_events(trained, tmp_path):
-    """Without audio there is nothing to read; on the four planted test files the network
-    makes too few false events to fit a verifier: one clear line, and the card is left as it was."""
+def test_tune_verify_reads_the_audio_of_its_events_and_needs_enough_of_them(trained, tmp_path):
+    """On the four planted test files the network makes too few false events to fit a
+    verifier: one clear line, and the card is left as it was. On out-of-fold predictions
+    the audio is read where extract found it: a file no longer there is named."""
+    from soundnet.evaluation import read_references
+    from soundnet.run import OutOfFold, write_out_of_fold
+    from soundnet.tuning import reference_probabilities
+
     run = tmp_path / "run"
     shutil.copytree(trained.run, run)
     before = (run / "card.json").read_bytes()
-    with pytest.raises(soundnet.SoundnetError, match="annotated audio only"):
-        soundnet.tuning.tune(run, verify=True)
     result = fails(cli("tune", run, trained.test, "--annotations", trained.test_table, "--verify"))
     assert "no verifier could be fitted" in result.output and "too few events" in result.output, result.output
     assert (run / "card.json").read_bytes() == before
+    with pytest.raises(soundnet.SoundnetError, match="no reviewed table"):
+        soundnet.tuning.tune(
+            run, trained.test, annotations=trained.test_table, verify=True, reviewed=trained.test_table, audio=trained.test
+        )
+
+    references = read_references([trained.test], trained.test_table, target=read_card(run).target)
+    probabilities, durations = reference_probabilities(Detector(run), references)
+    paths = {str(references.paths[name].resolve()): name for name in probabilities}
+    oof = OutOfFold(
+        {path: probabilities[name] for path, name in paths.items()},
+        {path: references.events[name] for path, name in paths.items()},
+        {path: durations[name] for path, name in paths.items()},
+        read_card(run).target,
+        {path: 1 + i % 2 for i, path in enumerate(paths)},
+    )
+    write_out_of_fold(run, oof)
+    with pytest.raises(soundnet.SoundnetError, match="too few events"):  # the audio was found and read
+        soundnet.tuning.tune(run, verify=True)
+    moved = sorted(paths)[0]
+    write_out_of_fold(run, dataclasses.replace(oof, probabilities={**oof.probabilities, moved + ".gone": oof.probabilities[moved]},
+        events={**oof.events, moved + ".gone": []}, durations={**oof.durations, moved + ".gone": 8.0}, folds={**oof.folds, moved + ".gone": 1}))  # fmt: skip
+    with pytest.raises(soundnet.SoundnetError, match=r"\.gone: not found \(1 of the run's 5 out-of-fold files\)"):
+        soundnet.tuning.tune(run, verify=True)
