@@ -200,7 +200,9 @@ class Detector:
     @property
     def calibrated(self) -> bool:
         """Whether events carry calibrated confidences."""
-        return not self.raw_confidence and self.card.calibration is not None
+        # a calibration fitted on a verifier's events does not hold for the events it would drop
+        unverified = not self.verify and self.card.verifier is not None
+        return not self.raw_confidence and self.card.calibration is not None and not unverified
 
     def confidences(self, events: list[Event]) -> list[Event]:
         """Events (raw confidence) as this detector reports them: calibrated unless raw."""
@@ -346,10 +348,13 @@ class Detector:
         verifier = self.card.verifier if self.verify else None
         if verifier is None or not events:
             return events
-        return verified(events, self.descriptors(path, probs, events), verifier)
+        return verified(events, self.descriptors(path, probs, events, span_seconds=verifier.span_seconds), verifier)
 
-    def descriptors(self, path: Path, probs: np.ndarray, events: list[Event]) -> np.ndarray:
-        """The verifier's descriptors of ``events`` of the file ``path`` (probabilities ``probs``)."""
+    def descriptors(
+        self, path: Path, probs: np.ndarray, events: list[Event], *, span_seconds: float = SPAN_SECONDS
+    ) -> np.ndarray:
+        """The verifier's descriptors of ``events`` of the file ``path`` (probabilities
+        ``probs``), over each event's first ``span_seconds``."""
         rate = self.card.features.sample_rate
         native = audio_info(path).samplerate
 
@@ -357,9 +362,8 @@ class Detector:
             at = native / rate
             return load_audio(path, sample_rate=rate, start=round(start * at), stop=max(round(stop * at), round(start * at) + 1))
 
-        span = self.card.verifier.span_seconds if self.card.verifier is not None else SPAN_SECONDS
         return span_descriptors(
-            events, audio_of, probs, sample_rate=rate, frame_seconds=self.card.features.frame_seconds, span_seconds=span
+            events, audio_of, probs, sample_rate=rate, frame_seconds=self.card.features.frame_seconds, span_seconds=span_seconds
         )
 
     def postprocessing(self, post: PostConfig | Mapping[str, float | None] | None = None) -> PostConfig:
@@ -528,6 +532,11 @@ def detect(
     names = {path: display_name(path, roots) for path in paths}
     detector = Detector(model, runtime=runtime, raw_confidence=raw_confidence, verify=verify)
     post = detector.postprocessing(post)
+    if verify and detector.card.verifier is not None and post != detector.card.postprocessing:
+        log.info(
+            "the card's verifier was fitted on the events of its post-processing (%s), not the one given",
+            detector.card.postprocessing,
+        )
     if detector.calibrated and post != detector.card.postprocessing:
         log.info(
             "confidences are calibrated for the card's post-processing (%s), not the one given", detector.card.postprocessing

@@ -293,7 +293,9 @@ def compare(data: Dataset, entries: list[Entry], card: ModelCard, reference, exp
 
 def board_card(card: ModelCard) -> dict:
     """What a device needs from the card beside the network: features, normalisation,
-    window, detection hop, post-processing and target (JSON-ready)."""
+    window, detection hop, post-processing, target and, if the card has one, the verifier
+    of events whose first stage that post-processing is (JSON-ready)."""
     full = card.to_json()
     keep = ("soundnet_version", "target", "features", "feature_code_version", "model", "normalisation", "postprocessing")
+    keep += ("verifier",) if "verifier" in full else ()
     return {**{key: full[key] for key in keep}, "detection_hop": card.detection_hop}

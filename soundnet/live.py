@@ -26,6 +26,7 @@ No threads, files or devices here: :mod:`soundnet.streams` reads audio,
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +42,12 @@ from soundnet.run import ModelCard
 from soundnet.verification import describe, span_bounds
 from soundnet.windows import pad_window
 
+log = logging.getLogger(__name__)
+
 DEFAULT_HOP_SECONDS = 0.1
+MAX_KEPT_SECONDS = 600.0
+"""The most audio ``listen`` keeps for the verifier (20 MB at 16 kHz): an event whose run of
+frames above ``off`` began longer ago than this when it reached ``on`` is told unverified."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +204,8 @@ class CausalEvents:
     quiet_until: float = -math.inf  # the refractory time ends here (seconds)
     run: int | None = None  # the first frame of the current run of frames at or above off (None: below off)
     run_on: bool = False  # whether that run has reached on
-    run_own: list[float] = field(default_factory=list)  # its frames' own probabilities
+    run_peak: float = 0.0  # the highest own probability of its frames
+    run_own: list[float] = field(default_factory=list)  # its first frames' own probabilities (with a verifier)
 
     def onset(self, frame: int) -> float:
         return round(max(0.0, (frame - 0.5) * self.frame_seconds), 6)
@@ -209,6 +216,19 @@ class CausalEvents:
     def __post_init__(self) -> None:
         frames = median_frames(self.post.median_seconds, frame_seconds=self.frame_seconds)
         self.median = StreamingMedian(frames) if frames > 1 else None
+        # the frames from an event's onset the verifier is given: its span's, and a run's first frames may
+        # give way to the refractory time
+        span = math.ceil(self.span_seconds / self.frame_seconds) + 1
+        self.span_frames = 0 if self.verify is None else span
+        self.run_frames = 0 if self.verify is None else span + math.ceil(self.post.refractory / self.frame_seconds) + 1
+
+    def needed_from(self) -> int:
+        """The first frame whose audio the verifier may still ask for: an open event's not
+        yet decided, or the current run's (it may become an event); else the next frame."""
+        frames = [self.run] if self.run is not None else []
+        if self.open is not None and not (self.open.announced or self.open.rejected):
+            frames.append(self.open.first)
+        return min(frames, default=self.frames)
 
     def feed(self, probabilities: np.ndarray) -> list[LiveEvent]:
         """Events found on the next frames' probabilities."""
@@ -230,15 +250,17 @@ class CausalEvents:
             above = p >= post.off
             if above:
                 if self.run is None:
-                    self.run, self.run_on, self.run_own = i, False, []
-                self.run_own.append(own)
+                    self.run, self.run_on, self.run_peak, self.run_own = i, False, own, []
+                self.run_peak = max(self.run_peak, own)
+                if len(self.run_own) < self.run_frames:
+                    self.run_own.append(own)
                 self.run_on = self.run_on or p >= post.on
             event = self.open
             if event is not None:
-                if self.verify is not None:
+                if len(event.probabilities) < self.span_frames:
                     event.probabilities.append(own)
                 if above and self.run_on:  # a kept run, which began within the hold (else the event had ended)
-                    event.last, event.peak = i, max(event.peak, *self.run_own)
+                    event.last, event.peak = i, max(event.peak, self.run_peak)
                     self._check_duration(event, out)
                 elif not above and (i - event.last) * fs > post.hold:  # even if the next frame began a kept run
                     self._close(event, self.offset(event.last), out)
@@ -247,12 +269,11 @@ class CausalEvents:
                 while self.onset(start) < self.quiet_until and start < i:  # not inside the refractory time
                     start += 1
                 if self.onset(start) >= self.quiet_until:
-                    self.open = event = _Open(start, i, max(self.run_own[start - self.run :]))
-                    if self.verify is not None:
-                        event.probabilities.extend(self.run_own[start - self.run :])
+                    self.open = event = _Open(start, i, self.run_peak)
+                    event.probabilities.extend(self.run_own[start - self.run :][: self.span_frames])
                     self._check_duration(event, out)
             if not above:
-                self.run, self.run_on, self.run_own = None, False, []
+                self.run, self.run_on, self.run_peak, self.run_own = None, False, 0.0, []
         return out
 
     def _check_duration(self, event: _Open, out: list[LiveEvent], *, ending: float | None = None) -> None:
@@ -429,11 +450,8 @@ class LiveDetector:
         self._events: CausalEvents | None = None
         self._scorer: WindowScorer | None = None
         self.verifier = card.verifier if verify else None
-        self._audio: list[np.ndarray] = []  # the segment's last blocks (with a verifier)
+        self._audio: list[np.ndarray] = []  # the segment's blocks from what the verifier may still ask for on
         self._audio_start = 0  # the segment's sample where self._audio begins
-        if self.verifier is not None:  # what the verifier may still ask for: the span of an event not yet told
-            keep = self.verifier.span_seconds + post.min_duration + post.hold + card.model.window * fs + 2.0
-            self._keep_samples = int(math.ceil(keep * card.features.sample_rate))
 
     def warm_up(self) -> None:
         """Run the feature code and the network once on silence, so that their first use
@@ -518,9 +536,14 @@ class LiveDetector:
         return gap
 
     def _remember(self, block: np.ndarray) -> None:
-        """Keep ``block`` (the segment's newest) and drop what the verifier can no longer ask for."""
+        """Keep ``block`` (the segment's newest) and drop what the verifier can no longer ask
+        for: the audio before the first frame it may still verify (:meth:`CausalEvents.needed_from`),
+        less a second."""
         self._audio.append(block)
-        while len(self._audio) > 1 and self._samples - self._audio_start - len(self._audio[0]) >= self._keep_samples:
+        sr = self.card.features.sample_rate
+        keep_from = round(self._events.onset(self._events.needed_from()) * sr) - sr
+        keep_from = max(keep_from, self._samples - round(MAX_KEPT_SECONDS * sr))  # bounded, whatever the stream
+        while len(self._audio) > 1 and self._audio_start + len(self._audio[0]) <= keep_from:
             self._audio_start += len(self._audio.pop(0))
 
     def _verify(self, onset: float, offset: float, probabilities: list[float]) -> bool:
@@ -531,8 +554,11 @@ class LiveDetector:
         start, stop, first, last = span_bounds(
             event, self.verifier.span_seconds, sample_rate=c.sample_rate, frame_seconds=c.frame_seconds
         )
-        if start < self._audio_start:
-            raise SoundnetError(f"listen: the audio of an event at {onset:.2f} s was no longer kept (internal error)")
+        if start < self._audio_start:  # a run longer than MAX_KEPT_SECONDS before it reached on: told unverified
+            log.warning(
+                "the event at %.2f s began over %g s before it could be verified: told unverified", onset, MAX_KEPT_SECONDS
+            )
+            return True
         kept = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
         audio = kept[start - self._audio_start : stop - self._audio_start]
         probs = np.asarray(probabilities[: last - first], np.float64)

@@ -456,7 +456,7 @@ def search_verified(
     frame_seconds = detector.card.features.frame_seconds
     search = dict(label=label, frame_seconds=frame_seconds, durations=durations)
     points = _grid_figures(probabilities, reference, grid=grid, **search)
-    hours = sum(durations.values()) / 3600
+    hours = hours_of(durations, reference)
     references = sum(1 for events in reference.values() for e in events if e.label == label)
     limits = [None] if max_false_alarms_per_hour is None else [k * max_false_alarms_per_hour for k in VERIFY_STAGE_FACTORS]
     cache: dict[tuple[str, float, float], np.ndarray] = {}

@@ -316,6 +316,15 @@ def fit_verifier(
             f"too few events to fit a verifier: {n_true} true and {n_false} false "
             f"(at least {MIN_EVENTS_PER_OUTCOME} of each are needed)"
         )
+    with_true, with_false = (
+        len({f for f, t in zip(files, y, strict=True) if t}),
+        len({f for f, t in zip(files, y, strict=True) if not t}),
+    )
+    if min(with_true, with_false) < 2:
+        raise SoundnetError(
+            f"too few files to fit a verifier out of fold: true events in {with_true} and false ones in {with_false} "
+            "(at least 2 of each are needed)"
+        )
     best = None
     for penalty in PENALTIES:
         scores = out_of_fold_scores(x, y, files, seed=seed, penalty=penalty)

@@ -237,7 +237,8 @@ def test_detect_and_listen_apply_the_cards_verifier_alike(tmp_path):
         offline = soundnet.detect(scene, model=run).detections[0].events
         assert len(offline) == expected
         assert soundnet.detect(scene, model=run, jobs=2).detections[0].events == offline  # in worker processes too
-        assert soundnet.detect(scene, model=run, verify=False).detections[0].events == plain
+        unverified = soundnet.detect(scene, model=run, verify=False).detections[0].events  # raw confidences
+        assert [(e.onset, e.offset) for e in unverified] == [(e.onset, e.offset) for e in plain]
         if expected:
             assert [(e.onset, e.offset) for e in offline] == [(e.onset, e.offset) for e in plain]
         lines = [
@@ -332,3 +333,57 @@ def test_tune_verify_reads_the_audio_of_its_events_and_needs_enough_of_them(trai
         events={**oof.events, moved + ".gone": []}, durations={**oof.durations, moved + ".gone": 8.0}, folds={**oof.folds, moved + ".gone": 1}))  # fmt: skip
     with pytest.raises(soundnet.SoundnetError, match=r"\.gone: not found \(1 of the run's 5 out-of-fold files\)"):
         soundnet.tuning.tune(run, verify=True)
+
+
+def _windows_by_index(values):
+    """A network stand-in: window k (in stream order) gives probability ``values(k)`` to all its frames."""
+    count = [0]
+
+    def predict(windows):
+        out = np.array([np.full(windows.shape[1], values(count[0] + k), np.float32) for k in range(len(windows))])
+        count[0] += len(windows)
+        return out
+
+    return predict
+
+
+@pytest.mark.parametrize("case", ["a run above off for 20 s before it reaches on", "an event in the second of two 10 s blocks"])
+def test_listen_keeps_the_audio_its_verifier_still_needs(case):
+    """The audio of an event's onset must still be there when the verifier asks for it,
+    however long ago the event's run began and however the stream was cut into blocks:
+    the same lines with 10 s blocks as with 20 ms ones, and no error."""
+    from soundnet.live import LiveDetector
+
+    card = dataclasses.replace(read_card(BUNDLED_MODEL), verifier=_verifier(threshold=0.5, intercept=-50.0))  # keeps none
+    rng = np.random.default_rng(6)
+    y = (rng.normal(0, 0.05, 30 * SR)).astype(np.float32)
+    if case.startswith("a run"):
+        values = lambda k: 0.6 if k < 200 else 0.95  # noqa: E731  (windows every 0.1 s: on after 20 s)
+    else:
+        y[: int(9.5 * SR)] = 0  # digital silence (probability 0), then noise
+        values = lambda k: 0.95  # noqa: E731
+    post = LivePost.from_card(card.postprocessing)
+    lines = []
+    for block in (10 * SR, 320):
+        live = LiveDetector(card, _windows_by_index(values), post=post, hop_seconds=0.1)
+        lines.append([(e.event, e.stream_time) for e in live.run([y[i : i + block] for i in range(0, len(y), block)])])
+    assert lines[0] == lines[1] == []  # the verifier was asked (it keeps nothing) and found its audio
+    kept = dataclasses.replace(card, verifier=_verifier(threshold=0.0))  # keeps all
+    live = LiveDetector(kept, _windows_by_index(values), post=post, hop_seconds=0.1)
+    told = [(e.event, e.stream_time) for e in live.run([y[i : i + 10 * SR] for i in range(0, len(y), 10 * SR)])]
+    assert [kind for kind, _ in told] == ["start", "end"]
+    assert told[0][1] == (0.0 if case.startswith("a run") else pytest.approx(9.5, abs=0.06))
+
+
+def test_a_verifier_needs_events_of_both_kinds_in_two_files_or_more():
+    x, y, files = _planted_descriptors(0)
+    with pytest.raises(soundnet.SoundnetError, match=r"too few files to fit a verifier out of fold: true events in 1"):
+        fit_verifier(x, y, ["one.wav" if t else f"f{i}.wav" for i, t in enumerate(y)], references=30, hours=1.0)
+
+
+def test_without_the_verifier_confidences_are_raw(tmp_path):
+    """A calibration fitted on the events a verifier kept does not hold for those it drops."""
+    run = tmp_path / "run"
+    shutil.copytree(BUNDLED_MODEL, run)
+    assert read_card(run).verifier is not None and read_card(run).calibration is not None
+    assert Detector(run).calibrated and not Detector(run, verify=False).calibrated
