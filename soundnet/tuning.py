@@ -433,12 +433,15 @@ def search_verified(
     grid: Mapping[str, Sequence[float]] = GRID,
     max_false_alarms_per_hour: float | None = None,
     seed: int = 0,
+    folds: Mapping[str, int] | None = None,
 ) -> Verified:
     """A first stage of post-processing and a verifier of its events
     (:mod:`soundnet.verification`), chosen together on labelled files.
 
-    Without a limit the first stage is the best-F1 point and the verifier's threshold
-    the best F1 of its out-of-fold scores. With ``max_false_alarms_per_hour`` X, each
+    Without a limit the first stage is the best-F1 point (with ``folds``, a
+    cross-validation's, the best F1 averaged over the folds, as
+    :func:`search_postprocessing` chooses) and the verifier's threshold the best F1 of
+    its out-of-fold scores. With ``max_false_alarms_per_hour`` X, each
     first stage of :data:`VERIFY_STAGE_FACTORS` (the fewest misses within k X) gets a
     verifier whose threshold has the fewest out-of-fold misses within X; the pair that
     finds the most reference events out of fold is kept (ties: fewer false alarms, then
@@ -455,7 +458,8 @@ def search_verified(
 
     frame_seconds = detector.card.features.frame_seconds
     search = dict(label=label, frame_seconds=frame_seconds, durations=durations)
-    points = _grid_figures(probabilities, reference, grid=grid, **search)
+    by_fold = _by_fold(reference, folds, label=label) if max_false_alarms_per_hour is None else []
+    points = _grid_figures(probabilities, reference, grid=grid, by_fold=by_fold, **search)
     hours = hours_of(durations, reference)
     references = sum(1 for events in reference.values() for e in events if e.label == label)
     limits = [None] if max_false_alarms_per_hour is None else [k * max_false_alarms_per_hour for k in VERIFY_STAGE_FACTORS]
@@ -498,7 +502,10 @@ def search_verified(
     _, post, verifier, found, descriptors = best
     keep = iter((verifier.score(descriptors) >= verifier.threshold).tolist())
     kept = {name: [e for e in events if next(keep)] for name, events in found.items()}
-    stage = _tune_result(probabilities, reference, post, max_false_alarms_per_hour=max_false_alarms_per_hour, **search)
+    fold_f1 = next((point.fold_f1 for point in points if point.post == post), None)
+    stage = _tune_result(
+        probabilities, reference, post, max_false_alarms_per_hour=max_false_alarms_per_hour, fold_f1=fold_f1, **search
+    )
     stage = dataclasses.replace(stage, scores=event_scores(reference, kept, label=label, durations=durations))
     return Verified(stage, verifier, kept)
 
@@ -631,7 +638,7 @@ def tune(
             paths = references.paths
         chosen = search_verified(
             detector, paths, probabilities, events, label=target, durations=durations, grid=grid or GRID,
-            max_false_alarms_per_hour=max_false_alarms_per_hour,
+            max_false_alarms_per_hour=max_false_alarms_per_hour, folds=None if oof is None else oof.folds,
         )  # fmt: skip
         result, verifier, kept = chosen
         extra = {"verifier": {k: v for k, v in verifier.fitted.items()}}

@@ -294,6 +294,16 @@ def test_tuning_with_a_verifier_drops_the_false_events_the_post_processing_lets_
     assert chosen.result.scores.alarms.false_alarms == 0
     assert chosen.verifier.fitted["out_of_fold"]["found"] == references
     assert chosen.verifier.fitted["first_stage"]["threshold"] == 0.5
+    # without a limit, on a cross-validation's files: the first stage by the F1 averaged over the folds
+    from soundnet.tuning import BEST_FOLD_F1
+
+    by_f1 = search_verified(
+        _stub_detector(descriptors), paths, probabilities, reference, label="x", durations=durations,
+        grid={"threshold": (0.5, 0.95), "median_seconds": (0.0,), "min_duration": (0.0,), "merge_gap": (0.0,)},
+        folds={name: 1 + i % 2 for i, name in enumerate(sorted(probabilities))},
+    )  # fmt: skip
+    assert by_f1.result.criterion == BEST_FOLD_F1 and len(by_f1.result.fold_f1) == 2
+    assert sum(map(len, by_f1.events.values())) == references and by_f1.result.scores.alarms.false_alarms == 0
 
 
 def test_tune_verify_reads_the_audio_of_its_events_and_needs_enough_of_them(trained, tmp_path):
