@@ -426,8 +426,9 @@ def evaluate(
     durations = _durations(references, reference)
     label = references.target
     raw_events = events_at(probabilities, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
-    if detector.verify and detector.card.verifier is not None:  # the events reported, with their raw confidence
-        raw_events = {n: detector.verified(detections[n].path, probabilities[n], e) for n, e in raw_events.items()}
+    if detector.verify and detector.card.verifier is not None:  # the events reported (kept by it), with their raw confidence
+        told = {n: {(e.onset, e.offset) for e in events} for n, events in estimated.items()}
+        raw_events = {n: [e for e in events if (e.onset, e.offset) in told[n]] for n, events in raw_events.items()}
     raw = outcomes(reference, raw_events, label=label)
     reported = raw
     if detector.calibrated:

@@ -304,22 +304,22 @@ def _tune_result(
     durations: Mapping[str, float],
     max_false_alarms_per_hour: float | None,
     fold_f1: tuple[float, ...] | None = None,
+    estimated: Mapping[str, Sequence[Event]] | None = None,
 ) -> TuneResult:
-    best_folds = fold_f1
-    baseline = event_scores(
-        reference,
-        events_at(probabilities, post=PostConfig(), label=label, frame_seconds=frame_seconds, durations=durations),
-        label=label,
-        durations=durations,
-    )
-    scores = event_scores(
-        reference,
-        events_at(probabilities, post=best_post, label=label, frame_seconds=frame_seconds, durations=durations),
-        label=label,
-        durations=durations,
-    )
+    """The TuneResult of ``best_post``: its scores (those of ``estimated`` when given: the
+    events a verifier kept of its own) beside the plain rule's."""
+
+    def scored(post: PostConfig) -> EventScores:
+        events = events_at(probabilities, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
+        return event_scores(reference, events, label=label, durations=durations)
+
+    baseline = scored(PostConfig())
+    if estimated is None:
+        scores = scored(best_post)
+    else:
+        scores = event_scores(reference, estimated, label=label, durations=durations)
     if max_false_alarms_per_hour is None:
-        return TuneResult(best_post, scores, baseline, BEST_FOLD_F1 if best_folds else BEST_F1, fold_f1=best_folds)
+        return TuneResult(best_post, scores, baseline, BEST_FOLD_F1 if fold_f1 else BEST_F1, fold_f1=fold_f1)
     return TuneResult(best_post, scores, baseline, FEWEST_MISSES, max_false_alarms_per_hour)
 
 
@@ -454,7 +454,7 @@ def search_verified(
         Too few true or false events to fit a verifier on any first stage.
     """
     from soundnet.calibration import matched_events
-    from soundnet.verification import fit_verifier
+    from soundnet.verification import fit_verifier, verified
 
     frame_seconds = detector.card.features.frame_seconds
     search = dict(label=label, frame_seconds=frame_seconds, durations=durations)
@@ -467,26 +467,25 @@ def search_verified(
     best, tried, failures = None, set(), []
     for limit in limits:
         try:
-            post, _ = _best_point(points, limit)
+            post, fold_f1 = _best_point(points, limit)
         except FalseAlarmLimitError:
             continue
         if post in tried:
             continue
         tried.add(post)
         found = events_at(probabilities, post=post, label=label, frame_seconds=frame_seconds, durations=durations)
-        rows, truth, files = [], [], []
+        described, truth, files = {}, [], []
         for name, events in found.items():
             missing = [e for e in events if (name, e.onset, e.offset) not in cache]
             if missing:
-                described = detector.descriptors(paths[name], probabilities[name], missing)
-                cache.update({(name, e.onset, e.offset): row for e, row in zip(missing, described, strict=True)})
-            rows += [cache[(name, e.onset, e.offset)] for e in events]
+                rows = detector.descriptors(paths[name], probabilities[name], missing)
+                cache.update({(name, e.onset, e.offset): row for e, row in zip(missing, rows, strict=True)})
+            described[name] = np.array([cache[(name, e.onset, e.offset)] for e in events]).reshape(len(events), len(DESCRIPTORS))
             truth += matched_events(reference.get(name, []), events, label=label).tolist()
             files += [name] * len(events)
-        descriptors = np.array(rows, np.float64).reshape(len(rows), len(DESCRIPTORS))
         try:
             verifier = fit_verifier(
-                descriptors, np.array(truth, bool), files, references=references, hours=hours,
+                np.concatenate(list(described.values())), np.array(truth, bool), files, references=references, hours=hours,
                 max_false_alarms_per_hour=max_false_alarms_per_hour, seed=seed,
             )  # fmt: skip
         except SoundnetError as error:
@@ -496,17 +495,15 @@ def search_verified(
         key = (oof["found"] if limit is not None else oof["event_f1"], -oof["false_alarms"])
         if best is None or key > best[0]:
             verifier.fitted.update({"first_stage": to_dict(post), "first_stage_limit": limit})
-            best = (key, post, verifier, found, descriptors)
+            best = (key, post, fold_f1, verifier, found, described)
     if best is None:
         raise SoundnetError("no verifier could be fitted: " + ("; ".join(failures) or "no first stage meets the limit"))
-    _, post, verifier, found, descriptors = best
-    keep = iter((verifier.score(descriptors) >= verifier.threshold).tolist())
-    kept = {name: [e for e in events if next(keep)] for name, events in found.items()}
-    fold_f1 = next((point.fold_f1 for point in points if point.post == post), None)
+    _, post, fold_f1, verifier, found, described = best
+    kept = {name: verified(events, described[name], verifier) for name, events in found.items()}
     stage = _tune_result(
-        probabilities, reference, post, max_false_alarms_per_hour=max_false_alarms_per_hour, fold_f1=fold_f1, **search
-    )
-    stage = dataclasses.replace(stage, scores=event_scores(reference, kept, label=label, durations=durations))
+        probabilities, reference, post, max_false_alarms_per_hour=max_false_alarms_per_hour, fold_f1=fold_f1,
+        estimated=kept, **search,
+    )  # fmt: skip
     return Verified(stage, verifier, kept)
 
 
@@ -641,7 +638,7 @@ def tune(
             max_false_alarms_per_hour=max_false_alarms_per_hour, folds=None if oof is None else oof.folds,
         )  # fmt: skip
         result, verifier, kept = chosen
-        extra = {"verifier": {k: v for k, v in verifier.fitted.items()}}
+        extra = {"verifier": dict(verifier.fitted)}
     else:
         result = search_postprocessing(
             probabilities,
