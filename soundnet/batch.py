@@ -75,7 +75,9 @@ def run_batch(
     fail_fast : bool
         Stop at the first failure instead of going on.
     on_result : callable, optional
-        Called with ``(item, result)`` as each result arrives (writing its outputs).
+        Called with ``(item, result)`` as each result arrives (writing its outputs). A
+        SoundnetError it raises (the joined pieces of a long file whose events need its
+        audio again, say, when the file went away meanwhile) is that item's failure.
     on_each : callable, optional
         Called once per finished item, failed or not (a progress bar).
     mapper : callable
@@ -95,6 +97,11 @@ def run_batch(
             on_each()
         if key is not None and key(item) in failed:
             continue
+        if error is None and on_result is not None:
+            try:
+                on_result(item, result)
+            except SoundnetError as late:
+                error = str(late)
         if error is not None:
             batch.failures.append(Failure(item, error))
             log.error("%s", error)
@@ -106,6 +113,4 @@ def run_batch(
                 break
             continue
         batch.done.append((item, result))
-        if on_result is not None:
-            on_result(item, result)
     return batch

@@ -251,6 +251,25 @@ def test_a_long_file_in_pieces_is_the_whole_file_and_the_same_bytes_with_any_job
     assert one.events  # something to compare
 
 
+def test_a_long_file_gone_before_its_verifier_reads_it_fails_alone(tmp_path, short_pieces, monkeypatch):
+    """The bundled card's verifier reads each event's audio once the pieces are joined:
+    a file removed in between is that file's one-line failure; the batch goes on."""
+    gone, kept = long_file(tmp_path / "gone.wav", 75.0), long_file(tmp_path / "kept.wav", 75.0)
+    assert Detector().card.verifier is not None
+    piece_sums = Detector.piece_sums
+
+    def then_remove(self, path, piece):
+        sums = piece_sums(self, path, piece)
+        if Path(path).name == "gone.wav" and piece.last:
+            Path(path).unlink()
+        return sums
+
+    monkeypatch.setattr(Detector, "piece_sums", then_remove)
+    report = detect([gone, kept], jobs=1, post={"threshold": 0.01})
+    assert [(f.item, f.message.split(":")[0]) for f in report.failures] == [(gone, str(gone))]
+    assert [d.path for d in report.detections] == [kept] and report.detections[0].events
+
+
 def test_only_long_files_at_the_model_rate_in_exact_length_formats_are_cut(tmp_path, short_pieces):
     card = Detector().card
     assert _pieces(long_file(tmp_path / "short.wav", 50.0), card) == [None]
