@@ -633,12 +633,11 @@ def tune(
                 )
         else:
             paths = references.paths
-        chosen = search_verified(
+        # how the verifier was fitted is in the card's verifier (its "fitted")
+        result, verifier, kept = search_verified(
             detector, paths, probabilities, events, label=target, durations=durations, grid=grid or GRID,
             max_false_alarms_per_hour=max_false_alarms_per_hour, folds=None if oof is None else oof.folds,
         )  # fmt: skip
-        result, verifier, kept = chosen
-        extra = {"verifier": dict(verifier.fitted)}
     else:
         result = search_postprocessing(
             probabilities,
