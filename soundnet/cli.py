@@ -318,6 +318,11 @@ def post_options(command):
     return command
 
 
+raw_confidence_option = click.option(
+    "--raw-confidence",
+    is_flag=True,
+    help="Report the network's confidence (an event's highest frame probability), not the model card's calibrated one.",
+)
 no_verify_option = click.option(
     "--no-verify",
     is_flag=True,
@@ -384,11 +389,7 @@ def _overrides(threshold, off_threshold, median_seconds, min_duration, merge_gap
 )
 @click.option("--rate", type=click.IntRange(min=1), help="Sample rate of raw PCM on standard input (Hz).")
 @click.option("--channels", type=click.IntRange(1, 64), default=1, show_default=True, help="Channels of raw PCM on stdin.")
-@click.option(
-    "--raw-confidence",
-    is_flag=True,
-    help="Report the network's confidence (an event's highest frame probability), not the model card's calibrated one.",
-)
+@raw_confidence_option
 @no_verify_option
 @jobs_option
 @scheduler_option
@@ -819,6 +820,7 @@ def export_command(run, fmt, out, dataset, calibration_windows, report):
 @click.option(
     "--hook-retries", type=click.IntRange(0, 100), default=3, show_default=True, help="Retries of a failed hook attempt."
 )
+@raw_confidence_option
 @no_verify_option
 @library_errors
 def listen(
@@ -845,6 +847,7 @@ def listen(
     mqtt_topic,
     hook_timeout,
     hook_retries,
+    raw_confidence,
     no_verify,
 ):
     """Detect the target sound on a live stream (a sound device, or stdin) until stopped: a JSON line per event start and end."""
@@ -896,6 +899,7 @@ def listen(
         sinks=sinks,
         on_event=print_event,
         verify=not no_verify,
+        raw_confidence=raw_confidence,
     )
     log.info("%s", summary(report))
 

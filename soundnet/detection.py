@@ -200,9 +200,7 @@ class Detector:
     @property
     def calibrated(self) -> bool:
         """Whether events carry calibrated confidences."""
-        # a calibration fitted on a verifier's events does not hold for the events it would drop
-        unverified = not self.verify and self.card.verifier is not None
-        return not self.raw_confidence and self.card.calibration is not None and not unverified
+        return self.card.event_calibration(raw_confidence=self.raw_confidence, verify=self.verify) is not None
 
     def confidences(self, events: list[Event]) -> list[Event]:
         """Events (raw confidence) as this detector reports them: calibrated unless raw."""

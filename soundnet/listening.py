@@ -130,6 +130,7 @@ def listen(
     on_event: Callable[[LiveEvent], None] | None = None,
     hook_grace: float = 5.0,
     verify: bool = True,
+    raw_confidence: bool = False,
 ) -> ListenReport:
     """Detect the target sound on a live stream until it ends or a signal stops it.
 
@@ -158,6 +159,8 @@ def listen(
         Seconds the sinks get at the end to send what is queued.
     verify : bool
         Apply the card's verifier, if it has one (:class:`soundnet.live.LiveDetector`).
+    raw_confidence : bool
+        Report the network's confidence, not the card's calibrated one.
     """
     from soundnet.detection import Detector
     from soundnet.features import one_blas_thread
@@ -168,7 +171,7 @@ def listen(
     if not isinstance(post, LivePost):
         post = LivePost.from_card(card.postprocessing, **dict(post or {}))
     source = open_source(device=device, stdin=stdin, raw=raw, sample_rate=card.features.sample_rate)
-    live = LiveDetector(card, detector.predict, post=post, hop_seconds=hop_seconds, verify=verify)
+    live = LiveDetector(card, detector.predict, post=post, hop_seconds=hop_seconds, verify=verify, raw_confidence=raw_confidence)
     with one_blas_thread():
         live.warm_up()
     log.info(

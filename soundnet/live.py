@@ -139,11 +139,13 @@ class LiveEvent:
 
 @dataclass
 class _Open:
-    """The event being followed: its first frame, last frame at or above ``off``, peak."""
+    """The event being followed: its first frame, last frame at or above ``off``, peak
+    (the highest own probability of its frames up to ``last``, as detect's confidence)."""
 
     first: int
     last: int
     peak: float
+    since_last: float = 0.0  # the highest own probability of the frames after ``last``: the event's if it goes on
     announced: bool = False
     rejected: bool = False  # the verifier turned it down: followed to its end, never told
     probabilities: list[float] = field(default_factory=list)  # from its first frame on (with a verifier)
@@ -259,8 +261,9 @@ class CausalEvents:
             if event is not None:
                 if len(event.probabilities) < self.span_frames:
                     event.probabilities.append(own)
+                event.since_last = max(event.since_last, own)
                 if above and self.run_on:  # a kept run, which began within the hold (else the event had ended)
-                    event.last, event.peak = i, max(event.peak, self.run_peak)
+                    event.last, event.peak, event.since_last = i, max(event.peak, event.since_last), 0.0
                     self._check_duration(event, out)
                 elif not above and (i - event.last) * fs > post.hold:  # even if the next frame began a kept run
                     self._close(event, self.offset(event.last), out)
@@ -424,6 +427,9 @@ class LiveDetector:
         event is told once it has lasted the verifier's span (or ended sooner), if the
         verifier keeps it, as detect keeps it on the same audio. The last seconds of
         audio are kept for it.
+    raw_confidence : bool
+        Report the network's confidence (the event's highest frame probability), not
+        the card's calibrated one (as ``detect --raw-confidence``).
     """
 
     def __init__(
@@ -434,6 +440,7 @@ class LiveDetector:
         post: LivePost,
         hop_seconds: float = DEFAULT_HOP_SECONDS,
         verify: bool = True,
+        raw_confidence: bool = False,
     ):
         fs = card.features.frame_seconds
         if not hop_seconds > 0:
@@ -450,6 +457,7 @@ class LiveDetector:
         self._events: CausalEvents | None = None
         self._scorer: WindowScorer | None = None
         self.verifier = card.verifier if verify else None
+        self.calibration = card.event_calibration(raw_confidence=raw_confidence, verify=verify)
         self._audio: list[np.ndarray] = []  # the segment's blocks from what the verifier may still ask for on
         self._audio_start = 0  # the segment's sample where self._audio begins
 
@@ -580,5 +588,8 @@ class LiveDetector:
         for event in events:
             if event.event == "start":
                 self.stats.events += 1
-            out.append(LiveEvent(event.event, event.label, round(event.stream_time + self._offset, 6), event.confidence))
+            confidence = event.confidence
+            if self.calibration is not None:
+                confidence = round(float(self.calibration.apply(confidence)), 6)
+            out.append(LiveEvent(event.event, event.label, round(event.stream_time + self._offset, 6), confidence))
         return out

@@ -82,6 +82,14 @@ class ModelCard:
         if self.detection_hop <= 0 or self.detection_hop > self.model.window:
             object.__setattr__(self, "detection_hop", max(1, self.model.window // 2))
 
+    def event_calibration(self, *, raw_confidence: bool = False, verify: bool = True) -> Calibration | None:
+        """The calibration of the confidences of the events reported with these choices:
+        none when raw ones are asked for, or when the card's verifier is ignored (a
+        calibration fitted on a verifier's events does not hold for the events it would drop)."""
+        if raw_confidence or (not verify and self.verifier is not None):
+            return None
+        return self.calibration
+
     def normalise(self, features: np.ndarray) -> np.ndarray:
         return ((features - self.mean) / self.std).astype(np.float32)
 

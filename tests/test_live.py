@@ -78,11 +78,11 @@ def wav_bytes(y: np.ndarray, *, sr: int = SR, subtype: str = "PCM_16", channels:
 )
 def test_causal_events_equal_detects_on_the_same_probabilities(post):
     """Hold = merge gap, no refractory: frame by frame, the events of to_events (its
-    median filter too, and its hysteresis)."""
+    median filter too, and its hysteresis), and their confidences at their ends."""
     rng = np.random.default_rng(0)
     for trial in range(20):
         n = int(rng.integers(1, 400))
-        probs = np.clip(np.repeat(rng.random(n), rng.integers(1, 8))[:n] + rng.normal(0, 0.1, n), 0, 1)
+        probs = np.clip(np.repeat(rng.random(n), rng.integers(1, 8))[:n] + rng.normal(0, 0.1, n), 0, 1).astype(np.float32)
         duration = (n - 1) * 0.01 + rng.uniform(0, 0.01)
         expected = to_events(probs, post=post, frame_seconds=0.01, duration=duration, filename="f", label="x")
         causal = CausalEvents(LivePost.from_card(post), 0.01, "x")
@@ -95,6 +95,8 @@ def test_causal_events_equal_detects_on_the_same_probabilities(post):
             trial,
             got,
         )
+        # an event's confidence at its end is detect's: its highest own frame probability, gaps included
+        assert [e.confidence for e in lines if e.event == "end"] == [e.confidence for e in expected], trial
 
 
 @pytest.mark.parametrize("seconds", [0.05, 0.11, 0.51])
@@ -222,6 +224,16 @@ def test_live_events_do_not_depend_on_block_sizes():
         runs.append([(e.event, e.stream_time, e.confidence) for e in live.run(blocks)])
     assert runs[0] == runs[1] == runs[2]
     assert [kind for kind, _, _ in runs[0]] == ["start", "end", "start", "end"]
+    # confidences are the card's calibration of the raw ones (as detect's), raw on request or without the verifier
+    calibration = card.calibration
+    assert calibration is not None and card.verifier is not None
+    raw = list(LiveDetector(card, detector.predict, post=post, hop_seconds=HOP, raw_confidence=True).run([y]))
+    assert [(e.event, e.stream_time) for e in raw] == [(kind, t) for kind, t, _ in runs[0]]
+    expected = [round(float(calibration.apply(e.confidence)), 6) for e in raw]
+    assert [c for _, _, c in runs[0]] == expected != [e.confidence for e in raw]
+    unverified = list(LiveDetector(card, detector.predict, post=post, hop_seconds=HOP, verify=False).run([y]))
+    ends = [e.confidence for e in raw if e.event == "end"]
+    assert [e.confidence for e in unverified if e.event == "end"] == ends  # told sooner, but the same raw peak
 
 
 # -- stdin streams
