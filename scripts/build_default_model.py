@@ -100,6 +100,10 @@ installs) the run already trained in ``WORK`` with the same options;
 ``scripts/operating_points.py`` gives a build's other operating points.
 ``--sounders piezo`` leaves the low-frequency (440-620 Hz) sounders out of the target
 and of the held-out alarms.
+``--tune-clips N`` makes the tuning mixtures of N alarm clips drawn for tuning alone
+(``WORK/clips_tune``, their own seeds) over fresh synthetic backgrounds and the tuning
+share of the real negatives, instead of the training clips (:func:`fresh_tuning_set`; with
+``--retune-only`` too).
 
 Nothing in the repository changes without ``--install``. With it, the run folder (all
 but its history and log) is copied to ``soundnet/models/default/``, its card extended
@@ -147,9 +151,9 @@ BUNDLE_LIMIT = 1_000_000  # bytes
 NOT_BUNDLED = {"history.csv", "train.log"}
 
 # Random streams: each clip draws from default_rng([seed, stream, kind, index]).
-STREAM_TRAIN, STREAM_TEST, STREAM_EXAMPLE = 1, 2, 3
+STREAM_TRAIN, STREAM_TEST, STREAM_EXAMPLE, STREAM_TUNE = 1, 2, 3, 4
 TEST_SYNTH_OFFSET = 1000  # held-out mixtures use synth seed = seed + this
-TUNE_SYNTH_OFFSET = 2000  # post-processing tuning mixtures (training clips) use seed + this
+TUNE_SYNTH_OFFSET = 2000  # post-processing tuning mixtures use seed + this
 TEST_REAL_SYNTH_OFFSET = 3000  # held-out alarms over held-out real negatives use seed + this
 
 
@@ -653,10 +657,7 @@ def retune(
         probabilities, references.events, post=result.post, estimated=kept, **{k: v for k, v in search.items() if k != "grid"}
     )
     print(f"  {note}", flush=True)
-    extra = None if verifier is None else {"verifier": dict(verifier.fitted)}
-    validation = tuned_validation(
-        card.validation, result, tuned_on=[str(p) for p in references.paths.values()], calibration=note, extra=extra
-    )
+    validation = tuned_validation(card.validation, result, tuned_on=[str(p) for p in references.paths.values()], calibration=note)
     card = dataclasses.replace(
         card, postprocessing=result.post, validation=validation, calibration=calibration, verifier=verifier
     )
@@ -714,6 +715,7 @@ DEFAULTS = {
     "mixtures": 240,
     "test_mixtures": 60,
     "tune_mixtures": 40,
+    "tune_clips": 0,
     "alarms": 160,
     "backgrounds": 48,
     "distractors": 60,
@@ -798,6 +800,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def synth_mixtures(name: str, *, clips: Path, backgrounds: Path, count: int, seed: int, work: Path, log: Path) -> None:
+    """``WORK/name``: ``count`` mixtures of 10 s of the alarm clips in ``clips`` over ``backgrounds``,
+    with its distractors (replacing what was there)."""
+    if (work / name).exists():
+        shutil.rmtree(work / name)
+    distractor_args = [a for label in DISTRACTORS for a in ("--distractors", clips / label)]
+    soundnet(
+        "synth", "--events", clips / TARGET, "--backgrounds", backgrounds, *distractor_args,
+        "--out", work / name, "-n", count, "--duration", 10, "--ebr", "-6,0,6", "--presence", 0.6,
+        "--seed", seed, log=log,
+    )  # fmt: skip
+
+
+def fresh_tuning_set(args: argparse.Namespace, *, work: Path, tune_negatives: Path | None, log: Path) -> None:
+    """``--tune-clips N``: the tuning mixtures ``WORK/tune`` from N alarm clips (and half as many
+    backgrounds and distractors) generated for tuning alone (``WORK/clips_tune``, their own seeds),
+    over those synthetic backgrounds and the tuning share of the real negatives, so that the
+    tuning hears alarms and backgrounds the network was never trained on, as the held-out sets do."""
+    sizes = dict(alarms=args.tune_clips, backgrounds=max(8, args.backgrounds // 2), distractors=max(8, args.distractors // 2))
+    clips = work / "clips_tune"
+    summary = make_clips(clips, seed=args.seed, stream=STREAM_TUNE, **sizes, realism=args.alarm_realism, sounders=args.sounders)
+    print(f"  tuning clips {summary}", flush=True)
+    backgrounds = clips / "backgrounds"
+    if tune_negatives is not None:
+        backgrounds = negatives_backgrounds(
+            work, synthetic=backgrounds, negatives=tune_negatives, name="backgrounds_tune", real=sizes["backgrounds"]
+        )
+    synth_mixtures(
+        "tune",
+        clips=clips,
+        backgrounds=backgrounds,
+        count=args.tune_mixtures,
+        seed=args.seed + TUNE_SYNTH_OFFSET,
+        work=work,
+        log=log,
+    )
+
+
 def build(args: argparse.Namespace, *, work: Path, log: Path, started: float) -> tuple[bool, Path | None]:
     """Clips, mixtures and the example in ``work``, then (unless ``--skip-train``)
     features and training. Returns whether a run was trained, and the tuning share of
@@ -829,22 +869,16 @@ def build(args: argparse.Namespace, *, work: Path, log: Path, started: float) ->
             real=None if not with_negatives else args.backgrounds,
         )  # fmt: skip
         print(f"training backgrounds: {train_backgrounds} (synthetic and real)", flush=True)
-    sets = [
-        ("train", work / "clips", train_backgrounds, args.mixtures, seed),
-        ("tune", work / "clips", train_backgrounds, args.tune_mixtures, seed + TUNE_SYNTH_OFFSET),
-        ("test", work / "clips_test", work / "clips_test" / "backgrounds", args.test_mixtures, seed + TEST_SYNTH_OFFSET),
-    ]
+    sets = [("train", work / "clips", train_backgrounds, args.mixtures, seed)]
+    if not args.tune_clips:  # the tuning mixtures from the training clips, another seed
+        sets.append(("tune", work / "clips", train_backgrounds, args.tune_mixtures, seed + TUNE_SYNTH_OFFSET))
+    sets.append(("test", work / "clips_test", work / "clips_test" / "backgrounds", args.test_mixtures, seed + TEST_SYNTH_OFFSET))
     if args.heldout_negatives is not None:  # held-out alarms over held-out real audio: recall where it is hard
         sets.append(("test_real", work / "clips_test", args.heldout_negatives, args.test_mixtures, seed + TEST_REAL_SYNTH_OFFSET))
     for name, clips, backgrounds, count, synth_seed in sets:
-        if (work / name).exists():
-            shutil.rmtree(work / name)
-        distractor_args = [a for label in DISTRACTORS for a in ("--distractors", clips / label)]
-        soundnet(
-            "synth", "--events", clips / TARGET, "--backgrounds", backgrounds, *distractor_args,
-            "--out", work / name, "-n", count, "--duration", 10, "--ebr", "-6,0,6", "--presence", 0.6,
-            "--seed", synth_seed, log=log,
-        )  # fmt: skip
+        synth_mixtures(name, clips=clips, backgrounds=backgrounds, count=count, seed=synth_seed, work=work, log=log)
+    if args.tune_clips:
+        fresh_tuning_set(args, work=work, tune_negatives=tune_negatives, log=log)
     if args.skip_train:
         return False, tune_negatives
 
@@ -883,6 +917,8 @@ def main(argv=None) -> int:
         tune_negatives = None
         if args.negatives is not None and args.tune_negative_packages:
             tune_negatives = split_negatives(args.negatives, packages=args.tune_negative_packages.split(","), work=work)[1]
+        if args.tune_clips:
+            fresh_tuning_set(args, work=work, tune_negatives=tune_negatives, log=log)
     else:
         trained, tune_negatives = build(args, work=work, log=log, started=started)
         if not trained:
